@@ -1,0 +1,350 @@
+/*
+ * bench_gemm: GFLOP/s of vit_cpu_gemm at ViT shapes.
+ *
+ *   bench_gemm [--threads N] [--reps R] [--warmup W] [--quick] [--no-any]
+ *
+ * Each row is 2*M*N*K / time, the median (and best) of R timed calls after W
+ * warm-up calls, on 64-byte aligned buffers of uniform random values.
+ * Linear layers are y = x W^T + b (A = x [tokens, in], B = W [out, in] with
+ * trans_b); backward: dX += dY W (no trans) and dW += dY^T X (trans_a).
+ *
+ * The "any-B" columns answer whether letting oneDNN choose the weights layout
+ * (format_tag_any, weights reordered once, as a packed-weight API would do
+ * per optimizer step) would pay: they show the layout oneDNN picks for B and
+ * the speed of the matmul on it; "plain" means it kept the row-major layout,
+ * so packing could not help.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "cpu/matmul.h"
+
+typedef struct shape {
+    const char *name;
+    int M, N, K;
+    bool ta, tb, acc, bias, gelu;
+} shape;
+
+/* ViT-B/16 at batch 16: 16 * 197 tokens, D = 768, MLP 3072. */
+#define VB_T (16 * 197)
+/* fmnist-size ViT: 128 images * 50 tokens, D = 96, MLP 384. */
+#define FM_T (128 * 50)
+
+static const shape shapes[] = {
+    {"vitb qkv     fwd  x.Wt+b", VB_T, 2304, 768, false, true, false, true, false},
+    {"vitb proj    fwd  x.Wt+b", VB_T, 768, 768, false, true, false, true, false},
+    {"vitb fc1     fwd  gelu(x.Wt+b)", VB_T, 3072, 768, false, true, false, true, true},
+    {"vitb fc2     fwd  x.Wt+b", VB_T, 768, 3072, false, true, false, true, false},
+    {"vitb qkv     dX += dY.W", VB_T, 768, 2304, false, false, true, false, false},
+    {"vitb proj    dX += dY.W", VB_T, 768, 768, false, false, true, false, false},
+    {"vitb fc1     dX += dY.W", VB_T, 768, 3072, false, false, true, false, false},
+    {"vitb fc2     dX += dY.W", VB_T, 3072, 768, false, false, true, false, false},
+    {"vitb qkv     dW += dYt.X", 2304, 768, VB_T, true, false, true, false, false},
+    {"vitb proj    dW += dYt.X", 768, 768, VB_T, true, false, true, false, false},
+    {"vitb fc1     dW += dYt.X", 3072, 768, VB_T, true, false, true, false, false},
+    {"vitb fc2     dW += dYt.X", 768, 3072, VB_T, true, false, true, false, false},
+    {"fmnist qkv   fwd  x.Wt+b", FM_T, 288, 96, false, true, false, true, false},
+    {"fmnist proj  fwd  x.Wt+b", FM_T, 96, 96, false, true, false, true, false},
+    {"fmnist fc1   fwd  gelu(x.Wt+b)", FM_T, 384, 96, false, true, false, true, true},
+    {"fmnist fc2   fwd  x.Wt+b", FM_T, 96, 384, false, true, false, true, false},
+    {"fmnist qkv   dX += dY.W", FM_T, 96, 288, false, false, true, false, false},
+    {"fmnist proj  dX += dY.W", FM_T, 96, 96, false, false, true, false, false},
+    {"fmnist fc1   dX += dY.W", FM_T, 96, 384, false, false, true, false, false},
+    {"fmnist fc2   dX += dY.W", FM_T, 384, 96, false, false, true, false, false},
+    {"fmnist qkv   dW += dYt.X", 288, 96, FM_T, true, false, true, false, false},
+    {"fmnist proj  dW += dYt.X", 96, 96, FM_T, true, false, true, false, false},
+    {"fmnist fc1   dW += dYt.X", 384, 96, FM_T, true, false, true, false, false},
+    {"fmnist fc2   dW += dYt.X", 96, 384, FM_T, true, false, true, false, false},
+};
+#define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static float *rand_floats(size_t n, uint64_t seed) {
+    float *p = vit_alloc(n * sizeof *p);
+    if (!p) {
+        fprintf(stderr, "bench_gemm: out of memory (%zu floats)\n", n);
+        exit(1);
+    }
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        p[i] = (float)((double)(s >> 40) / 16777216.0 - 0.5);
+    }
+    return p;
+}
+
+typedef struct timing {
+    double median, best;
+} timing;
+
+static timing summarize(double *t, int reps) {
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    timing r = {reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]), t[0]};
+    return r;
+}
+
+/* ---------------------------------------------------------- vit_cpu_gemm */
+
+static int time_gemm(const vit_gemm *g, int warmup, int reps, timing *out) {
+    double *t = malloc((size_t)reps * sizeof *t);
+    for (int i = 0; i < warmup + reps; i++) {
+        double t0 = now();
+        vit_status st = vit_cpu_gemm(g);
+        double dt = now() - t0;
+        if (st != VIT_OK) {
+            fprintf(stderr, "bench_gemm: vit_cpu_gemm failed: %s\n", vit_last_error());
+            free(t);
+            return -1;
+        }
+        if (i >= warmup) t[i - warmup] = dt;
+    }
+    *out = summarize(t, reps);
+    free(t);
+    return 0;
+}
+
+/* ------------------------------------------- oneDNN with weights layout any */
+
+#define DNNL_OK(call)                                                                  \
+    do {                                                                               \
+        dnnl_status_t st_ = (call);                                                    \
+        if (st_ != dnnl_success) {                                                     \
+            fprintf(stderr, "bench_gemm: %s failed: status %d\n", #call, (int)st_);  \
+            goto out;                                                                  \
+        }                                                                              \
+    } while (0)
+
+/* Describe a weights layout: "plain ab", "plain ba" or "blocked ..." */
+static void layout_str(const dnnl_memory_desc_t *md, char *buf, size_t cap) {
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    if (md->format_kind != dnnl_blocked) {
+        snprintf(buf, cap, "kind %d", (int)md->format_kind);
+    } else if (b->inner_nblks == 0) {
+        snprintf(buf, cap, "plain %s", b->strides[md->ndims - 1] == 1 ? "ab" : "ba");
+    } else {
+        int n = snprintf(buf, cap, "blocked");
+        for (int i = 0; i < b->inner_nblks && n > 0 && (size_t)n < cap; i++)
+            n += snprintf(buf + n, cap - (size_t)n, " %c%ld", (int)('a' + b->inner_idxs[i]), (long)b->inner_blks[i]);
+    }
+}
+
+/* The matmul of shape s with B's layout left to oneDNN: B (given row-major,
+ * trans_b as in s) is reordered once into the chosen layout, then the
+ * matmul alone is timed. */
+static int time_any(dnnl_engine_t eng, dnnl_stream_t strm, const shape *s, const vit_gemm *g, int warmup, int reps,
+                    timing *out, char *layout, size_t cap, double *reorder_s, char *impl, size_t icap) {
+    int rc = -1;
+    double *t = malloc((size_t)reps * sizeof *t);
+    dnnl_memory_desc_t amd, bmd_user, bmd_any, cmd, biasmd;
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    dnnl_primitive_t prim = NULL, reorder = NULL;
+    dnnl_memory_t ma = NULL, mb_user = NULL, mb = NULL, mc = NULL, mbias = NULL;
+    void *packed = NULL;
+    dnnl_dims_t ad = {s->M, s->K}, as = {s->ta ? 1 : g->lda, s->ta ? g->lda : 1};
+    dnnl_dims_t bd = {s->K, s->N}, bs = {s->tb ? 1 : g->ldb, s->tb ? g->ldb : 1};
+    dnnl_dims_t cd = {s->M, s->N}, cs = {g->ldc, 1}, biasd = {1, s->N};
+    DNNL_OK(dnnl_memory_desc_init_by_strides(&amd, 2, ad, dnnl_f32, as));
+    DNNL_OK(dnnl_memory_desc_init_by_strides(&bmd_user, 2, bd, dnnl_f32, bs));
+    DNNL_OK(dnnl_memory_desc_init_by_tag(&bmd_any, 2, bd, dnnl_f32, dnnl_format_tag_any));
+    DNNL_OK(dnnl_memory_desc_init_by_strides(&cmd, 2, cd, dnnl_f32, cs));
+    DNNL_OK(dnnl_memory_desc_init_by_tag(&biasmd, 2, biasd, dnnl_f32, dnnl_ab));
+    DNNL_OK(dnnl_matmul_desc_init(&desc, &amd, &bmd_any, s->bias ? &biasmd : NULL, &cmd));
+    DNNL_OK(dnnl_primitive_attr_create(&attr));
+    DNNL_OK(dnnl_post_ops_create(&po));
+    if (s->acc) DNNL_OK(dnnl_post_ops_append_sum(po, 1.0f));
+    if (s->gelu) DNNL_OK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_gelu_erf, 0.0f, 0.0f));
+    DNNL_OK(dnnl_primitive_attr_set_post_ops(attr, po));
+    DNNL_OK(dnnl_primitive_desc_create(&pd, &desc, attr, eng, NULL));
+    const char *impl_name = "?";
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl_name);
+    snprintf(impl, icap, "%s", impl_name);
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    layout_str(wmd, layout, cap);
+    DNNL_OK(dnnl_primitive_create(&prim, pd));
+    packed = vit_alloc(dnnl_memory_desc_get_size(wmd));
+    if (!packed) goto out;
+    DNNL_OK(dnnl_memory_create(&ma, &amd, eng, (void *)(uintptr_t)g->A));
+    DNNL_OK(dnnl_memory_create(&mb_user, &bmd_user, eng, (void *)(uintptr_t)g->B));
+    DNNL_OK(dnnl_memory_create(&mb, wmd, eng, packed));
+    DNNL_OK(dnnl_memory_create(&mc, &cmd, eng, g->C));
+    if (s->bias) DNNL_OK(dnnl_memory_create(&mbias, &biasmd, eng, (void *)(uintptr_t)g->bias));
+    DNNL_OK(dnnl_reorder_primitive_desc_create(&rpd, &bmd_user, eng, wmd, eng, NULL));
+    DNNL_OK(dnnl_primitive_create(&reorder, rpd));
+    dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, mb_user}, {DNNL_ARG_TO, mb}};
+    double best_reorder = 1e30;
+    for (int i = 0; i < 5; i++) {
+        double t0 = now();
+        DNNL_OK(dnnl_primitive_execute(reorder, strm, 2, rargs));
+        DNNL_OK(dnnl_stream_wait(strm));
+        double dt = now() - t0;
+        if (dt < best_reorder) best_reorder = dt;
+    }
+    *reorder_s = best_reorder;
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_BIAS, mbias}};
+    for (int i = 0; i < warmup + reps; i++) {
+        double t0 = now();
+        DNNL_OK(dnnl_primitive_execute(prim, strm, s->bias ? 4 : 3, args));
+        DNNL_OK(dnnl_stream_wait(strm));
+        double dt = now() - t0;
+        if (i >= warmup) t[i - warmup] = dt;
+    }
+    *out = summarize(t, reps);
+    rc = 0;
+out:
+    if (prim) dnnl_primitive_destroy(prim);
+    if (reorder) dnnl_primitive_destroy(reorder);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (po) dnnl_post_ops_destroy(po);
+    if (ma) dnnl_memory_destroy(ma);
+    if (mb_user) dnnl_memory_destroy(mb_user);
+    if (mb) dnnl_memory_destroy(mb);
+    if (mc) dnnl_memory_destroy(mc);
+    if (mbias) dnnl_memory_destroy(mbias);
+    vit_free(packed);
+    free(t);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ main */
+
+/* Attention's batched products for one ViT-B image: 12 heads, T = 197,
+ * hd = 64, heads interleaved in the qkv rows. */
+static void bench_attention(int warmup, int reps) {
+    const int T = 197, H = 12, hd = 64, W = 3 * H * hd;
+    float *qkv = rand_floats((size_t)T * W, 7), *S = rand_floats((size_t)H * T * T, 8);
+    float *O = rand_floats((size_t)T * H * hd, 9);
+    struct {
+        const char *name;
+        vit_gemm g;
+        ptrdiff_t sa, sb, sc;
+    } cases[] = {
+        {"vitb attn S = Q.Kt (12 heads)",
+         {.M = T, .N = T, .K = hd, .A = qkv, .lda = W, .B = qkv + H * hd, .ldb = W, .trans_b = true, .C = S, .ldc = T},
+         hd, hd, (ptrdiff_t)T * T},
+        {"vitb attn O = P.V  (12 heads)",
+         {.M = T, .N = hd, .K = T, .A = S, .lda = T, .B = qkv + 2 * H * hd, .ldb = W, .C = O, .ldc = H * hd},
+         (ptrdiff_t)T * T, hd, hd},
+        {"vitb attn dP = dO.Vt (12 heads)",
+         {.M = T, .N = T, .K = hd, .A = O, .lda = H * hd, .B = qkv + 2 * H * hd, .ldb = W, .trans_b = true, .C = S,
+          .ldc = T},
+         hd, hd, (ptrdiff_t)T * T},
+    };
+    double *t = malloc((size_t)reps * sizeof *t);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const vit_gemm *g = &cases[c].g;
+        int ok = 1;
+        for (int i = 0; i < warmup + reps && ok; i++) {
+            double t0 = now();
+            if (vit_cpu_gemm_batched(g, H, cases[c].sa, cases[c].sb, cases[c].sc) != VIT_OK) {
+                fprintf(stderr, "bench_gemm: batched failed: %s\n", vit_last_error());
+                ok = 0;
+            }
+            if (i >= warmup) t[i - warmup] = now() - t0;
+        }
+        if (!ok) continue;
+        timing tm = summarize(t, reps);
+        double flops = 2.0 * g->M * g->N * g->K * H;
+        printf("%-32s %5d %5d %5d %3s %3s | %9.3f %7.1f %7.1f |\n", cases[c].name, g->M, g->N, g->K,
+               g->trans_a ? "T" : "N", g->trans_b ? "T" : "N", tm.median * 1e3, flops / tm.median * 1e-9,
+               flops / tm.best * 1e-9);
+    }
+    free(t);
+    vit_free(qkv), vit_free(S), vit_free(O);
+}
+
+int main(int argc, char **argv) {
+    int threads = 2, reps = 20, warmup = 3, do_any = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quick")) reps = 5, warmup = 1;
+        else if (!strcmp(argv[i], "--no-any")) do_any = 0;
+        else {
+            fprintf(stderr, "usage: %s [--threads N] [--reps R] [--warmup W] [--quick] [--no-any]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (threads < 1 || reps < 1 || warmup < 0) {
+        fprintf(stderr, "bench_gemm: bad --threads/--reps/--warmup\n");
+        return 2;
+    }
+    omp_set_num_threads(threads);
+
+    const dnnl_version_t *v = dnnl_version();
+    printf("bench_gemm: oneDNN %d.%d.%d, cpu isa %d, %d threads, median (best) of %d after %d warm-up\n", v->major,
+           v->minor, v->patch, (int)dnnl_get_effective_cpu_isa(), omp_get_max_threads(), reps, warmup);
+    printf("%-32s %5s %5s %5s %3s %3s | %9s %7s %7s | %-13s %7s %9s %s\n", "product", "M", "N", "K", "tA", "tB",
+           "ms", "GFLOP/s", "best", "any-B layout", "GFLOP/s", "reorder", "impl");
+
+    dnnl_engine_t eng = NULL;
+    dnnl_stream_t strm = NULL;
+    if (do_any && (dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success ||
+                   dnnl_stream_create(&strm, eng, dnnl_stream_default_flags) != dnnl_success)) {
+        fprintf(stderr, "bench_gemm: no oneDNN engine\n");
+        return 1;
+    }
+
+    int failures = 0;
+    for (int i = 0; i < NSHAPES; i++) {
+        const shape *s = &shapes[i];
+        vit_gemm g = {.M = s->M, .N = s->N, .K = s->K, .trans_a = s->ta, .trans_b = s->tb, .accumulate = s->acc,
+                      .epilogue = s->gelu ? VIT_EPILOGUE_GELU : VIT_EPILOGUE_NONE};
+        g.lda = s->ta ? s->M : s->K;
+        g.ldb = s->tb ? s->K : s->N;
+        g.ldc = s->N;
+        float *A = rand_floats((size_t)s->M * s->K, 1 + (uint64_t)i);
+        float *B = rand_floats((size_t)s->K * s->N, 100 + (uint64_t)i);
+        float *C = rand_floats((size_t)s->M * s->N, 200 + (uint64_t)i);
+        float *bias = s->bias ? rand_floats((size_t)s->N, 300 + (uint64_t)i) : NULL;
+        g.A = A, g.B = B, g.C = C, g.bias = bias;
+        double flops = 2.0 * s->M * s->N * s->K;
+        timing tm;
+        if (time_gemm(&g, warmup, reps, &tm) != 0) {
+            failures++;
+        } else {
+            printf("%-32s %5d %5d %5d %3s %3s | %9.3f %7.1f %7.1f |", s->name, s->M, s->N, s->K, s->ta ? "T" : "N",
+                   s->tb ? "T" : "N", tm.median * 1e3, flops / tm.median * 1e-9, flops / tm.best * 1e-9);
+            timing ta;
+            char layout[64] = "", impl[64] = "";
+            double reorder_s = 0.0;
+            if (do_any && !s->acc) {
+                if (time_any(eng, strm, s, &g, warmup, reps, &ta, layout, sizeof layout, &reorder_s, impl,
+                             sizeof impl) == 0)
+                    printf(" %-13s %7.1f %7.3fms %s", layout, flops / ta.median * 1e-9, reorder_s * 1e3, impl);
+                else
+                    printf(" (any-B failed)");
+            }
+            printf("\n");
+            fflush(stdout);
+        }
+        vit_free(A), vit_free(B), vit_free(C), vit_free(bias);
+    }
+    bench_attention(warmup, reps);
+    vit_cpu_gemm_release_cache();
+    if (strm) dnnl_stream_destroy(strm);
+    if (eng) dnnl_engine_destroy(eng);
+    return failures ? 1 : 0;
+}

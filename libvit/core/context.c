@@ -1,0 +1,76 @@
+/* The context: device, threads, seed and logging shared by a family of handles. */
+#include <omp.h>
+#include <stdlib.h>
+
+#include "core/core.h"
+
+vit_status vit_context_create(vit_context **out) {
+    VIT_CHECK_ARG(out, "vit_context_create: out is NULL");
+    *out = NULL;
+    vit_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_context_create: no memory for a context");
+    ctx->threads = omp_get_num_procs();
+    ctx->seed = 0;
+    ctx->device = VIT_DEVICE_CPU;
+    ctx->log_level = VIT_LOG_WARN;
+    *out = ctx;
+    return VIT_OK;
+}
+
+void vit_context_destroy(vit_context *ctx) { free(ctx); }
+
+vit_status vit_context_set_int(vit_context *ctx, vit_context_param param, int64_t value) {
+    VIT_CHECK_ARG(ctx, "vit_context_set_int: ctx is NULL");
+    switch (param) {
+    case VIT_CTX_THREADS:
+        VIT_CHECK_ARG(value >= 0 && value <= 4096, "VIT_CTX_THREADS: %lld is out of range 0..4096 (0 = all cores)",
+                      (long long)value);
+        ctx->threads = value == 0 ? omp_get_num_procs() : (int)value;
+        return VIT_OK;
+    case VIT_CTX_SEED:
+        ctx->seed = (uint64_t)value;
+        return VIT_OK;
+    case VIT_CTX_DEVICE:
+        if (value == VIT_DEVICE_CPU) {
+            ctx->device = VIT_DEVICE_CPU;
+            return VIT_OK;
+        }
+        if (value == VIT_DEVICE_CUDA)
+            return vit_fail(VIT_ERR_UNSUPPORTED, "VIT_CTX_DEVICE: this build of libvit has no CUDA backend");
+        return vit_fail(VIT_ERR_INVALID_ARGUMENT, "VIT_CTX_DEVICE: unknown device %lld", (long long)value);
+    case VIT_CTX_DEVICE_INDEX:
+        VIT_CHECK_ARG(value >= 0 && value < 1024, "VIT_CTX_DEVICE_INDEX: %lld is out of range", (long long)value);
+        ctx->device_index = (int)value;
+        return VIT_OK;
+    case VIT_CTX_LOG_LEVEL:
+        VIT_CHECK_ARG(value >= VIT_LOG_ERROR && value <= VIT_LOG_DEBUG,
+                      "VIT_CTX_LOG_LEVEL: %lld is not a vit_log_level", (long long)value);
+        ctx->log_level = (vit_log_level)value;
+        return VIT_OK;
+    }
+    return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_context_set_int: unknown parameter %d", (int)param);
+}
+
+vit_status vit_context_get_int(const vit_context *ctx, vit_context_param param, int64_t *value) {
+    VIT_CHECK_ARG(ctx, "vit_context_get_int: ctx is NULL");
+    VIT_CHECK_ARG(value, "vit_context_get_int: value is NULL");
+    switch (param) {
+    case VIT_CTX_THREADS: *value = ctx->threads; return VIT_OK;
+    case VIT_CTX_SEED: *value = (int64_t)ctx->seed; return VIT_OK;
+    case VIT_CTX_DEVICE: *value = ctx->device; return VIT_OK;
+    case VIT_CTX_DEVICE_INDEX: *value = ctx->device_index; return VIT_OK;
+    case VIT_CTX_LOG_LEVEL: *value = ctx->log_level; return VIT_OK;
+    }
+    return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_context_get_int: unknown parameter %d", (int)param);
+}
+
+vit_status vit_context_set_log(vit_context *ctx, vit_log_fn fn, void *user) {
+    VIT_CHECK_ARG(ctx, "vit_context_set_log: ctx is NULL");
+    ctx->log_fn = fn;
+    ctx->log_user = fn ? user : NULL;
+    return VIT_OK;
+}
+
+void vit_context_enter(const vit_context *ctx) {
+    if (ctx && omp_get_max_threads() != ctx->threads) omp_set_num_threads(ctx->threads);
+}

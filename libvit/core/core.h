@@ -1,0 +1,107 @@
+/*
+ * Internal core: errors, logging, the context, tensors, the arena and the RNG.
+ * Every other layer includes this; it includes nothing of theirs.
+ */
+#ifndef VIT_INTERNAL_CORE_H
+#define VIT_INTERNAL_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vit/core.h"
+
+#if defined(__GNUC__)
+#define VIT_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define VIT_PRINTF(fmt, args)
+#endif
+
+/* ------------------------------------------------------------------ errors */
+/* Records detail for vit_last_error() and returns status, so a failing path
+ * reads: return vit_fail(VIT_ERR_SHAPE, "images: expected [B, %d, ...]", c); */
+vit_status vit_fail(vit_status status, const char *fmt, ...) VIT_PRINTF(2, 3);
+/* The status of the last vit_fail on this thread (VIT_ERR_INTERNAL if none):
+ * for paths that learn of a failure through a NULL return. */
+vit_status vit_last_status(void);
+/* Prefix the current thread's error detail with context ("loading x.png: ..."). */
+void vit_error_prefix(const char *fmt, ...) VIT_PRINTF(1, 2);
+
+#define VIT_CHECK_ARG(cond, ...) \
+    do { if (!(cond)) return vit_fail(VIT_ERR_INVALID_ARGUMENT, __VA_ARGS__); } while (0)
+#define VIT_TRY(expr) \
+    do { vit_status vit_try_s_ = (expr); if (vit_try_s_ != VIT_OK) return vit_try_s_; } while (0)
+
+/* ----------------------------------------------------------------- context */
+struct vit_context {
+    int threads;
+    uint64_t seed;
+    vit_device device;
+    int device_index;
+    vit_log_level log_level;
+    vit_log_fn log_fn;
+    void *log_user;
+};
+
+void vit_log(const vit_context *ctx, vit_log_level level, const char *fmt, ...) VIT_PRINTF(3, 4);
+/* Make the calling thread's OpenMP (and so oneDNN) use ctx->threads. */
+void vit_context_enter(const vit_context *ctx);
+
+/* ------------------------------------------------------------------ memory */
+/* 64-byte aligned, zeroed allocations for big buffers; NULL on failure. */
+void *vit_alloc(size_t bytes);
+void vit_free(void *p);
+
+/* A bump allocator: allocations live until vit_arena_reset. Chunks are kept
+ * across resets, so a training loop allocates nothing in steady state. */
+typedef struct vit_arena_chunk vit_arena_chunk;
+typedef struct vit_arena {
+    vit_arena_chunk *chunks; /* the active chunk first */
+    size_t used_total;       /* bytes handed out since the last reset */
+    size_t peak;             /* largest used_total seen: the next reset sizes one chunk to it */
+} vit_arena;
+
+void vit_arena_init(vit_arena *a);
+void vit_arena_release(vit_arena *a);
+void vit_arena_reset(vit_arena *a);
+/* 64-byte aligned, NOT zeroed; NULL on failure (sets the thread error). */
+void *vit_arena_alloc(vit_arena *a, size_t bytes);
+float *vit_arena_floats(vit_arena *a, size_t n);          /* not zeroed */
+float *vit_arena_zeros(vit_arena *a, size_t n);           /* zeroed */
+
+/* --------------------------------------------------------------------- RNG */
+/* Counter-based randomness: a draw is a pure function of (key, index), so the
+ * same seed gives the same numbers whatever the thread count or order. */
+uint64_t vit_hash64(uint64_t x);
+static inline uint64_t vit_rng_key(uint64_t seed, uint64_t stream, uint64_t counter) {
+    return vit_hash64(seed ^ vit_hash64(stream * 0x9E3779B97F4A7C15ull ^ vit_hash64(counter)));
+}
+/* Uniform in [0, 1) with 24 random bits. */
+static inline float vit_rng_uniform(uint64_t key, uint64_t index) {
+    return (float)(vit_hash64(key + index * 0xD1B54A32D192ED03ull) >> 40) * (1.0f / 16777216.0f);
+}
+/* Standard normal (Box-Muller on two counter draws). */
+double vit_rng_normal(uint64_t key, uint64_t index);
+/* Normal(0, std) redrawn until within [lo, hi], as torch.nn.init.trunc_normal_. */
+void vit_rng_trunc_normal(float *out, size_t n, uint64_t key, float std, float lo, float hi);
+
+/* ------------------------------------------------------------------ tensor */
+struct vit_tensor {
+    vit_context *ctx;
+    vit_dtype dtype;
+    int ndim;
+    int64_t shape[VIT_MAX_DIMS];
+    int64_t numel;
+    void *data;
+};
+
+/* Validate a caller tensor: non-NULL, the dtype, the rank, and each listed
+ * dimension (-1 = any). name is the argument's name for the message. */
+vit_status vit_tensor_expect(const vit_tensor *t, const char *name, vit_dtype dtype, int ndim,
+                             const int64_t *dims);
+const char *vit_dtype_name(vit_dtype dtype);
+
+/* "[2, 3, 224, 224]" into buf. */
+const char *vit_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
+
+#endif

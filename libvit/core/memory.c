@@ -1,0 +1,108 @@
+/* Aligned allocations and the per-step arena. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+
+#define VIT_ALIGN 64
+#define VIT_ARENA_MIN_CHUNK (1u << 20)
+
+void *vit_alloc(size_t bytes) {
+    size_t rounded = (bytes + VIT_ALIGN - 1) / VIT_ALIGN * VIT_ALIGN;
+    if (rounded < bytes) return NULL;
+    void *p = aligned_alloc(VIT_ALIGN, rounded ? rounded : VIT_ALIGN);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+void vit_free(void *p) { free(p); }
+
+struct vit_arena_chunk {
+    vit_arena_chunk *next;
+    size_t cap, used;
+    unsigned char *base;
+};
+
+void vit_arena_init(vit_arena *a) { memset(a, 0, sizeof *a); }
+
+static void free_chunks(vit_arena_chunk *c) {
+    while (c) {
+        vit_arena_chunk *next = c->next;
+        free(c->base);
+        free(c);
+        c = next;
+    }
+}
+
+void vit_arena_release(vit_arena *a) {
+    free_chunks(a->chunks);
+    memset(a, 0, sizeof *a);
+}
+
+static vit_arena_chunk *new_chunk(size_t cap) {
+    vit_arena_chunk *c = malloc(sizeof *c);
+    if (!c) return NULL;
+    c->base = aligned_alloc(VIT_ALIGN, cap);
+    if (!c->base) {
+        free(c);
+        return NULL;
+    }
+    c->cap = cap;
+    c->used = 0;
+    c->next = NULL;
+    return c;
+}
+
+/* After the first step the arena knows its peak; it then keeps one chunk of
+ * that size, so later steps of the same shape never call malloc. */
+void vit_arena_reset(vit_arena *a) {
+    if (a->used_total > a->peak) a->peak = a->used_total;
+    a->used_total = 0;
+    if (!a->chunks) return;
+    if (a->chunks->next || a->chunks->cap < a->peak) {
+        size_t cap = a->peak;
+        free_chunks(a->chunks);
+        a->chunks = new_chunk(cap < VIT_ARENA_MIN_CHUNK ? VIT_ARENA_MIN_CHUNK : cap);
+        /* A failed allocation leaves no chunk; the next alloc retries. */
+        return;
+    }
+    a->chunks->used = 0;
+}
+
+void *vit_arena_alloc(vit_arena *a, size_t bytes) {
+    size_t need = (bytes + VIT_ALIGN - 1) / VIT_ALIGN * VIT_ALIGN;
+    if (need < bytes) {
+        vit_fail(VIT_ERR_OUT_OF_MEMORY, "arena: request of %zu bytes overflows", bytes);
+        return NULL;
+    }
+    vit_arena_chunk *c = a->chunks;
+    if (!c || c->cap - c->used < need) {
+        size_t cap = c ? c->cap * 2 : VIT_ARENA_MIN_CHUNK;
+        if (cap < need) cap = need;
+        vit_arena_chunk *fresh = new_chunk(cap);
+        if (!fresh) {
+            vit_fail(VIT_ERR_OUT_OF_MEMORY, "arena: cannot allocate %zu bytes for activations", cap);
+            return NULL;
+        }
+        fresh->next = c;
+        a->chunks = c = fresh;
+    }
+    void *p = c->base + c->used;
+    c->used += need;
+    a->used_total += need;
+    return p;
+}
+
+float *vit_arena_floats(vit_arena *a, size_t n) {
+    if (n > SIZE_MAX / sizeof(float)) {
+        vit_fail(VIT_ERR_OUT_OF_MEMORY, "arena: %zu floats overflow", n);
+        return NULL;
+    }
+    return vit_arena_alloc(a, n * sizeof(float));
+}
+
+float *vit_arena_zeros(vit_arena *a, size_t n) {
+    float *p = vit_arena_floats(a, n);
+    if (p) memset(p, 0, n * sizeof(float));
+    return p;
+}

@@ -1,0 +1,33 @@
+/* Counter-based random numbers (see core.h). */
+#include <math.h>
+
+#include "core/core.h"
+
+/* splitmix64's finaliser: a bijective mix with full avalanche. */
+uint64_t vit_hash64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+double vit_rng_normal(uint64_t key, uint64_t index) {
+    /* 53-bit uniforms; u1 in (0, 1] so log never sees 0. */
+    double u1 = ((double)(vit_hash64(key + 2 * index * 0xD1B54A32D192ED03ull) >> 11) + 1.0) * 0x1p-53;
+    double u2 = (double)(vit_hash64(key + (2 * index + 1) * 0xD1B54A32D192ED03ull) >> 11) * 0x1p-53;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+void vit_rng_trunc_normal(float *out, size_t n, uint64_t key, float std, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t draw = i;
+        double x;
+        /* Redraw out-of-range samples from a further, disjoint counter range. */
+        for (int tries = 0;; tries++) {
+            x = vit_rng_normal(key, draw) * std;
+            if ((x >= lo && x <= hi) || tries > 64) break;
+            draw += (uint64_t)n + 0x100000000ull;
+        }
+        out[i] = (float)(x < lo ? lo : x > hi ? hi : x);
+    }
+}

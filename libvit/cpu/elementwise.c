@@ -1,0 +1,192 @@
+/*
+ * Token embedding, residuals, dropout, pooling and small sums: memory-bound
+ * loops. Work is cut into fixed spans so threads get whole cache-friendly runs
+ * and per-sample factors stay loop-invariant (no division per element).
+ */
+#include <string.h>
+
+#include "cpu/kernels.h"
+
+enum { SPAN = 8192, STRIP = 64 };
+
+static inline int64_t span_len(int64_t total, int64_t i0) {
+    return total - i0 < SPAN ? total - i0 : SPAN;
+}
+
+/* 1 / (1 - p) for kept elements; p >= 1 drops everything. */
+static inline float keep_scale(float p) {
+    return p <= 0.0f ? 1.0f : p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+}
+
+/* ------------------------------------------------------- tokens */
+VIT_VECTORIZED static void add_rows(float *restrict out, const float *restrict a, const float *restrict b, int D) {
+    for (int d = 0; d < D; d++) out[d] = a[d] + b[d];
+}
+
+void vit_embed_tokens_forward(float *tokens, const float *patch, const float *cls, const float *pos, int B,
+                              int N, int D) {
+    const int T = N + 1;
+#pragma omp parallel for schedule(static) if ((int64_t)B * T * D > 65536)
+    for (int64_t bt = 0; bt < (int64_t)B * T; bt++) {
+        const int b = (int)(bt / T), t = (int)(bt % T);
+        const float *src = t == 0 ? cls : patch + ((size_t)b * N + t - 1) * D;
+        add_rows(tokens + bt * D, src, pos + (size_t)t * D, D);
+    }
+}
+
+/* dpos and dcls sum over the batch: each token row is one task that adds the
+ * samples in order, so the sum is the same on any number of threads. */
+VIT_VECTORIZED static void embed_row_backward(float *dpatch, float *dcls, float *dpos, const float *restrict dtok,
+                                              int B, int N, int D, int t) {
+    const size_t bstride = (size_t)(N + 1) * D;
+    for (int b = 0; b < B; b++) {
+        const float *restrict g = dtok + b * bstride + (size_t)t * D;
+        if (dpos)
+            for (int d = 0; d < D; d++) dpos[(size_t)t * D + d] += g[d];
+        if (t == 0 && dcls)
+            for (int d = 0; d < D; d++) dcls[d] += g[d];
+        if (t > 0 && dpatch) {
+            float *restrict dp = dpatch + ((size_t)b * N + t - 1) * D;
+            for (int d = 0; d < D; d++) dp[d] += g[d];
+        }
+    }
+}
+
+void vit_embed_tokens_backward(float *dpatch, float *dcls, float *dpos, const float *dtokens, int B, int N,
+                               int D) {
+#pragma omp parallel for schedule(static) if ((int64_t)B * (N + 1) * D > 65536)
+    for (int t = 0; t < N + 1; t++) embed_row_backward(dpatch, dcls, dpos, dtokens, B, N, D, t);
+}
+
+/* ---------------------------------------------------- residuals */
+VIT_VECTORIZED static void axpy_to(float *out, const float *x, const float *restrict y, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] + s * y[i];
+}
+
+void vit_residual_forward(float *out, const float *x, const float *y, const float *scale, int B, int64_t per) {
+    const int64_t spans = (per + SPAN - 1) / SPAN;
+#pragma omp parallel for schedule(static) if (B * per > 65536)
+    for (int64_t k = 0; k < B * spans; k++) {
+        const int b = (int)(k / spans);
+        const int64_t i0 = (k % spans) * SPAN, off = b * per + i0;
+        axpy_to(out + off, x + off, y + off, scale ? scale[b] : 1.0f, span_len(per, i0));
+    }
+}
+
+VIT_VECTORIZED static void residual_span_backward(float *restrict dx, float *restrict dy, const float *restrict g,
+                                                  float s, int64_t n) {
+    if (dx)
+        for (int64_t i = 0; i < n; i++) dx[i] += g[i];
+    if (dy)
+        for (int64_t i = 0; i < n; i++) dy[i] += s * g[i];
+}
+
+void vit_residual_backward(float *dx, float *dy, const float *dout, const float *scale, int B, int64_t per) {
+    const int64_t spans = (per + SPAN - 1) / SPAN;
+#pragma omp parallel for schedule(static) if (B * per > 65536)
+    for (int64_t k = 0; k < B * spans; k++) {
+        const int b = (int)(k / spans);
+        const int64_t i0 = (k % spans) * SPAN, off = b * per + i0;
+        residual_span_backward(dx ? dx + off : NULL, dy ? dy + off : NULL, dout + off, scale ? scale[b] : 1.0f,
+                               span_len(per, i0));
+    }
+}
+
+/* ------------------------------------------------------ dropout */
+/* The hash per element is an out-of-line call, so these loops stay scalar;
+ * they are not cloned. */
+static void dropout_span(float *out, const float *inp, int64_t i0, int64_t n, float p, float keep, uint64_t key,
+                         int accumulate) {
+    for (int64_t i = 0; i < n; i++) {
+        const float v = vit_rng_uniform(key, (uint64_t)(i0 + i)) >= p ? inp[i] * keep : 0.0f;
+        out[i] = accumulate ? out[i] + v : v;
+    }
+}
+
+static void dropout_run(float *out, const float *inp, int64_t n, float p, uint64_t key, int accumulate) {
+    const float keep = keep_scale(p);
+    const int64_t spans = (n + SPAN - 1) / SPAN;
+#pragma omp parallel for schedule(static) if (spans > 1)
+    for (int64_t k = 0; k < spans; k++)
+        dropout_span(out + k * SPAN, inp + k * SPAN, k * SPAN, span_len(n, k * SPAN), p, keep, key, accumulate);
+}
+
+void vit_dropout_forward(float *out, const float *inp, int64_t n, float p, uint64_t key) {
+    if (p <= 0.0f) {
+        if (out != inp) memcpy(out, inp, (size_t)n * sizeof(float));
+        return;
+    }
+    dropout_run(out, inp, n, p, key, 0);
+}
+
+void vit_dropout_backward(float *dinp, const float *dout, int64_t n, float p, uint64_t key) {
+    if (p <= 0.0f) {
+        vit_add(dinp, dinp, dout, n);
+        return;
+    }
+    dropout_run(dinp, dout, n, p, key, 1);
+}
+
+/* ------------------------------------------------------ pooling */
+VIT_VECTORIZED static void pool_sample(float *restrict out, const float *restrict tok, int T, int D, int avg) {
+    if (!avg || T < 2) {
+        /* T == 1 leaves nothing to average: fall back to the only token */
+        for (int d = 0; d < D; d++) out[d] = tok[d];
+        return;
+    }
+    for (int d = 0; d < D; d++) out[d] = tok[(size_t)D + d];
+    for (int t = 2; t < T; t++)
+        for (int d = 0; d < D; d++) out[d] += tok[(size_t)t * D + d];
+    const float inv = 1.0f / (float)(T - 1);
+    for (int d = 0; d < D; d++) out[d] *= inv;
+}
+
+void vit_pool_forward(float *out, const float *tokens, int B, int T, int D, int avg) {
+#pragma omp parallel for schedule(static) if ((int64_t)B * T * D > 65536)
+    for (int b = 0; b < B; b++) pool_sample(out + (size_t)b * D, tokens + (size_t)b * T * D, T, D, avg);
+}
+
+VIT_VECTORIZED static void pool_sample_backward(float *restrict dtok, const float *restrict g, int T, int D,
+                                                int avg) {
+    if (!avg || T < 2) {
+        for (int d = 0; d < D; d++) dtok[d] += g[d];
+        return;
+    }
+    const float inv = 1.0f / (float)(T - 1);
+    for (int t = 1; t < T; t++)
+        for (int d = 0; d < D; d++) dtok[(size_t)t * D + d] += g[d] * inv;
+}
+
+void vit_pool_backward(float *dtokens, const float *dout, int B, int T, int D, int avg) {
+#pragma omp parallel for schedule(static) if ((int64_t)B * T * D > 65536)
+    for (int b = 0; b < B; b++) pool_sample_backward(dtokens + (size_t)b * T * D, dout + (size_t)b * D, T, D, avg);
+}
+
+/* -------------------------------------------------------- sums */
+VIT_VECTORIZED static void add_span(float *out, const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void vit_add(float *out, const float *a, const float *b, int64_t n) {
+    const int64_t spans = (n + SPAN - 1) / SPAN;
+#pragma omp parallel for schedule(static) if (spans > 8)
+    for (int64_t k = 0; k < spans; k++) add_span(out + k * SPAN, a + k * SPAN, b + k * SPAN, span_len(n, k * SPAN));
+}
+
+/* Column strips, each walking every row in order: deterministic on any thread
+ * count, no scratch. Sums are kept in double across the (many) rows. */
+VIT_VECTORIZED static void bias_strip(float *restrict dbias, const float *restrict g, int64_t rows, int C, int n) {
+    double acc[STRIP] = {0};
+    for (int64_t r = 0; r < rows; r++)
+        for (int l = 0; l < n; l++) acc[l] += g[r * C + l];
+    for (int l = 0; l < n; l++) dbias[l] += (float)acc[l];
+}
+
+void vit_bias_backward(float *dbias, const float *dout, int64_t rows, int C) {
+    const int strips = (C + STRIP - 1) / STRIP;
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+    for (int s = 0; s < strips; s++) {
+        const int c0 = s * STRIP;
+        bias_strip(dbias + c0, dout + c0, rows, C, C - c0 < STRIP ? C - c0 : STRIP);
+    }
+}

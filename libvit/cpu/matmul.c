@@ -1,0 +1,555 @@
+/*
+ * The CPU matrix product on oneDNN's matmul primitive (C API, OpenMP runtime).
+ *
+ * Layout: row-major operands become oneDNN memory descriptors by strides, so
+ * a transposed operand is only a swapped pair of strides (never a copy), a
+ * leading dimension larger than the width is just a larger stride, and a
+ * strided batch is a third, outer dimension. C += A.B is the sum post-op, the
+ * bias is the matmul bias argument and the GELU epilogue an eltwise post-op.
+ *
+ * Caching and threading:
+ *   - Creating a primitive descriptor walks oneDNN's implementation list and
+ *     costs tens of microseconds, so created primitives are kept in a small
+ *     open-addressing hash table keyed by every parameter that changes the
+ *     primitive: shapes, leading dimensions, trans flags, accumulate, bias,
+ *     epilogue, batch, batch strides and the OpenMP thread count (oneDNN
+ *     sizes its work split when the primitive is created). Data pointers are
+ *     not part of the key: each entry keeps its memory objects and only
+ *     swaps their data handles per call.
+ *   - The table is per thread (_Thread_local). libvit's rule is that a
+ *     context is used by one thread at a time, but different contexts run
+ *     concurrently on different threads, and a context may move between
+ *     threads. A per-thread table needs no lock on the hot path, lets the
+ *     cached memory objects have their handles rewritten without races, and
+ *     gives each thread its own stream and scratchpad (a oneDNN stream and a
+ *     user scratchpad must not be shared by concurrent executions). The
+ *     duplicated cost across threads is small: oneDNN's own primitive cache
+ *     shares the JIT kernels between identical primitives.
+ *   - The engine is one per process, created under a mutex by the first
+ *     thread that needs it and destroyed when the last thread state is
+ *     released. A pthread key destructor releases a thread's state when the
+ *     thread exits; vit_cpu_gemm_release_cache releases the caller's.
+ *   - Scratchpad is user-managed: one 64-byte aligned buffer per thread,
+ *     grown when a new primitive needs more, so steady state allocates
+ *     nothing on libvit's side.
+ *   - A batched product whose layout oneDNN's fast path cannot take (its
+ *     memory descriptor is rejected or only the reference implementation
+ *     accepts it) runs as a loop of 2-D products; that decision is cached too.
+ */
+#include "cpu/matmul.h"
+
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+/* ------------------------------------------------------------------ cache */
+
+enum {
+    KEY_TRANS_A = 1 << 0,
+    KEY_TRANS_B = 1 << 1,
+    KEY_ACCUMULATE = 1 << 2,
+    KEY_BIAS = 1 << 3,
+    KEY_GELU = 1 << 4
+};
+
+/* All fields 8 bytes or two 4-byte fields in a row: no padding, so memcmp works. */
+typedef struct gemm_key {
+    int64_t M, N, K, lda, ldb, ldc;
+    int64_t batch, stride_a, stride_b, stride_c;
+    int32_t flags;
+    int32_t threads;
+} gemm_key;
+
+enum { MEM_SRC, MEM_WEI, MEM_BIAS, MEM_DST, MEM_SCRATCH, MEM_COUNT };
+
+typedef struct gemm_entry {
+    gemm_key key;
+    bool used;
+    bool loop;                  /* batched: run as a loop of 2-D products */
+    dnnl_primitive_t prim;
+    dnnl_memory_t mem[MEM_COUNT];
+    size_t scratch_bytes;
+} gemm_entry;
+
+typedef struct gemm_state {
+    dnnl_stream_t stream;
+    gemm_entry *table;          /* capacity a power of two */
+    size_t cap, count;
+    void *scratch;
+    size_t scratch_cap;
+} gemm_state;
+
+#define CACHE_INITIAL_CAP 64u
+#define CACHE_MAX_CAP 4096u     /* at 3/4 of this the table is flushed, not grown */
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static dnnl_engine_t g_engine;  /* guarded by g_lock while created/destroyed */
+static int g_states;            /* live thread states holding g_engine */
+static pthread_key_t g_key;
+static bool g_key_ok;
+static _Thread_local gemm_state *t_state;
+
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t key_hash(const gemm_key *k) {
+    const int64_t *w = (const int64_t *)k;
+    uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < sizeof *k / sizeof(int64_t); i++) h = mix64(h ^ (uint64_t)w[i]);
+    return h;
+}
+
+static void entry_clear(gemm_entry *e) {
+    if (e->prim) dnnl_primitive_destroy(e->prim);
+    for (int i = 0; i < MEM_COUNT; i++)
+        if (e->mem[i]) dnnl_memory_destroy(e->mem[i]);
+    memset(e, 0, sizeof *e);
+}
+
+static void table_flush(gemm_state *s) {
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->table[i].used) entry_clear(&s->table[i]);
+    s->count = 0;
+}
+
+static void state_free(gemm_state *s) {
+    if (!s) return;
+    if (s->table) {
+        table_flush(s);
+        free(s->table);
+    }
+    if (s->stream) dnnl_stream_destroy(s->stream);
+    vit_free(s->scratch);
+    free(s);
+    pthread_mutex_lock(&g_lock);
+    if (--g_states == 0 && g_engine) {
+        dnnl_engine_destroy(g_engine);
+        g_engine = NULL;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void state_destructor(void *p) { state_free(p); }
+
+static vit_status dnnl_fail(dnnl_status_t st, const char *what, const gemm_key *k) {
+    vit_status vs = st == dnnl_out_of_memory ? VIT_ERR_OUT_OF_MEMORY : VIT_ERR_INTERNAL;
+    return vit_fail(vs, "oneDNN matmul %dx%dx%d (batch %d): %s: status %s", (int)k->M, (int)k->N, (int)k->K,
+                    (int)k->batch, what, dnnl_status2str(st));
+}
+
+static vit_status state_get(gemm_state **out) {
+    if (t_state) {
+        *out = t_state;
+        return VIT_OK;
+    }
+    gemm_state *s = calloc(1, sizeof *s);
+    if (!s) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "oneDNN matmul: no memory for the thread's primitive cache");
+    s->table = calloc(CACHE_INITIAL_CAP, sizeof *s->table);
+    if (!s->table) {
+        free(s);
+        return vit_fail(VIT_ERR_OUT_OF_MEMORY, "oneDNN matmul: no memory for the thread's primitive cache");
+    }
+    s->cap = CACHE_INITIAL_CAP;
+
+    dnnl_status_t st = dnnl_success;
+    pthread_mutex_lock(&g_lock);
+    if (!g_key_ok && pthread_key_create(&g_key, state_destructor) == 0) g_key_ok = true;
+    if (!g_engine) st = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
+    if (st == dnnl_success) g_states++;
+    pthread_mutex_unlock(&g_lock);
+    if (st != dnnl_success) {
+        free(s->table);
+        free(s);
+        return vit_fail(st == dnnl_out_of_memory ? VIT_ERR_OUT_OF_MEMORY : VIT_ERR_INTERNAL,
+                        "oneDNN matmul: engine creation failed: status %s", dnnl_status2str(st));
+    }
+    /* From here the state holds an engine reference: state_free drops it. */
+    st = dnnl_stream_create(&s->stream, g_engine, dnnl_stream_default_flags);
+    if (st != dnnl_success) {
+        s->stream = NULL;
+        state_free(s);
+        return vit_fail(st == dnnl_out_of_memory ? VIT_ERR_OUT_OF_MEMORY : VIT_ERR_INTERNAL,
+                        "oneDNN matmul: stream creation failed: status %s", dnnl_status2str(st));
+    }
+    if (g_key_ok) pthread_setspecific(g_key, s);
+    t_state = s;
+    *out = s;
+    return VIT_OK;
+}
+
+void vit_cpu_gemm_release_cache(void) {
+    gemm_state *s = t_state;
+    if (!s) return;
+    t_state = NULL;
+    if (g_key_ok) pthread_setspecific(g_key, NULL);
+    state_free(s);
+}
+
+static gemm_entry *table_find(gemm_state *s, const gemm_key *k, uint64_t h) {
+    size_t mask = s->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        gemm_entry *e = &s->table[i];
+        if (!e->used) return NULL;
+        if (memcmp(&e->key, k, sizeof *k) == 0) return e;
+    }
+}
+
+/* A free slot for a key of hash h (not present); grows or flushes the table as needed. */
+static gemm_entry *table_slot(gemm_state *s, uint64_t h) {
+    if ((s->count + 1) * 4 > s->cap * 3) {
+        gemm_entry *big = s->cap < CACHE_MAX_CAP ? calloc(s->cap * 2, sizeof *big) : NULL;
+        if (big) {
+            size_t ncap = s->cap * 2, mask = ncap - 1;
+            for (size_t i = 0; i < s->cap; i++) {
+                if (!s->table[i].used) continue;
+                size_t j = (size_t)key_hash(&s->table[i].key) & mask;
+                while (big[j].used) j = (j + 1) & mask;
+                big[j] = s->table[i];
+            }
+            free(s->table);
+            s->table = big;
+            s->cap = ncap;
+        } else {
+            table_flush(s); /* at the cap (or out of memory): start over */
+        }
+    }
+    size_t mask = s->cap - 1;
+    size_t i = (size_t)h & mask;
+    while (s->table[i].used) i = (i + 1) & mask;
+    return &s->table[i];
+}
+
+static vit_status scratch_reserve(gemm_state *s, size_t bytes) {
+    if (bytes <= s->scratch_cap) return VIT_OK;
+    size_t want = bytes + (bytes >> 2);
+    void *p = vit_alloc(want);
+    if (!p) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "oneDNN matmul: no memory for a %zu-byte scratchpad", want);
+    vit_free(s->scratch);
+    s->scratch = p;
+    s->scratch_cap = want;
+    return VIT_OK;
+}
+
+/* ------------------------------------------------------------- primitives */
+
+/* Operand descriptors for one key. Returns the failing dnnl status. */
+static dnnl_status_t make_mds(const gemm_key *k, dnnl_memory_desc_t *a, dnnl_memory_desc_t *b,
+                              dnnl_memory_desc_t *bias, dnnl_memory_desc_t *c, int *which) {
+    const bool ta = k->flags & KEY_TRANS_A, tb = k->flags & KEY_TRANS_B;
+    dnnl_dims_t ad, as, bd, bs, cd, cs, biasd;
+    int nd;
+    if (k->batch > 1) {
+        nd = 3;
+        /* A zero batch stride is a broadcast operand: batch dimension 1, whose
+         * stride (never used) steps over the whole operand to pass oneDNN's
+         * layout check. */
+        ad[0] = k->stride_a ? k->batch : 1;
+        as[0] = k->stride_a ? k->stride_a : (ta ? k->K : k->M) * k->lda;
+        bd[0] = k->stride_b ? k->batch : 1;
+        bs[0] = k->stride_b ? k->stride_b : (tb ? k->N : k->K) * k->ldb;
+        cd[0] = k->batch;
+        cs[0] = k->stride_c;
+        biasd[0] = 1;
+    } else {
+        nd = 2;
+    }
+    int o = nd - 2;
+    ad[o] = k->M, ad[o + 1] = k->K;
+    as[o] = ta ? 1 : k->lda, as[o + 1] = ta ? k->lda : 1;
+    bd[o] = k->K, bd[o + 1] = k->N;
+    bs[o] = tb ? 1 : k->ldb, bs[o + 1] = tb ? k->ldb : 1;
+    cd[o] = k->M, cd[o + 1] = k->N;
+    cs[o] = k->ldc, cs[o + 1] = 1;
+    biasd[o] = 1, biasd[o + 1] = k->N;
+
+    dnnl_status_t st;
+    *which = 0;
+    if ((st = dnnl_memory_desc_init_by_strides(a, nd, ad, dnnl_f32, as)) != dnnl_success) return st;
+    *which = 1;
+    if ((st = dnnl_memory_desc_init_by_strides(b, nd, bd, dnnl_f32, bs)) != dnnl_success) return st;
+    *which = 2;
+    if ((st = dnnl_memory_desc_init_by_strides(c, nd, cd, dnnl_f32, cs)) != dnnl_success) return st;
+    *which = 3;
+    return dnnl_memory_desc_init_by_tag(bias, nd, biasd, dnnl_f32, nd == 3 ? dnnl_abc : dnnl_ab);
+}
+
+/* Create the primitive (and its memory objects) for key k into e. For a
+ * batched key, a layout only the reference implementation takes marks the
+ * entry as a loop instead of failing. */
+static vit_status entry_create(gemm_state *s, gemm_entry *e, const gemm_key *k) {
+    dnnl_memory_desc_t amd, bmd, biasmd, cmd;
+    int which;
+    dnnl_status_t st = make_mds(k, &amd, &bmd, &biasmd, &cmd, &which);
+    if (st != dnnl_success) {
+        if (k->batch > 1) {
+            e->loop = true;
+            return VIT_OK;
+        }
+        static const char *const names[] = {"A descriptor", "B descriptor", "C descriptor", "bias descriptor"};
+        return dnnl_fail(st, names[which], k);
+    }
+
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    const char *what = "matmul descriptor";
+    if ((st = dnnl_matmul_desc_init(&desc, &amd, &bmd, (k->flags & KEY_BIAS) ? &biasmd : NULL, &cmd)) !=
+        dnnl_success) {
+        if (k->batch > 1 && st == dnnl_invalid_arguments) { /* e.g. both A and B broadcast */
+            e->loop = true;
+            st = dnnl_success;
+        }
+        goto done;
+    }
+    what = "attributes";
+    if ((st = dnnl_primitive_attr_create(&attr)) != dnnl_success) goto done;
+    if ((st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) != dnnl_success) goto done;
+    if ((st = dnnl_post_ops_create(&po)) != dnnl_success) goto done;
+    if ((k->flags & KEY_ACCUMULATE) && (st = dnnl_post_ops_append_sum(po, 1.0f)) != dnnl_success) goto done;
+    if ((k->flags & KEY_GELU) &&
+        (st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_gelu_erf, 0.0f, 0.0f)) != dnnl_success)
+        goto done;
+    if ((st = dnnl_primitive_attr_set_post_ops(attr, po)) != dnnl_success) goto done;
+    what = "primitive descriptor";
+    if ((st = dnnl_primitive_desc_create(&pd, &desc, attr, g_engine, NULL)) != dnnl_success) {
+        pd = NULL;
+        if (k->batch > 1 && st == dnnl_unimplemented) {
+            e->loop = true;
+            st = dnnl_success;
+        }
+        goto done;
+    }
+    if (k->batch > 1) {
+        const char *impl = NULL;
+        if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+            strncmp(impl, "ref", 3) == 0) {
+            e->loop = true; /* the 2-D products take the optimized GEMM */
+            goto done;
+        }
+    }
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    e->scratch_bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    {
+        vit_status vs = scratch_reserve(s, e->scratch_bytes);
+        if (vs != VIT_OK) {
+            dnnl_primitive_desc_destroy(pd);
+            dnnl_primitive_attr_destroy(attr);
+            dnnl_post_ops_destroy(po);
+            return vs;
+        }
+    }
+    what = "memory objects";
+    if ((st = dnnl_memory_create(&e->mem[MEM_SRC], &amd, g_engine, DNNL_MEMORY_NONE)) != dnnl_success ||
+        (st = dnnl_memory_create(&e->mem[MEM_WEI], &bmd, g_engine, DNNL_MEMORY_NONE)) != dnnl_success ||
+        (st = dnnl_memory_create(&e->mem[MEM_DST], &cmd, g_engine, DNNL_MEMORY_NONE)) != dnnl_success ||
+        ((k->flags & KEY_BIAS) &&
+         (st = dnnl_memory_create(&e->mem[MEM_BIAS], &biasmd, g_engine, DNNL_MEMORY_NONE)) != dnnl_success) ||
+        (e->scratch_bytes &&
+         (st = dnnl_memory_create(&e->mem[MEM_SCRATCH], smd, g_engine, DNNL_MEMORY_NONE)) != dnnl_success))
+        goto done;
+    what = "primitive";
+    if ((st = dnnl_primitive_create(&e->prim, pd)) != dnnl_success) {
+        e->prim = NULL;
+        goto done;
+    }
+
+done:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (po) dnnl_post_ops_destroy(po);
+    if (st != dnnl_success) return dnnl_fail(st, what, k);
+    return VIT_OK;
+}
+
+/* The cached entry for k, created on first use. On failure nothing is cached. */
+static vit_status entry_get(gemm_state *s, const gemm_key *k, gemm_entry **out) {
+    uint64_t h = key_hash(k);
+    gemm_entry *e = table_find(s, k, h);
+    if (!e) {
+        gemm_entry fresh;
+        memset(&fresh, 0, sizeof fresh);
+        vit_status vs = entry_create(s, &fresh, k);
+        if (vs != VIT_OK) {
+            entry_clear(&fresh);
+            return vs;
+        }
+        fresh.key = *k;
+        fresh.used = true;
+        e = table_slot(s, h);
+        *e = fresh;
+        s->count++;
+    }
+    *out = e;
+    return VIT_OK;
+}
+
+static void *mutable_ptr(const void *p) { return (void *)(uintptr_t)p; }
+
+static vit_status entry_run(gemm_state *s, gemm_entry *e, const vit_gemm *g) {
+    dnnl_exec_arg_t args[MEM_COUNT];
+    int n = 0;
+    dnnl_status_t st;
+    const char *what = "set data handle";
+    if ((st = dnnl_memory_set_data_handle(e->mem[MEM_SRC], mutable_ptr(g->A))) != dnnl_success) goto fail;
+    args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, e->mem[MEM_SRC]};
+    if ((st = dnnl_memory_set_data_handle(e->mem[MEM_WEI], mutable_ptr(g->B))) != dnnl_success) goto fail;
+    args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, e->mem[MEM_WEI]};
+    if (e->mem[MEM_BIAS]) {
+        if ((st = dnnl_memory_set_data_handle(e->mem[MEM_BIAS], mutable_ptr(g->bias))) != dnnl_success) goto fail;
+        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->mem[MEM_BIAS]};
+    }
+    if ((st = dnnl_memory_set_data_handle(e->mem[MEM_DST], g->C)) != dnnl_success) goto fail;
+    args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DST, e->mem[MEM_DST]};
+    if (e->mem[MEM_SCRATCH]) {
+        if ((st = dnnl_memory_set_data_handle(e->mem[MEM_SCRATCH], s->scratch)) != dnnl_success) goto fail;
+        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->mem[MEM_SCRATCH]};
+    }
+    what = "execute";
+    if ((st = dnnl_primitive_execute(e->prim, s->stream, n, args)) != dnnl_success) goto fail;
+    if ((st = dnnl_stream_wait(s->stream)) != dnnl_success) goto fail;
+    return VIT_OK;
+fail:
+    return dnnl_fail(st, what, &e->key);
+}
+
+/* ------------------------------------------------------------ validation */
+
+/* Sizes, leading dimensions and flags always; pointers unless there is
+ * nothing to compute (batch_empty: a batch of 0). */
+static vit_status validate(const char *fn, const vit_gemm *g, bool batch_empty) {
+    VIT_CHECK_ARG(g != NULL, "%s: g is NULL", fn);
+    VIT_CHECK_ARG(g->M >= 0, "%s: M is negative (%d)", fn, g->M);
+    VIT_CHECK_ARG(g->N >= 0, "%s: N is negative (%d)", fn, g->N);
+    VIT_CHECK_ARG(g->K >= 0, "%s: K is negative (%d)", fn, g->K);
+    const int awidth = g->trans_a ? g->M : g->K, bwidth = g->trans_b ? g->K : g->N;
+    VIT_CHECK_ARG(g->lda >= (awidth > 1 ? awidth : 1), "%s: lda (%d) is less than %s (%d)%s", fn, g->lda,
+                  g->trans_a ? "M" : "K", awidth, g->trans_a ? " with trans_a" : "");
+    VIT_CHECK_ARG(g->ldb >= (bwidth > 1 ? bwidth : 1), "%s: ldb (%d) is less than %s (%d)%s", fn, g->ldb,
+                  g->trans_b ? "K" : "N", bwidth, g->trans_b ? " with trans_b" : "");
+    VIT_CHECK_ARG(g->ldc >= (g->N > 1 ? g->N : 1), "%s: ldc (%d) is less than N (%d)", fn, g->ldc, g->N);
+    VIT_CHECK_ARG(g->epilogue == VIT_EPILOGUE_NONE || g->epilogue == VIT_EPILOGUE_GELU,
+                  "%s: epilogue %d is not a vit_epilogue", fn, (int)g->epilogue);
+    VIT_CHECK_ARG(!g->accumulate || (g->bias == NULL && g->epilogue == VIT_EPILOGUE_NONE),
+                  "%s: accumulate cannot be combined with %s", fn, g->bias ? "a bias" : "an epilogue");
+    const bool empty_out = batch_empty || g->M == 0 || g->N == 0;
+    VIT_CHECK_ARG(empty_out || g->C != NULL, "%s: C is NULL", fn);
+    VIT_CHECK_ARG(empty_out || g->K == 0 || g->A != NULL, "%s: A is NULL", fn);
+    VIT_CHECK_ARG(empty_out || g->K == 0 || g->B != NULL, "%s: B is NULL", fn);
+    return VIT_OK;
+}
+
+static float gelu_exact(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
+/* K == 0: the product is zero, so C = epilogue(bias or 0), or C unchanged when accumulating. */
+static void fill_empty_k(const vit_gemm *g, float *C) {
+    if (g->accumulate) return;
+    for (int m = 0; m < g->M; m++) {
+        float *row = C + (ptrdiff_t)m * g->ldc;
+        for (int n = 0; n < g->N; n++) {
+            float v = g->bias ? g->bias[n] : 0.0f;
+            row[n] = g->epilogue == VIT_EPILOGUE_GELU ? gelu_exact(v) : v;
+        }
+    }
+}
+
+static void key_init(gemm_key *k, const vit_gemm *g) {
+    memset(k, 0, sizeof *k);
+    k->M = g->M, k->N = g->N, k->K = g->K;
+    k->lda = g->lda, k->ldb = g->ldb, k->ldc = g->ldc;
+    k->batch = 1;
+    k->flags = (g->trans_a ? KEY_TRANS_A : 0) | (g->trans_b ? KEY_TRANS_B : 0) |
+               (g->accumulate ? KEY_ACCUMULATE : 0) | (g->bias ? KEY_BIAS : 0) |
+               (g->epilogue == VIT_EPILOGUE_GELU ? KEY_GELU : 0);
+    k->threads = omp_get_max_threads();
+}
+
+static vit_status gemm_2d(gemm_state *s, const vit_gemm *g) {
+    gemm_key k;
+    key_init(&k, g);
+    gemm_entry *e;
+    VIT_TRY(entry_get(s, &k, &e));
+    return entry_run(s, e, g);
+}
+
+vit_status vit_cpu_gemm(const vit_gemm *g) {
+    VIT_TRY(validate("vit_cpu_gemm", g, false));
+    if (g->M == 0 || g->N == 0) return VIT_OK;
+    if (g->K == 0) {
+        fill_empty_k(g, g->C);
+        return VIT_OK;
+    }
+    gemm_state *s;
+    VIT_TRY(state_get(&s));
+    return gemm_2d(s, g);
+}
+
+/* Do the batch's C items cover disjoint elements? Checked as oneDNN does:
+ * the non-trivial dimensions sorted by stride must each step over the whole
+ * extent of the previous one. */
+static bool c_items_disjoint(int batch, ptrdiff_t stride_c, int M, int N, int ldc) {
+    int64_t dim[3] = {batch, M, N}, str[3] = {stride_c, ldc, 1};
+    int idx[3], n = 0;
+    for (int i = 0; i < 3; i++)
+        if (dim[i] > 1) idx[n++] = i;
+    for (int i = 1; i < n; i++) /* insertion sort by stride */
+        for (int j = i; j > 0 && str[idx[j]] < str[idx[j - 1]]; j--) {
+            int t = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = t;
+        }
+    if (n > 0 && str[idx[0]] < 1) return false; /* a zero stride repeats elements */
+    for (int i = 1; i < n; i++)
+        if (str[idx[i]] < str[idx[i - 1]] * dim[idx[i - 1]]) return false;
+    return true;
+}
+
+vit_status vit_cpu_gemm_batched(const vit_gemm *g, int batch, ptrdiff_t stride_a, ptrdiff_t stride_b,
+                                ptrdiff_t stride_c) {
+    static const char fn[] = "vit_cpu_gemm_batched";
+    VIT_CHECK_ARG(batch >= 0, "%s: batch is negative (%d)", fn, batch);
+    VIT_TRY(validate(fn, g, batch == 0));
+    VIT_CHECK_ARG(stride_a >= 0, "%s: stride_a is negative (%td)", fn, stride_a);
+    VIT_CHECK_ARG(stride_b >= 0, "%s: stride_b is negative (%td)", fn, stride_b);
+    VIT_CHECK_ARG(stride_c >= 0, "%s: stride_c is negative (%td)", fn, stride_c);
+    if (batch == 0 || g->M == 0 || g->N == 0) return VIT_OK;
+    VIT_CHECK_ARG(batch == 1 || c_items_disjoint(batch, stride_c, g->M, g->N, g->ldc),
+                  "%s: stride_c (%td) makes the %d C items [%d x %d, ldc %d] overlap", fn, stride_c, batch, g->M,
+                  g->N, g->ldc);
+    if (g->K == 0) {
+        for (int i = 0; i < batch; i++) fill_empty_k(g, g->C + (ptrdiff_t)i * stride_c);
+        return VIT_OK;
+    }
+    gemm_state *s;
+    VIT_TRY(state_get(&s));
+    if (batch == 1) return gemm_2d(s, g);
+
+    gemm_key k;
+    key_init(&k, g);
+    k.batch = batch;
+    k.stride_a = stride_a, k.stride_b = stride_b, k.stride_c = stride_c;
+    gemm_entry *e;
+    VIT_TRY(entry_get(s, &k, &e));
+    if (!e->loop) return entry_run(s, e, g);
+    for (int i = 0; i < batch; i++) {
+        vit_gemm gi = *g;
+        gi.A = g->A + (ptrdiff_t)i * stride_a;
+        gi.B = g->B + (ptrdiff_t)i * stride_b;
+        gi.C = g->C + (ptrdiff_t)i * stride_c;
+        VIT_TRY(gemm_2d(s, &gi));
+    }
+    return VIT_OK;
+}

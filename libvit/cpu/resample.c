@@ -1,0 +1,106 @@
+/*
+ * Bicubic resampling of a [gh, gw, D] grid of vectors, bit-for-bit in the
+ * spirit of torch's CPU upsample_bicubic2d (align_corners=False, no
+ * antialias): the same float arithmetic for coordinates and weights, taps
+ * clamped to the border, and rows summed before columns (height outermost).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cpu/kernels.h"
+
+enum { STRIP = 64 };
+
+/* Keys' cubic convolution with A = -0.75 (torch's choice, not the A = -0.5 of
+ * many image libraries). */
+static const float A = -0.75f;
+static inline float cubic1(float x) { return ((A + 2.0f) * x - (A + 3.0f)) * x * x + 1.0f; } /* |x| <= 1 */
+static inline float cubic2(float x) { return ((A * x - 5.0f * A) * x + 8.0f * A) * x - 4.0f * A; } /* 1 < |x| < 2 */
+
+typedef struct taps {
+    int idx[4];
+    float w[4];
+} taps;
+
+/* Source coordinate (dst + 0.5) * in / out - 0.5, not clamped at 0 for cubic;
+ * the four taps floor - 1 .. floor + 2 clamped into [0, in - 1]. With in ==
+ * out the weights are exactly {0, 1, 0, 0}: an identity resample is exact. */
+static taps cubic_taps(int dst, int in, int out) {
+    const float scale = (float)in / (float)out;
+    const float real = scale * ((float)dst + 0.5f) - 0.5f;
+    const float fl = floorf(real);
+    const float t = real - fl;
+    taps k;
+    k.w[0] = cubic2(t + 1.0f);
+    k.w[1] = cubic1(t);
+    k.w[2] = cubic1(1.0f - t);
+    k.w[3] = cubic2(2.0f - t);
+    for (int j = 0; j < 4; j++) {
+        const int i = (int)fl - 1 + j;
+        k.idx[j] = i < 0 ? 0 : i > in - 1 ? in - 1 : i;
+    }
+    return k;
+}
+
+/* out[D] = sum_y wy (sum_x wx in[y, x]), each sum left to right as torch does. */
+VIT_VECTORIZED static void resample_pixel(float *restrict out, const float *restrict inp, const taps *ty,
+                                          const taps *tx, int gw_in, int D) {
+    for (int a = 0; a < 4; a++) {
+        const float *r = inp + (size_t)ty->idx[a] * gw_in * D;
+        const float *p0 = r + (size_t)tx->idx[0] * D, *p1 = r + (size_t)tx->idx[1] * D,
+                    *p2 = r + (size_t)tx->idx[2] * D, *p3 = r + (size_t)tx->idx[3] * D;
+        const float w0 = tx->w[0], w1 = tx->w[1], w2 = tx->w[2], w3 = tx->w[3], wy = ty->w[a];
+        if (a == 0)
+            for (int d = 0; d < D; d++) out[d] = (p0[d] * w0 + p1[d] * w1 + p2[d] * w2 + p3[d] * w3) * wy;
+        else
+            for (int d = 0; d < D; d++) out[d] += (p0[d] * w0 + p1[d] * w1 + p2[d] * w2 + p3[d] * w3) * wy;
+    }
+}
+
+void vit_resample_bicubic(float *out, int gh_out, int gw_out, const float *inp, int gh_in, int gw_in, int D) {
+    if (gh_out == gh_in && gw_out == gw_in) {
+        memcpy(out, inp, (size_t)gh_in * gw_in * D * sizeof(float));
+        return;
+    }
+#pragma omp parallel for schedule(static) if ((int64_t)gh_out * gw_out * D > 16384)
+    for (int64_t o = 0; o < (int64_t)gh_out * gw_out; o++) {
+        const int oy = (int)(o / gw_out), ox = (int)(o % gw_out);
+        const taps ty = cubic_taps(oy, gh_in, gh_out), tx = cubic_taps(ox, gw_in, gw_out);
+        resample_pixel(out + o * D, inp, &ty, &tx, gw_in, D);
+    }
+}
+
+/* The adjoint scatters each output gradient onto its 16 taps with the same
+ * weights. Taps of neighbouring outputs overlap, so threads split the vector
+ * dimension instead of the grid: each owns a strip of D and walks the outputs
+ * in order, which is race-free and gives the same sums on any thread count. */
+VIT_VECTORIZED static void resample_strip_backward(float *dinp, int gh_in, int gw_in, const float *dout,
+                                                   int gh_out, int gw_out, int D, int d0, int n) {
+    for (int oy = 0; oy < gh_out; oy++) {
+        const taps ty = cubic_taps(oy, gh_in, gh_out);
+        for (int ox = 0; ox < gw_out; ox++) {
+            const taps tx = cubic_taps(ox, gw_in, gw_out);
+            const float *restrict g = dout + ((size_t)oy * gw_out + ox) * D + d0;
+            for (int a = 0; a < 4; a++)
+                for (int c = 0; c < 4; c++) {
+                    const float w = ty.w[a] * tx.w[c];
+                    float *restrict di = dinp + ((size_t)ty.idx[a] * gw_in + tx.idx[c]) * D + d0;
+                    for (int d = 0; d < n; d++) di[d] += w * g[d];
+                }
+        }
+    }
+}
+
+void vit_resample_bicubic_backward(float *dinp, int gh_in, int gw_in, const float *dout, int gh_out,
+                                   int gw_out, int D) {
+    if (gh_out == gh_in && gw_out == gw_in) {
+        vit_add(dinp, dinp, dout, (int64_t)gh_in * gw_in * D);
+        return;
+    }
+    const int strips = (D + STRIP - 1) / STRIP;
+#pragma omp parallel for schedule(static) if ((int64_t)gh_out * gw_out * D > 16384)
+    for (int s = 0; s < strips; s++) {
+        const int d0 = s * STRIP;
+        resample_strip_backward(dinp, gh_in, gw_in, dout, gh_out, gw_out, D, d0, D - d0 < STRIP ? D - d0 : STRIP);
+    }
+}

@@ -1,0 +1,59 @@
+/* The model's internals shared with the optimizer and checkpoint code. */
+#ifndef VIT_NN_H
+#define VIT_NN_H
+
+#include "core/core.h"
+#include "ops/ops.h"
+#include "vit/model.h"
+
+struct vit_config {
+    int64_t img_size, patch_size, in_channels, num_classes, dim, depth, heads, qkv_bias, patch_norm, global_pool;
+    double mlp_ratio, drop_rate, attn_drop_rate, drop_path_rate, ln_eps;
+};
+
+/* One named parameter: a slice of the flat buffers. */
+typedef struct vit_param {
+    char name[48];
+    int ndim;
+    int64_t shape[VIT_MAX_DIMS];
+    int64_t offset, numel;
+    bool decay; /* false for biases, norms, pos_embed, cls_token when exemption is on */
+} vit_param;
+
+typedef struct vit_block_params {
+    int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+} vit_block_params;
+
+typedef struct vit_meta_entry {
+    char *key, *value;
+} vit_meta_entry;
+
+struct vit_model {
+    vit_context *ctx;
+    struct vit_config cfg;
+    int grid, num_patches, tokens, hidden; /* derived from cfg */
+
+    vit_param *params;
+    int n_params;
+    int64_t total;     /* floats in each flat buffer */
+    float *weights;    /* all parameters, 64-byte aligned */
+    float *grads;      /* same layout */
+
+    /* Indices into params. */
+    int cls_token, pos_embed, patch_w, patch_b, patch_norm_w, patch_norm_b, norm_w, norm_b, head_w, head_b;
+    vit_block_params *blocks;
+
+    bool training, grad_enabled;
+    uint64_t rng_counter; /* forwards in training mode: keys dropout masks */
+    vit_tape tape;
+    vit_value *logits;    /* of the last forward, in the tape's arena */
+    vit_value *loss;
+    int batch;
+
+    vit_meta_entry *meta;
+    int n_meta;
+};
+
+int vit_model_find_param(const struct vit_model *model, const char *name);
+
+#endif

@@ -1,0 +1,515 @@
+/* The Vision Transformer: parameters in timm's names and order, timm's
+ * initialisation, and the forward pass recorded on the model's tape. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn.h"
+
+/* ------------------------------------------------------------ parameters */
+typedef struct param_builder {
+    vit_model *model;
+    int cap;
+} param_builder;
+
+static int add_param(param_builder *pb, const char *name, int ndim, const int64_t *shape, bool decay) {
+    vit_model *m = pb->model;
+    if (m->n_params == pb->cap) {
+        int cap = pb->cap ? pb->cap * 2 : 64;
+        vit_param *grown = realloc(m->params, (size_t)cap * sizeof *grown);
+        if (!grown) return -1;
+        m->params = grown;
+        pb->cap = cap;
+    }
+    vit_param *p = &m->params[m->n_params];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        p->numel *= shape[i];
+    }
+    /* Each parameter starts on a 64-byte boundary: vector loads stay aligned. */
+    p->offset = m->total;
+    m->total += (p->numel + 15) / 16 * 16;
+    p->decay = decay;
+    return m->n_params++;
+}
+
+#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+
+static vit_status build_params(vit_model *m) {
+    const struct vit_config *c = &m->cfg;
+    param_builder pb = {m, 0};
+    int64_t D = c->dim, H = m->hidden;
+    char name[48];
+    bool ok = true;
+    /* timm's state_dict order. */
+    ok &= (m->cls_token = add_param(&pb, "cls_token", 3, SHAPE(1, 1, D), false)) >= 0;
+    ok &= (m->pos_embed = add_param(&pb, "pos_embed", 3, SHAPE(1, m->tokens, D), false)) >= 0;
+    ok &= (m->patch_w = add_param(&pb, "patch_embed.proj.weight", 4,
+                                  SHAPE(D, c->in_channels, c->patch_size, c->patch_size), true)) >= 0;
+    ok &= (m->patch_b = add_param(&pb, "patch_embed.proj.bias", 1, SHAPE(D), false)) >= 0;
+    m->patch_norm_w = m->patch_norm_b = -1;
+    if (c->patch_norm) {
+        ok &= (m->patch_norm_w = add_param(&pb, "patch_embed.norm.weight", 1, SHAPE(D), false)) >= 0;
+        ok &= (m->patch_norm_b = add_param(&pb, "patch_embed.norm.bias", 1, SHAPE(D), false)) >= 0;
+    }
+    m->blocks = calloc((size_t)c->depth, sizeof *m->blocks);
+    if (!m->blocks) ok = false;
+    for (int i = 0; ok && i < c->depth; i++) {
+        vit_block_params *b = &m->blocks[i];
+#define BLOCK_PARAM(field, suffix, decay, ...)                                          \
+    snprintf(name, sizeof name, "blocks.%d.%s", i, suffix);                              \
+    ok &= (b->field = add_param(&pb, name, (int)(sizeof SHAPE(__VA_ARGS__) / sizeof(int64_t)), \
+                                SHAPE(__VA_ARGS__), decay)) >= 0
+        BLOCK_PARAM(norm1_w, "norm1.weight", false, D);
+        BLOCK_PARAM(norm1_b, "norm1.bias", false, D);
+        BLOCK_PARAM(qkv_w, "attn.qkv.weight", true, 3 * D, D);
+        b->qkv_b = -1;
+        if (c->qkv_bias) { BLOCK_PARAM(qkv_b, "attn.qkv.bias", false, 3 * D); }
+        BLOCK_PARAM(proj_w, "attn.proj.weight", true, D, D);
+        BLOCK_PARAM(proj_b, "attn.proj.bias", false, D);
+        BLOCK_PARAM(norm2_w, "norm2.weight", false, D);
+        BLOCK_PARAM(norm2_b, "norm2.bias", false, D);
+        BLOCK_PARAM(fc1_w, "mlp.fc1.weight", true, H, D);
+        BLOCK_PARAM(fc1_b, "mlp.fc1.bias", false, H);
+        BLOCK_PARAM(fc2_w, "mlp.fc2.weight", true, D, H);
+        BLOCK_PARAM(fc2_b, "mlp.fc2.bias", false, D);
+#undef BLOCK_PARAM
+    }
+    /* timm: global_pool='avg' normalises after pooling under the name fc_norm. */
+    const char *norm = c->global_pool == VIT_POOL_AVG ? "fc_norm" : "norm";
+    snprintf(name, sizeof name, "%s.weight", norm);
+    ok &= ok && (m->norm_w = add_param(&pb, name, 1, SHAPE(D), false)) >= 0;
+    snprintf(name, sizeof name, "%s.bias", norm);
+    ok &= ok && (m->norm_b = add_param(&pb, name, 1, SHAPE(D), false)) >= 0;
+    ok &= ok && (m->head_w = add_param(&pb, "head.weight", 2, SHAPE(c->num_classes, D), true)) >= 0;
+    ok &= ok && (m->head_b = add_param(&pb, "head.bias", 1, SHAPE(c->num_classes), false)) >= 0;
+    if (!ok) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_create: no memory for the parameter table");
+    return VIT_OK;
+}
+
+/* timm's init_weights (mode ''): trunc_normal(.02) for Linear weights and
+ * pos_embed, normal(1e-6) for cls_token, zero biases, LayerNorm 1/0; the
+ * patch projection is a Conv2d and keeps PyTorch's default
+ * kaiming_uniform(a=sqrt 5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+static void init_params(vit_model *m) {
+    uint64_t seed = m->ctx->seed;
+    for (int i = 0; i < m->n_params; i++) {
+        vit_param *p = &m->params[i];
+        float *w = m->weights + p->offset;
+        uint64_t key = vit_rng_key(seed, 0x1A17, (uint64_t)i);
+        size_t len = strlen(p->name);
+        bool is_bias = len > 5 && !strcmp(p->name + len - 5, ".bias");
+        bool is_norm = strstr(p->name, "norm") != NULL;
+        if (i == m->cls_token) {
+            for (int64_t k = 0; k < p->numel; k++) w[k] = (float)(vit_rng_normal(key, (uint64_t)k) * 1e-6);
+        } else if (i == m->patch_w || i == m->patch_b) {
+            const vit_param *pw = &m->params[m->patch_w];
+            float bound = 1.0f / sqrtf((float)(pw->numel / pw->shape[0]));
+            for (int64_t k = 0; k < p->numel; k++) w[k] = (2.0f * vit_rng_uniform(key, (uint64_t)k) - 1.0f) * bound;
+        } else if (is_norm) {
+            for (int64_t k = 0; k < p->numel; k++) w[k] = is_bias ? 0.0f : 1.0f;
+        } else if (is_bias) {
+            memset(w, 0, (size_t)p->numel * sizeof *w);
+        } else {
+            vit_rng_trunc_normal(w, (size_t)p->numel, key, 0.02f, -2.0f, 2.0f);
+        }
+    }
+}
+
+int vit_model_find_param(const vit_model *model, const char *name) {
+    for (int i = 0; i < model->n_params; i++)
+        if (!strcmp(model->params[i].name, name)) return i;
+    return -1;
+}
+
+/* ----------------------------------------------------------- life cycle */
+vit_status vit_model_create(vit_context *ctx, const vit_config *cfg, vit_model **out) {
+    VIT_CHECK_ARG(out, "vit_model_create: out is NULL");
+    *out = NULL;
+    VIT_CHECK_ARG(ctx, "vit_model_create: ctx is NULL");
+    VIT_CHECK_ARG(cfg, "vit_model_create: cfg is NULL");
+    VIT_TRY(vit_config_validate(cfg));
+    vit_model *m = calloc(1, sizeof *m);
+    if (!m) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_create: no memory");
+    m->ctx = ctx;
+    m->cfg = *cfg;
+    m->grid = (int)(cfg->img_size / cfg->patch_size);
+    m->num_patches = m->grid * m->grid;
+    m->tokens = m->num_patches + 1;
+    m->hidden = (int)(cfg->dim * cfg->mlp_ratio);
+    m->grad_enabled = true;
+    vit_tape_init(&m->tape);
+    vit_status s = build_params(m);
+    if (s == VIT_OK) {
+        m->weights = vit_alloc((size_t)m->total * sizeof(float));
+        m->grads = vit_alloc((size_t)m->total * sizeof(float));
+        if (!m->weights || !m->grads)
+            s = vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_create: cannot allocate %lld parameters",
+                         (long long)m->total);
+    }
+    if (s != VIT_OK) {
+        vit_model_destroy(m);
+        return s;
+    }
+    init_params(m);
+    *out = m;
+    return VIT_OK;
+}
+
+void vit_model_destroy(vit_model *m) {
+    if (!m) return;
+    vit_tape_release(&m->tape);
+    vit_free(m->weights);
+    vit_free(m->grads);
+    free(m->params);
+    free(m->blocks);
+    for (int i = 0; i < m->n_meta; i++) {
+        free(m->meta[i].key);
+        free(m->meta[i].value);
+    }
+    free(m->meta);
+    free(m);
+}
+
+vit_status vit_model_get_config(const vit_model *model, vit_config **out) {
+    VIT_CHECK_ARG(model, "vit_model_get_config: model is NULL");
+    return vit_config_copy(&model->cfg, out);
+}
+
+vit_status vit_model_set_training(vit_model *model, int training) {
+    VIT_CHECK_ARG(model, "vit_model_set_training: model is NULL");
+    model->training = training != 0;
+    return VIT_OK;
+}
+
+vit_status vit_model_set_grad(vit_model *model, int enabled) {
+    VIT_CHECK_ARG(model, "vit_model_set_grad: model is NULL");
+    model->grad_enabled = enabled != 0;
+    return VIT_OK;
+}
+
+vit_status vit_model_get_rng_state(const vit_model *model, uint64_t *state) {
+    VIT_CHECK_ARG(model, "vit_model_get_rng_state: model is NULL");
+    VIT_CHECK_ARG(state, "vit_model_get_rng_state: state is NULL");
+    *state = model->rng_counter;
+    return VIT_OK;
+}
+
+vit_status vit_model_set_rng_state(vit_model *model, uint64_t state) {
+    VIT_CHECK_ARG(model, "vit_model_set_rng_state: model is NULL");
+    model->rng_counter = state;
+    return VIT_OK;
+}
+
+/* -------------------------------------------------------------- forward */
+/* Random streams: each dropout site has its own stream id. */
+enum { STREAM_POS_DROP = 1, STREAM_BLOCK = 16 };
+
+static vit_value *param_value(vit_model *m, int idx) {
+    if (idx < 0) return NULL;
+    const vit_param *p = &m->params[idx];
+    return vit_tape_wrap(&m->tape, m->weights + p->offset, m->grads + p->offset, p->numel, true);
+}
+
+/* Per-sample DropPath scales [B] (0 or 1 / keep), or NULL when off. */
+static const float *drop_path_scales(vit_model *m, int B, float rate, uint64_t key, bool *oom) {
+    if (!m->training || rate <= 0.0f) return NULL;
+    float *scale = vit_arena_floats(&m->tape.arena, (size_t)B);
+    if (!scale) {
+        *oom = true;
+        return NULL;
+    }
+    float keep = 1.0f - rate;
+    for (int b = 0; b < B; b++) scale[b] = vit_rng_uniform(key, (uint64_t)b) >= rate ? 1.0f / keep : 0.0f;
+    return scale;
+}
+
+#define NEED(v) do { if (!(v)) goto fail; } while (0)
+
+static vit_value *block_forward(vit_model *m, vit_value *x, int i, int B) {
+    const struct vit_config *c = &m->cfg;
+    const vit_block_params *bp = &m->blocks[i];
+    vit_tape *t = &m->tape;
+    int T = m->tokens, D = (int)c->dim, Hh = (int)c->heads, rows = B * T;
+    bool train = m->training;
+    uint64_t step = m->rng_counter, seed = m->ctx->seed;
+    uint64_t stream = STREAM_BLOCK + (uint64_t)i * 8;
+    float drop = train ? (float)c->drop_rate : 0.0f, attn_drop = train ? (float)c->attn_drop_rate : 0.0f;
+    /* timm's linear stochastic-depth schedule: rate * i / (depth - 1). */
+    float dp = c->depth > 1 ? (float)(c->drop_path_rate * i / (c->depth - 1)) : (float)c->drop_path_rate;
+    bool oom = false;
+
+    vit_value *h = vit_op_layernorm(t, x, param_value(m, bp->norm1_w), param_value(m, bp->norm1_b), rows, D,
+                                    (float)c->ln_eps);
+    NEED(h);
+    vit_value *qkv = vit_op_linear(t, h, param_value(m, bp->qkv_w), param_value(m, bp->qkv_b), rows, D, 3 * D);
+    NEED(qkv);
+    vit_value *a = vit_op_attention(t, qkv, B, T, Hh, D / Hh, attn_drop, vit_rng_key(seed, stream, step));
+    NEED(a);
+    vit_value *o = vit_op_linear(t, a, param_value(m, bp->proj_w), param_value(m, bp->proj_b), rows, D, D);
+    NEED(o);
+    o = vit_op_dropout(t, o, drop, vit_rng_key(seed, stream + 1, step));
+    NEED(o);
+    const float *s1 = drop_path_scales(m, B, dp, vit_rng_key(seed, stream + 2, step), &oom);
+    NEED(!oom);
+    x = vit_op_residual(t, x, o, s1, B, (int64_t)T * D);
+    NEED(x);
+
+    h = vit_op_layernorm(t, x, param_value(m, bp->norm2_w), param_value(m, bp->norm2_b), rows, D, (float)c->ln_eps);
+    NEED(h);
+    vit_value *f = vit_op_linear_gelu(t, h, param_value(m, bp->fc1_w), param_value(m, bp->fc1_b), rows, D,
+                                      m->hidden);
+    NEED(f);
+    f = vit_op_dropout(t, f, drop, vit_rng_key(seed, stream + 3, step));
+    NEED(f);
+    f = vit_op_linear(t, f, param_value(m, bp->fc2_w), param_value(m, bp->fc2_b), rows, m->hidden, D);
+    NEED(f);
+    f = vit_op_dropout(t, f, drop, vit_rng_key(seed, stream + 4, step));
+    NEED(f);
+    const float *s2 = drop_path_scales(m, B, dp, vit_rng_key(seed, stream + 5, step), &oom);
+    NEED(!oom);
+    return vit_op_residual(t, x, f, s2, B, (int64_t)T * D);
+fail:
+    return NULL;
+}
+
+static vit_status forward_failed(vit_model *m) {
+    m->logits = NULL;
+    vit_tape_reset(&m->tape, false);
+    vit_error_prefix("vit_model_forward");
+    return vit_last_status();
+}
+
+vit_status vit_model_forward(vit_model *m, const vit_tensor *images, vit_tensor *logits) {
+    VIT_CHECK_ARG(m, "vit_model_forward: model is NULL");
+    const struct vit_config *c = &m->cfg;
+    VIT_TRY(vit_tensor_expect(images, "vit_model_forward: images", VIT_DTYPE_F32, 4,
+                              SHAPE(-1, c->in_channels, c->img_size, c->img_size)));
+    int B = (int)images->shape[0];
+    VIT_TRY(vit_tensor_expect(logits, "vit_model_forward: logits", VIT_DTYPE_F32, 2, SHAPE(B, c->num_classes)));
+    if (images->numel > INT32_MAX || (int64_t)B * m->tokens * m->hidden > INT32_MAX)
+        return vit_fail(VIT_ERR_SHAPE, "vit_model_forward: batch %d is too large for this model", B);
+    vit_context_enter(m->ctx);
+
+    vit_tape *t = &m->tape;
+    vit_tape_reset(t, m->grad_enabled);
+    m->logits = m->loss = NULL;
+    m->batch = B;
+    uint64_t step = m->rng_counter;
+    if (m->training) m->rng_counter++;
+
+    int D = (int)c->dim, N = m->num_patches, T = m->tokens;
+    vit_value *img = vit_tape_wrap(t, images->data, NULL, images->numel, false);
+    NEED(img);
+    vit_value *x = vit_op_patch_embed(t, img, param_value(m, m->patch_w), param_value(m, m->patch_b), B,
+                                      (int)c->in_channels, (int)c->img_size, (int)c->img_size, (int)c->patch_size, D);
+    NEED(x);
+    if (c->patch_norm) {
+        x = vit_op_layernorm(t, x, param_value(m, m->patch_norm_w), param_value(m, m->patch_norm_b),
+                             (int64_t)B * N, D, (float)c->ln_eps);
+        NEED(x);
+    }
+    x = vit_op_embed_tokens(t, x, param_value(m, m->cls_token), param_value(m, m->pos_embed), B, N, D);
+    NEED(x);
+    x = vit_op_dropout(t, x, m->training ? (float)c->drop_rate : 0.0f,
+                       vit_rng_key(m->ctx->seed, STREAM_POS_DROP, step));
+    NEED(x);
+    for (int i = 0; i < c->depth; i++) {
+        x = block_forward(m, x, i, B);
+        NEED(x);
+    }
+    /* LayerNorm is per token, so pooling first and normalising only the
+     * pooled rows equals timm's norm-then-select for token pooling. */
+    x = vit_op_pool(t, x, B, T, D, c->global_pool == VIT_POOL_AVG);
+    NEED(x);
+    x = vit_op_layernorm(t, x, param_value(m, m->norm_w), param_value(m, m->norm_b), B, D, (float)c->ln_eps);
+    NEED(x);
+    x = vit_op_linear(t, x, param_value(m, m->head_w), param_value(m, m->head_b), B, D, (int)c->num_classes);
+    NEED(x);
+    m->logits = x;
+    memcpy(logits->data, x->data, (size_t)B * (size_t)c->num_classes * sizeof(float));
+    return VIT_OK;
+fail:
+    return forward_failed(m);
+}
+
+vit_status vit_model_loss(vit_model *m, const vit_tensor *labels, float label_smoothing, float *loss) {
+    VIT_CHECK_ARG(m, "vit_model_loss: model is NULL");
+    VIT_CHECK_ARG(loss, "vit_model_loss: loss is NULL");
+    if (!m->logits) return vit_fail(VIT_ERR_STATE, "vit_model_loss: no forward to take the loss of");
+    VIT_TRY(vit_tensor_expect(labels, "vit_model_loss: labels", VIT_DTYPE_I32, 1, SHAPE(m->batch)));
+    VIT_CHECK_ARG(label_smoothing >= 0.0f && label_smoothing < 1.0f,
+                  "vit_model_loss: label_smoothing %g is outside [0, 1)", label_smoothing);
+    const int32_t *src = labels->data;
+    int C = (int)m->cfg.num_classes;
+    for (int b = 0; b < m->batch; b++)
+        if (src[b] < 0 || src[b] >= C)
+            return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_model_loss: labels[%d] = %d is outside 0..%d", b, src[b],
+                            C - 1);
+    vit_context_enter(m->ctx);
+    /* The tape keeps the labels until backward: copy them out of the caller's tensor. */
+    int32_t *kept = vit_arena_alloc(&m->tape.arena, (size_t)m->batch * sizeof *kept);
+    if (!kept) return forward_failed(m);
+    memcpy(kept, src, (size_t)m->batch * sizeof *kept);
+    vit_value *l = vit_op_cross_entropy(&m->tape, m->logits, kept, m->batch, C, label_smoothing);
+    if (!l) return forward_failed(m);
+    m->loss = l;
+    *loss = l->data[0];
+    if (!isfinite(*loss)) return vit_fail(VIT_ERR_NUMERIC, "vit_model_loss: the loss is %g", (double)*loss);
+    return VIT_OK;
+}
+
+vit_status vit_model_backward(vit_model *m) {
+    VIT_CHECK_ARG(m, "vit_model_backward: model is NULL");
+    if (!m->loss) return vit_fail(VIT_ERR_STATE, "vit_model_backward: call vit_model_loss after vit_model_forward first");
+    vit_context_enter(m->ctx);
+    vit_value *l = m->loss;
+    m->loss = NULL;
+    return vit_tape_backward(&m->tape, l, NULL);
+}
+
+vit_status vit_model_backward_logits(vit_model *m, const vit_tensor *dlogits) {
+    VIT_CHECK_ARG(m, "vit_model_backward_logits: model is NULL");
+    if (!m->logits) return vit_fail(VIT_ERR_STATE, "vit_model_backward_logits: no forward to differentiate");
+    VIT_TRY(vit_tensor_expect(dlogits, "vit_model_backward_logits: dlogits", VIT_DTYPE_F32, 2,
+                              SHAPE(m->batch, m->cfg.num_classes)));
+    vit_context_enter(m->ctx);
+    m->loss = NULL;
+    return vit_tape_backward(&m->tape, m->logits, dlogits->data);
+}
+
+vit_status vit_model_zero_grad(vit_model *m) {
+    VIT_CHECK_ARG(m, "vit_model_zero_grad: model is NULL");
+    memset(m->grads, 0, (size_t)m->total * sizeof(float));
+    return VIT_OK;
+}
+
+/* ------------------------------------------------------------ parameters */
+vit_status vit_model_param_count(const vit_model *model, int *count) {
+    VIT_CHECK_ARG(model, "vit_model_param_count: model is NULL");
+    VIT_CHECK_ARG(count, "vit_model_param_count: count is NULL");
+    *count = model->n_params;
+    return VIT_OK;
+}
+
+vit_status vit_model_num_params(const vit_model *model, int64_t *numel) {
+    VIT_CHECK_ARG(model, "vit_model_num_params: model is NULL");
+    VIT_CHECK_ARG(numel, "vit_model_num_params: numel is NULL");
+    int64_t n = 0;
+    for (int i = 0; i < model->n_params; i++) n += model->params[i].numel;
+    *numel = n;
+    return VIT_OK;
+}
+
+vit_status vit_model_param_info(const vit_model *model, int index, const char **name, int *ndim, int64_t *shape) {
+    VIT_CHECK_ARG(model, "vit_model_param_info: model is NULL");
+    VIT_CHECK_ARG(index >= 0 && index < model->n_params, "vit_model_param_info: index %d is outside 0..%d", index,
+                  model->n_params - 1);
+    const vit_param *p = &model->params[index];
+    if (name) *name = p->name;
+    if (ndim) *ndim = p->ndim;
+    if (shape)
+        for (int i = 0; i < VIT_MAX_DIMS; i++) shape[i] = i < p->ndim ? p->shape[i] : 1;
+    return VIT_OK;
+}
+
+static vit_status lookup(const vit_model *model, const char *fn, const char *name, size_t bytes, const void *buf,
+                         const vit_param **out) {
+    VIT_CHECK_ARG(model, "%s: model is NULL", fn);
+    VIT_CHECK_ARG(name, "%s: name is NULL", fn);
+    VIT_CHECK_ARG(buf, "%s: buffer is NULL", fn);
+    int idx = vit_model_find_param(model, name);
+    if (idx < 0) return vit_fail(VIT_ERR_NOT_FOUND, "%s: the model has no parameter '%s'", fn, name);
+    const vit_param *p = &model->params[idx];
+    if (bytes != (size_t)p->numel * sizeof(float)) {
+        char shape[96];
+        return vit_fail(VIT_ERR_SHAPE, "%s: '%s' is f32 %s (%lld bytes), buffer has %zu bytes", fn, name,
+                        vit_shape_str(shape, sizeof shape, p->ndim, p->shape), (long long)(p->numel * 4), bytes);
+    }
+    *out = p;
+    return VIT_OK;
+}
+
+vit_status vit_model_param_read(const vit_model *model, const char *name, float *dst, size_t bytes) {
+    const vit_param *p = NULL;
+    VIT_TRY(lookup(model, "vit_model_param_read", name, bytes, dst, &p));
+    memcpy(dst, model->weights + p->offset, bytes);
+    return VIT_OK;
+}
+
+vit_status vit_model_param_write(vit_model *model, const char *name, const float *src, size_t bytes) {
+    const vit_param *p = NULL;
+    VIT_TRY(lookup(model, "vit_model_param_write", name, bytes, src, &p));
+    memcpy(model->weights + p->offset, src, bytes);
+    return VIT_OK;
+}
+
+vit_status vit_model_grad_read(const vit_model *model, const char *name, float *dst, size_t bytes) {
+    const vit_param *p = NULL;
+    VIT_TRY(lookup(model, "vit_model_grad_read", name, bytes, dst, &p));
+    memcpy(dst, model->grads + p->offset, bytes);
+    return VIT_OK;
+}
+
+/* -------------------------------------------------------------- metadata */
+static char *dup_string(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+vit_status vit_model_set_metadata(vit_model *model, const char *key, const char *value) {
+    VIT_CHECK_ARG(model, "vit_model_set_metadata: model is NULL");
+    VIT_CHECK_ARG(key && *key, "vit_model_set_metadata: key is NULL or empty");
+    int i = 0;
+    while (i < model->n_meta && strcmp(model->meta[i].key, key)) i++;
+    if (!value) {
+        if (i == model->n_meta) return VIT_OK;
+        free(model->meta[i].key);
+        free(model->meta[i].value);
+        memmove(&model->meta[i], &model->meta[i + 1], (size_t)(model->n_meta - i - 1) * sizeof *model->meta);
+        model->n_meta--;
+        return VIT_OK;
+    }
+    char *v = dup_string(value);
+    if (!v) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_set_metadata: no memory for '%s'", key);
+    if (i < model->n_meta) {
+        free(model->meta[i].value);
+        model->meta[i].value = v;
+        return VIT_OK;
+    }
+    vit_meta_entry *grown = realloc(model->meta, (size_t)(model->n_meta + 1) * sizeof *grown);
+    char *k = dup_string(key);
+    if (!grown || !k) {
+        if (grown) model->meta = grown;
+        free(v);
+        free(k);
+        return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_set_metadata: no memory for '%s'", key);
+    }
+    model->meta = grown;
+    model->meta[model->n_meta++] = (vit_meta_entry){k, v};
+    return VIT_OK;
+}
+
+vit_status vit_model_get_metadata(const vit_model *model, const char *key, const char **value) {
+    VIT_CHECK_ARG(model, "vit_model_get_metadata: model is NULL");
+    VIT_CHECK_ARG(key, "vit_model_get_metadata: key is NULL");
+    VIT_CHECK_ARG(value, "vit_model_get_metadata: value is NULL");
+    *value = NULL;
+    for (int i = 0; i < model->n_meta; i++)
+        if (!strcmp(model->meta[i].key, key)) *value = model->meta[i].value;
+    return VIT_OK;
+}
+
+vit_status vit_model_metadata_key(const vit_model *model, int index, const char **key) {
+    VIT_CHECK_ARG(model, "vit_model_metadata_key: model is NULL");
+    VIT_CHECK_ARG(key, "vit_model_metadata_key: key is NULL");
+    *key = index >= 0 && index < model->n_meta ? model->meta[index].key : NULL;
+    return VIT_OK;
+}

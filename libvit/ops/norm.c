@@ -1,0 +1,51 @@
+/* LayerNorm and GELU on the tape. */
+#include "cpu/kernels.h"
+#include "ops/ops.h"
+
+/* node: in = {x, w, b}, saved = {mean, rstd}, dims = {rows (low 31 bits), C} */
+static vit_status layernorm_backward(vit_tape *tape, const vit_node *node) {
+    vit_value *x = node->in[0], *w = node->in[1], *b = node->in[2];
+    float *dx = x->requires_grad ? vit_tape_grad(tape, x) : NULL;
+    if (x->requires_grad && !dx) return VIT_ERR_OUT_OF_MEMORY;
+    vit_layernorm_backward(dx, w->requires_grad ? w->grad : NULL, b->requires_grad ? b->grad : NULL,
+                           node->out->grad, x->data, w->data, node->saved[0], node->saved[1], node->dims[0],
+                           node->dims[1]);
+    return VIT_OK;
+}
+
+vit_value *vit_op_layernorm(vit_tape *tape, vit_value *x, vit_value *w, vit_value *b, int64_t rows, int C,
+                            float eps) {
+    bool record = vit_tape_wants(tape, x, w, b);
+    vit_value *y = vit_tape_value(tape, rows * C, record);
+    float *mean = record ? vit_arena_floats(&tape->arena, (size_t)rows) : NULL;
+    float *rstd = record ? vit_arena_floats(&tape->arena, (size_t)rows) : NULL;
+    if (!y || (record && (!mean || !rstd))) return NULL;
+    vit_layernorm_forward(y->data, mean, rstd, x->data, w->data, b->data, rows, C, eps);
+    if (record) {
+        vit_node node = {.backward = layernorm_backward, .out = y, .in = {x, w, b}, .saved = {mean, rstd},
+                         .dims = {(int)rows, C}};
+        if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
+    }
+    return y;
+}
+
+/* node: in = {x} */
+static vit_status gelu_backward(vit_tape *tape, const vit_node *node) {
+    vit_value *x = node->in[0];
+    float *dx = vit_tape_grad(tape, x);
+    if (!dx) return VIT_ERR_OUT_OF_MEMORY;
+    vit_gelu_backward(dx, x->data, node->out->grad, x->numel);
+    return VIT_OK;
+}
+
+vit_value *vit_op_gelu(vit_tape *tape, vit_value *x) {
+    bool record = vit_tape_wants(tape, x, NULL, NULL);
+    vit_value *y = vit_tape_value(tape, x->numel, record);
+    if (!y) return NULL;
+    vit_gelu_forward(y->data, x->data, x->numel);
+    if (record) {
+        vit_node node = {.backward = gelu_backward, .out = y, .in = {x}};
+        if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
+    }
+    return y;
+}

@@ -1,0 +1,93 @@
+/*
+ * Ops recorded on a tape. Each op computes its forward now and, while the
+ * tape records, pushes a node whose backward runs when the tape is replayed
+ * in reverse. Values live in the step arena (activations) or in the model's
+ * flat parameter and gradient buffers (parameters).
+ */
+#ifndef VIT_OPS_H
+#define VIT_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+/* A value on the tape: data, and its gradient once backward reaches it. */
+typedef struct vit_value {
+    float *data;
+    float *grad;        /* NULL until needed; parameters point into the flat gradient buffer */
+    int64_t numel;
+    bool requires_grad; /* false for inputs (images) and for everything in inference */
+} vit_value;
+
+typedef struct vit_tape vit_tape;
+typedef struct vit_node vit_node;
+typedef vit_status (*vit_backward_fn)(vit_tape *tape, const vit_node *node);
+
+/* What an op keeps for its backward. Fields are op-specific; each op's file
+ * says which it uses. */
+struct vit_node {
+    vit_backward_fn backward;
+    vit_value *out;
+    vit_value *in[3];
+    float *saved[3];
+    int dims[6];
+    float scalar[2];
+    uint64_t key;
+    const int32_t *labels;
+};
+
+struct vit_tape {
+    vit_arena arena;    /* activations, saved tensors, activation gradients; reset each step */
+    vit_node *nodes;    /* grows once, kept across steps */
+    int count, cap;
+    bool recording;
+};
+
+void vit_tape_init(vit_tape *tape);
+void vit_tape_release(vit_tape *tape);
+/* Forget the last step: no nodes, arena rewound. */
+void vit_tape_reset(vit_tape *tape, bool recording);
+/* A new activation of n floats (data uninitialised); requires_grad as given. */
+vit_value *vit_tape_value(vit_tape *tape, int64_t n, bool requires_grad);
+/* Wrap storage that is not the arena's (parameters, caller inputs). */
+vit_value *vit_tape_wrap(vit_tape *tape, float *data, float *grad, int64_t n, bool requires_grad);
+/* Append a node (copied); only called when the tape records and out requires grad. */
+vit_status vit_tape_push(vit_tape *tape, const vit_node *node);
+/* The gradient buffer of v, zero-filled on first use. NULL on failure. */
+float *vit_tape_grad(vit_tape *tape, vit_value *v);
+/* Seed out's gradient with seed_grad (n floats, or NULL for ones) and replay. */
+vit_status vit_tape_backward(vit_tape *tape, vit_value *out, const float *seed_grad);
+/* True when an op with these inputs must be recorded. */
+bool vit_tape_wants(const vit_tape *tape, const vit_value *a, const vit_value *b, const vit_value *c);
+
+/* ------------------------------------------------------------------ the ops */
+/* y [M, N] = x [M, K] · W[N, K]^T + b[N] (b may be NULL); gelu fuses an exact
+ * GELU after the bias. */
+vit_value *vit_op_linear(vit_tape *tape, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N);
+vit_value *vit_op_linear_gelu(vit_tape *tape, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N);
+/* patch tokens [B * N, D] from images [B, C, H, W] through a conv of kernel = stride = p:
+ * weight [D, C, p, p], bias [D]. */
+vit_value *vit_op_patch_embed(vit_tape *tape, vit_value *images, vit_value *W, vit_value *b, int B, int C, int H,
+                              int Wd, int p, int D);
+/* y [rows, C] = LayerNorm(x) * w + b */
+vit_value *vit_op_layernorm(vit_tape *tape, vit_value *x, vit_value *w, vit_value *b, int64_t rows, int C,
+                            float eps);
+vit_value *vit_op_gelu(vit_tape *tape, vit_value *x);
+/* out [B, T, H * hd] from qkv [B, T, 3, H, hd] */
+vit_value *vit_op_attention(vit_tape *tape, vit_value *qkv, int B, int T, int H, int hd, float drop_p,
+                            uint64_t key);
+/* tokens [B, 1 + N, D] = [cls; patch] + pos */
+vit_value *vit_op_embed_tokens(vit_tape *tape, vit_value *patch, vit_value *cls, vit_value *pos, int B, int N,
+                               int D);
+/* x + DropPath(y): per-sample scale (NULL: plain residual) */
+vit_value *vit_op_residual(vit_tape *tape, vit_value *x, vit_value *y, const float *scale, int B, int64_t per);
+/* Dropout with probability p; p == 0 returns x itself. */
+vit_value *vit_op_dropout(vit_tape *tape, vit_value *x, float p, uint64_t key);
+/* [B, D] from tokens [B, T, D]: class token or mean of the patch tokens */
+vit_value *vit_op_pool(vit_tape *tape, vit_value *tokens, int B, int T, int D, int avg);
+/* scalar mean cross-entropy of logits [B, C] against labels (kept by pointer until backward) */
+vit_value *vit_op_cross_entropy(vit_tape *tape, vit_value *logits, const int32_t *labels, int B, int C,
+                                float smoothing);
+
+#endif

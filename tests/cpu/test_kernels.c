@@ -1,0 +1,964 @@
+/*
+ * CPU kernel tests. Every forward is compared with a plain double-precision
+ * reference written here, and every backward with central finite differences
+ * of that reference (of the scalar loss sum(out * w), w random, which is also
+ * the dout handed to the float backward), at awkward sizes: odd token counts,
+ * widths that are not a multiple of 8, batch 1, heads of 5.
+ *
+ * Tolerances (relative, with a floor of 1% of the largest |reference| so that
+ * entries near zero are judged on the scale of the tensor):
+ *   FWD_TOL  2e-5: a float32 kernel against a double reference differs by a
+ *            few ulps per accumulated term, ~1e-6 here.
+ *   GRAD_TOL 1e-3: the float analytic gradient against a double finite
+ *            difference (step 1e-5, truncation ~1e-10), as the brief asks.
+ * Gradient buffers start from small nonzero values, and the test subtracts
+ * them, so a kernel that assigns instead of accumulating fails.
+ */
+#include <check.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/kernels.h"
+
+#define FWD_TOL 2e-5
+#define GRAD_TOL 1e-3
+#define FD_STEP 1e-5
+#define FD_MAX 300 /* finite differences on at most this many elements per tensor */
+
+/* ------------------------------------------------------------ helpers */
+static uint64_t rng_state = 0x243F6A8885A308D3ull;
+static double urand(void) { /* xorshift64*, [0, 1) */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Everything a test allocates is freed by the fixture's teardown. */
+static void *allocs[512];
+static int nallocs;
+static void *tmalloc(size_t bytes) {
+    ck_assert_int_lt(nallocs, 512);
+    void *p = calloc(1, bytes ? bytes : 1);
+    ck_assert_ptr_nonnull(p);
+    return allocs[nallocs++] = p;
+}
+static void free_all(void) {
+    while (nallocs) free(allocs[--nallocs]);
+}
+static float *fvec(int64_t n) { return tmalloc((size_t)n * sizeof(float)); }
+static double *dvec(int64_t n) { return tmalloc((size_t)n * sizeof(double)); }
+static float *frand(int64_t n, double lo, double hi) {
+    float *x = fvec(n);
+    for (int64_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * urand());
+    return x;
+}
+static double *to_d(const float *x, int64_t n) {
+    double *d = dvec(n);
+    for (int64_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+static float *fcopy(const float *x, int64_t n) {
+    float *y = fvec(n);
+    memcpy(y, x, (size_t)n * sizeof(float));
+    return y;
+}
+
+static double rel_err(double got, double want, double floor) { return fabs(got - want) / (fabs(want) + floor + 1e-30); }
+
+/* got (float) against want (double), relative with the floor described above. */
+static void expect_close(const char *what, const float *got, const double *want, int64_t n, double tol) {
+    double maxabs = 0.0, worst = 0.0;
+    int64_t at = 0;
+    for (int64_t i = 0; i < n; i++) maxabs = fmax(maxabs, fabs(want[i]));
+    for (int64_t i = 0; i < n; i++) {
+        const double e = rel_err(got[i], want[i], 1e-2 * maxabs);
+        if (!(e <= worst)) worst = e, at = i; /* NaN counts as worst */
+    }
+    ck_assert_msg(worst <= tol, "%s: [%lld] = %.9g, reference %.9g (rel err %.3g > %.1g)", what, (long long)at,
+                  (double)got[at], want[at], worst, tol);
+}
+
+typedef double (*loss_fn)(void *ctx);
+
+/* The analytic gradient (grad - base) of loss w.r.t. x against central finite
+ * differences of the double reference, on every element or FD_MAX sampled ones. */
+static void expect_grad(const char *what, loss_fn loss, void *ctx, double *x, int64_t n, const float *grad,
+                        const float *base) {
+    const int64_t m = n <= FD_MAX ? n : FD_MAX;
+    int64_t *idx = tmalloc((size_t)m * sizeof(int64_t));
+    double *fd = dvec(m), maxabs = 0.0;
+    for (int64_t k = 0; k < m; k++) {
+        const int64_t i = m == n ? k : (int64_t)(urand() * (double)n);
+        const double x0 = x[i], h = FD_STEP * fmax(1.0, fabs(x0));
+        x[i] = x0 + h;
+        const double lp = loss(ctx);
+        x[i] = x0 - h;
+        const double lm = loss(ctx);
+        x[i] = x0;
+        idx[k] = i;
+        fd[k] = (lp - lm) / (2.0 * h);
+        maxabs = fmax(maxabs, fabs(fd[k]));
+    }
+    double worst = 0.0;
+    int64_t at = 0;
+    for (int64_t k = 0; k < m; k++) {
+        const double got = (double)grad[idx[k]] - (base ? (double)base[idx[k]] : 0.0);
+        const double e = rel_err(got, fd[k], 1e-2 * maxabs);
+        if (!(e <= worst)) worst = e, at = k;
+    }
+    const double got = (double)grad[idx[at]] - (base ? (double)base[idx[at]] : 0.0);
+    ck_assert_msg(worst <= GRAD_TOL, "%s: grad[%lld] = %.9g, finite difference %.9g (rel err %.3g)", what,
+                  (long long)idx[at], got, fd[at], worst);
+}
+
+/* A small nonzero starting gradient: += must keep it. Small so that the
+ * rounding of base + g stays far below GRAD_TOL. */
+static float *grad_base(int64_t n) { return frand(n, -0.01, 0.01); }
+
+static double dot_d(const double *a, const double *b, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* ------------------------------------------------------------ LayerNorm */
+typedef struct {
+    int rows, C;
+    double eps, *x, *w, *b, *W;
+} ln_ctx;
+
+static void ln_ref(double *out, double *mean, double *rstd, const ln_ctx *c) {
+    for (int r = 0; r < c->rows; r++) {
+        const double *x = c->x + (size_t)r * c->C;
+        double mu = 0.0, var = 0.0;
+        for (int i = 0; i < c->C; i++) mu += x[i];
+        mu /= c->C;
+        for (int i = 0; i < c->C; i++) var += (x[i] - mu) * (x[i] - mu);
+        var /= c->C;
+        const double rs = 1.0 / sqrt(var + c->eps);
+        if (mean) mean[r] = mu, rstd[r] = rs;
+        for (int i = 0; i < c->C; i++) out[(size_t)r * c->C + i] = (x[i] - mu) * rs * c->w[i] + c->b[i];
+    }
+}
+
+static double ln_loss(void *p) {
+    ln_ctx *c = p;
+    double *out = malloc((size_t)c->rows * c->C * sizeof(double));
+    ln_ref(out, NULL, NULL, c);
+    const double l = dot_d(out, c->W, (int64_t)c->rows * c->C);
+    free(out);
+    return l;
+}
+
+START_TEST(test_layernorm) {
+    static const int shapes[][2] = {{5, 13}, {7, 37}, {1, 8}, {3, 768}, {4, 1}, {50, 7}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int rows = shapes[s][0], C = shapes[s][1];
+        const int64_t n = (int64_t)rows * C;
+        const float eps = 1e-6f;
+        /* an offset of 10 checks the statistics do not lose the spread to the mean */
+        float *x = frand(n, 9.0, 11.5), *w = frand(C, 0.5, 1.5), *b = frand(C, -0.5, 0.5), *W = frand(n, -1, 1);
+        ln_ctx c = {rows, C, eps, to_d(x, n), to_d(w, C), to_d(b, C), to_d(W, n)};
+
+        float *out = fvec(n), *mean = fvec(rows), *rstd = fvec(rows), *out2 = fvec(n);
+        vit_layernorm_forward(out, mean, rstd, x, w, b, rows, C, eps);
+        double *ref = dvec(n), *rmean = dvec(rows), *rrstd = dvec(rows);
+        ln_ref(ref, rmean, rrstd, &c);
+        expect_close("layernorm out", out, ref, n, FWD_TOL);
+        expect_close("layernorm mean", mean, rmean, rows, FWD_TOL);
+        expect_close("layernorm rstd", rstd, rrstd, rows, FWD_TOL);
+        vit_layernorm_forward(out2, NULL, NULL, x, w, b, rows, C, eps);
+        ck_assert_msg(memcmp(out, out2, (size_t)n * sizeof(float)) == 0, "layernorm: NULL mean/rstd changed out");
+
+        float *dx = grad_base(n), *dw = grad_base(C), *db = grad_base(C);
+        float *dx0 = fcopy(dx, n), *dw0 = fcopy(dw, C), *db0 = fcopy(db, C);
+        vit_layernorm_backward(dx, dw, db, W, x, w, mean, rstd, rows, C);
+        expect_grad("layernorm dinp", ln_loss, &c, c.x, n, dx, dx0);
+        expect_grad("layernorm dweight", ln_loss, &c, c.w, C, dw, dw0);
+        expect_grad("layernorm dbias", ln_loss, &c, c.b, C, db, db0);
+    }
+}
+END_TEST
+
+/* ----------------------------------------------------------------- GELU */
+typedef struct {
+    int64_t n;
+    double *x, *W;
+} ew_ctx;
+
+static double gelu_d(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
+static double gelu_loss(void *p) {
+    ew_ctx *c = p;
+    double l = 0.0;
+    for (int64_t i = 0; i < c->n; i++) l += gelu_d(c->x[i]) * c->W[i];
+    return l;
+}
+
+START_TEST(test_gelu) {
+    static const int64_t sizes[] = {1, 13, 37, 4096 + 5, 3 * 4096};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int64_t n = sizes[s];
+        float *x = frand(n, -6, 6), *W = frand(n, -1, 1);
+        x[0] = 0.0f;
+        if (n > 2) x[1] = -12.0f, x[2] = 12.0f;
+        ew_ctx c = {n, to_d(x, n), to_d(W, n)};
+        float *out = fvec(n);
+        double *ref = dvec(n);
+        vit_gelu_forward(out, x, n);
+        for (int64_t i = 0; i < n; i++) ref[i] = gelu_d(c.x[i]);
+        expect_close("gelu", out, ref, n, FWD_TOL);
+
+        float *dx = grad_base(n), *dx0 = fcopy(dx, n);
+        vit_gelu_backward(dx, x, W, n);
+        expect_grad("gelu dinp", gelu_loss, &c, c.x, n, dx, dx0);
+    }
+}
+END_TEST
+
+/* -------------------------------------------------------------- softmax */
+typedef struct {
+    int rows, C;
+    double *x, *W;
+} sm_ctx;
+
+static void softmax_ref(double *out, const double *x, int rows, int C) {
+    for (int r = 0; r < rows; r++) {
+        const double *xr = x + (size_t)r * C;
+        double mx = xr[0], sum = 0.0;
+        for (int i = 1; i < C; i++) mx = fmax(mx, xr[i]);
+        for (int i = 0; i < C; i++) sum += exp(xr[i] - mx);
+        for (int i = 0; i < C; i++) out[(size_t)r * C + i] = exp(xr[i] - mx) / sum;
+    }
+}
+static double softmax_loss(void *p) {
+    sm_ctx *c = p;
+    double *out = malloc((size_t)c->rows * c->C * sizeof(double));
+    softmax_ref(out, c->x, c->rows, c->C);
+    const double l = dot_d(out, c->W, (int64_t)c->rows * c->C);
+    free(out);
+    return l;
+}
+
+START_TEST(test_softmax) {
+    static const int shapes[][3] = {{5, 13, 3}, {7, 37, 3}, {1, 1, 3}, {3, 197, 40}, {1, 50, 3}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int rows = shapes[s][0], C = shapes[s][1];
+        const int64_t n = (int64_t)rows * C;
+        float *x = frand(n, -shapes[s][2], shapes[s][2]), *W = frand(n, -1, 1);
+        sm_ctx c = {rows, C, to_d(x, n), to_d(W, n)};
+        float *out = fvec(n);
+        double *ref = dvec(n);
+        vit_softmax_forward(out, x, rows, C);
+        softmax_ref(ref, c.x, rows, C);
+        expect_close("softmax", out, ref, n, FWD_TOL);
+
+        float *dx = grad_base(n), *dx0 = fcopy(dx, n);
+        vit_softmax_backward(dx, out, W, rows, C);
+        expect_grad("softmax dinp", softmax_loss, &c, c.x, n, dx, dx0);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------ attention */
+typedef struct {
+    int B, T, H, hd;
+    double scale;
+    float drop_p;
+    uint64_t key;
+    double *qkv, *W;
+} at_ctx;
+
+static double drop_factor(const at_ctx *c, uint64_t idx) {
+    if (c->drop_p <= 0.0f) return 1.0;
+    return vit_rng_uniform(c->key, idx) >= c->drop_p ? 1.0 / (1.0 - c->drop_p) : 0.0;
+}
+
+/* out [B, T, H*hd], probs [B, H, T, T] (may be NULL) */
+static void attn_ref(double *out, double *probs, const at_ctx *c) {
+    const int B = c->B, T = c->T, H = c->H, hd = c->hd;
+    double *s = malloc((size_t)T * sizeof(double));
+#define QKV(b, t, part, h, d) c->qkv[((((size_t)(b) * T + (t)) * 3 + (part)) * H + (h)) * hd + (d)]
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++) {
+                double mx = -INFINITY, sum = 0.0;
+                for (int j = 0; j < T; j++) {
+                    double dot = 0.0;
+                    for (int d = 0; d < hd; d++) dot += QKV(b, i, 0, h, d) * QKV(b, j, 1, h, d);
+                    s[j] = dot * c->scale;
+                    mx = fmax(mx, s[j]);
+                }
+                for (int j = 0; j < T; j++) sum += s[j] = exp(s[j] - mx);
+                const uint64_t row = (((uint64_t)b * H + h) * T + i) * T;
+                for (int j = 0; j < T; j++) {
+                    s[j] /= sum;
+                    if (probs) probs[row + j] = s[j];
+                }
+                for (int d = 0; d < hd; d++) {
+                    double o = 0.0;
+                    for (int j = 0; j < T; j++) o += s[j] * drop_factor(c, row + j) * QKV(b, j, 2, h, d);
+                    out[(((size_t)b * T + i) * H + h) * hd + d] = o;
+                }
+            }
+#undef QKV
+    free(s);
+}
+
+static double attn_loss(void *p) {
+    at_ctx *c = p;
+    const int64_t n = (int64_t)c->B * c->T * c->H * c->hd;
+    double *out = malloc((size_t)n * sizeof(double));
+    attn_ref(out, NULL, c);
+    const double l = dot_d(out, c->W, n);
+    free(out);
+    return l;
+}
+
+/* shapes: B, T, H, hd, drop_p * 100, whether to check the backward */
+static const int attn_shapes[][6] = {
+    {1, 5, 3, 5, 0, 1},  {2, 7, 3, 5, 25, 1},  {1, 50, 2, 7, 0, 1}, {1, 50, 1, 13, 30, 1},
+    {2, 1, 1, 3, 0, 1},  {1, 197, 2, 64, 10, 0}, {2, 50, 2, 32, 0, 0},
+};
+
+START_TEST(test_attention) {
+    for (size_t s = 0; s < sizeof attn_shapes / sizeof attn_shapes[0]; s++) {
+        const int B = attn_shapes[s][0], T = attn_shapes[s][1], H = attn_shapes[s][2], hd = attn_shapes[s][3];
+        const float drop_p = (float)attn_shapes[s][4] / 100.0f, scale = 1.0f / sqrtf((float)hd);
+        const int64_t nqkv = (int64_t)B * T * 3 * H * hd, nout = (int64_t)B * T * H * hd,
+                      np = (int64_t)B * H * T * T;
+        float *qkv = frand(nqkv, -1.5, 1.5), *W = frand(nout, -1, 1);
+        at_ctx c = {B, T, H, hd, scale, drop_p, 0x5eedull + s, to_d(qkv, nqkv), to_d(W, nout)};
+
+        float *out = fvec(nout), *probs = fvec(np), *out_inf = fvec(nout);
+        ck_assert_int_eq(vit_attention_forward(out, probs, qkv, B, T, H, hd, scale, drop_p, c.key), VIT_OK);
+        double *ref = dvec(nout), *rprobs = dvec(np);
+        attn_ref(ref, rprobs, &c);
+        expect_close("attention out", out, ref, nout, FWD_TOL);
+        expect_close("attention probs", probs, rprobs, np, FWD_TOL);
+        /* inference (probs NULL) takes the scratch path: same bits */
+        ck_assert_int_eq(vit_attention_forward(out_inf, NULL, qkv, B, T, H, hd, scale, drop_p, c.key), VIT_OK);
+        ck_assert_msg(memcmp(out, out_inf, (size_t)nout * sizeof(float)) == 0, "attention: probs NULL changed out");
+
+        if (!attn_shapes[s][5]) continue;
+        float *dqkv = grad_base(nqkv), *dqkv0 = fcopy(dqkv, nqkv);
+        ck_assert_int_eq(vit_attention_backward(dqkv, W, qkv, probs, B, T, H, hd, scale, drop_p, c.key), VIT_OK);
+        expect_grad("attention dqkv", attn_loss, &c, c.qkv, nqkv, dqkv, dqkv0);
+    }
+    /* backward without the saved probabilities is refused, not a crash */
+    float x[3 * 4] = {0}, g[4] = {0};
+    ck_assert_int_eq(vit_attention_backward(x, g, x, NULL, 1, 1, 1, 4, 1.0f, 0.0f, 0), VIT_ERR_INVALID_ARGUMENT);
+}
+END_TEST
+
+/* With v = the identity (hd = T), out[b, i, h, :] is row i of the dropped
+ * attention matrix, so the mask can be read off the kernel's own output. */
+START_TEST(test_attention_dropout_mask) {
+    const int B = 4, T = 50, H = 2, hd = T;
+    const float p = 0.3f, scale = 0.2f, keep = 1.0f / (1.0f - p);
+    const uint64_t key = 0xABCDEFull;
+    const int64_t nqkv = (int64_t)B * T * 3 * H * hd, nout = (int64_t)B * T * H * hd, np = (int64_t)B * H * T * T;
+    float *qkv = frand(nqkv, -1, 1);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++)
+                for (int d = 0; d < hd; d++) qkv[((((size_t)b * T + t) * 3 + 2) * H + h) * hd + d] = t == d;
+
+    float *out[3], *probs[3], *dqkv[3];
+    float *dout = frand(nout, -1, 1);
+    for (int k = 0; k < 3; k++) {
+        omp_set_num_threads(k + 1);
+        out[k] = fvec(nout), probs[k] = fvec(np), dqkv[k] = fvec(nqkv);
+        ck_assert_int_eq(vit_attention_forward(out[k], probs[k], qkv, B, T, H, hd, scale, p, key), VIT_OK);
+        ck_assert_int_eq(vit_attention_backward(dqkv[k], dout, qkv, probs[k], B, T, H, hd, scale, p, key), VIT_OK);
+    }
+    omp_set_num_threads(2);
+    for (int k = 1; k < 3; k++) {
+        ck_assert_msg(memcmp(out[0], out[k], (size_t)nout * sizeof(float)) == 0, "attention out: 1 vs %d threads", k + 1);
+        ck_assert_msg(memcmp(dqkv[0], dqkv[k], (size_t)nqkv * sizeof(float)) == 0, "attention dqkv: 1 vs %d threads", k + 1);
+    }
+    int64_t kept = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++)
+                for (int j = 0; j < T; j++) {
+                    const float a = out[0][(((size_t)b * T + i) * H + h) * hd + j];
+                    const float pr = probs[0][(((size_t)b * H + h) * T + i) * T + j];
+                    const uint64_t e = (((uint64_t)b * H + h) * T + i) * T + j;
+                    const int want = vit_rng_uniform(key, e) >= p;
+                    ck_assert_msg(want ? fabsf(a - pr * keep) <= 1e-6f * (1.0f + pr) : a == 0.0f,
+                                  "attention dropout at %llu: out %g, prob %g, kept %d", (unsigned long long)e,
+                                  (double)a, (double)pr, want);
+                    kept += a != 0.0f;
+                }
+    const double frac = (double)kept / (double)np; /* np = 20000: sd of the fraction ~0.003 */
+    ck_assert_msg(fabs(frac - (1.0 - p)) < 0.02, "attention dropout kept %.4f, expected ~%.2f", frac, 1.0 - p);
+}
+END_TEST
+
+/* -------------------------------------------------------- cross-entropy */
+typedef struct {
+    int B, C;
+    double s, dloss, *x;
+    const int32_t *labels;
+} ce_ctx;
+
+static double ce_ref(double *probs, const ce_ctx *c) {
+    double total = 0.0;
+    for (int b = 0; b < c->B; b++) {
+        const double *x = c->x + (size_t)b * c->C;
+        double mx = x[0], sum = 0.0, sum_lp = 0.0;
+        for (int i = 1; i < c->C; i++) mx = fmax(mx, x[i]);
+        for (int i = 0; i < c->C; i++) sum += exp(x[i] - mx);
+        const double lse = mx + log(sum);
+        for (int i = 0; i < c->C; i++) {
+            sum_lp += x[i] - lse;
+            if (probs) probs[(size_t)b * c->C + i] = exp(x[i] - lse);
+        }
+        total += -(1.0 - c->s) * (x[c->labels[b]] - lse) - c->s / c->C * sum_lp;
+    }
+    return total / c->B;
+}
+static double ce_loss(void *p) {
+    ce_ctx *c = p;
+    return c->dloss * ce_ref(NULL, c);
+}
+
+START_TEST(test_cross_entropy) {
+    static const int shapes[][3] = {{1, 13, 4}, {5, 37, 4}, {7, 1000, 30}, {3, 1, 4}, {130, 10, 4}};
+    static const float smooth[] = {0.0f, 0.1f};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int k = 0; k < 2; k++) {
+            const int B = shapes[s][0], C = shapes[s][1];
+            const int64_t n = (int64_t)B * C;
+            float *x = frand(n, -shapes[s][2], shapes[s][2]), *probs = fvec(n);
+            int32_t *labels = tmalloc((size_t)B * sizeof(int32_t));
+            for (int b = 0; b < B; b++) labels[b] = (int32_t)(urand() * C);
+            ce_ctx c = {B, C, smooth[k], 0.7, to_d(x, n), labels};
+
+            const float loss = vit_cross_entropy_forward(probs, x, labels, B, C, smooth[k]);
+            double *rprobs = dvec(n);
+            const double rloss = ce_ref(rprobs, &c);
+            ck_assert_msg(rel_err(loss, rloss, 1e-6) <= FWD_TOL, "cross-entropy loss %.9g, reference %.9g",
+                          (double)loss, rloss);
+            expect_close("cross-entropy probs", probs, rprobs, n, FWD_TOL);
+
+            float *dx = grad_base(n), *dx0 = fcopy(dx, n);
+            vit_cross_entropy_backward(dx, probs, labels, B, C, smooth[k], (float)c.dloss);
+            expect_grad("cross-entropy dlogits", ce_loss, &c, c.x, n, dx, dx0);
+        }
+}
+END_TEST
+
+/* ------------------------------------------------------------- patches */
+typedef struct {
+    int B, Cin, H, W, p;
+    double *img, *Wt;
+} pt_ctx;
+
+static double patch_loss(void *q) {
+    pt_ctx *c = q;
+    const int gh = c->H / c->p, gw = c->W / c->p, K = c->Cin * c->p * c->p;
+    double l = 0.0;
+    for (int b = 0; b < c->B; b++)
+        for (int gy = 0; gy < gh; gy++)
+            for (int gx = 0; gx < gw; gx++)
+                for (int ch = 0; ch < c->Cin; ch++)
+                    for (int i = 0; i < c->p; i++)
+                        for (int j = 0; j < c->p; j++) {
+                            const size_t pi = ((size_t)b * gh * gw + gy * gw + gx) * K + (ch * c->p + i) * c->p + j;
+                            const size_t ii = (((size_t)b * c->Cin + ch) * c->H + gy * c->p + i) * c->W + gx * c->p + j;
+                            l += c->img[ii] * c->Wt[pi];
+                        }
+    return l;
+}
+
+START_TEST(test_patchify) {
+    static const int shapes[][5] = {{2, 3, 10, 15, 5}, {1, 3, 7, 9, 3}, {1, 1, 4, 4, 1}, {2, 2, 6, 6, 6}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int B = shapes[s][0], Cin = shapes[s][1], H = shapes[s][2], W = shapes[s][3], p = shapes[s][4];
+        const int gh = H / p, gw = W / p, N = gh * gw, K = Cin * p * p;
+        const int64_t ni = (int64_t)B * Cin * H * W, np = (int64_t)B * N * K;
+        float *img = frand(ni, -1, 1), *patches = fvec(np), *Wt = frand(np, -1, 1);
+        vit_patchify(patches, img, B, Cin, H, W, p);
+        /* a copy: exact, element by element from the definition */
+        for (int b = 0; b < B; b++)
+            for (int n = 0; n < N; n++)
+                for (int k = 0; k < K; k++) {
+                    const int ch = k / (p * p), i = k / p % p, j = k % p, y = n / gw * p + i, x = n % gw * p + j;
+                    ck_assert(patches[((size_t)b * N + n) * K + k] == img[(((size_t)b * Cin + ch) * H + y) * W + x]);
+                }
+        pt_ctx c = {B, Cin, H, W, p, to_d(img, ni), to_d(Wt, np)};
+        float *dimg = grad_base(ni), *dimg0 = fcopy(dimg, ni);
+        vit_unpatchify_add(dimg, Wt, B, Cin, H, W, p);
+        expect_grad("unpatchify dimages", patch_loss, &c, c.img, ni, dimg, dimg0);
+        /* pixels beyond the last whole patch get exactly nothing */
+        for (int b = 0; b < B; b++)
+            for (int ch = 0; ch < Cin; ch++)
+                for (int y = 0; y < H; y++)
+                    for (int x = 0; x < W; x++)
+                        if (y >= gh * p || x >= gw * p) {
+                            const size_t i = (((size_t)b * Cin + ch) * H + y) * W + x;
+                            ck_assert(dimg[i] == dimg0[i]);
+                        }
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------ token embedding */
+typedef struct {
+    int B, N, D;
+    double *patch, *cls, *pos, *W;
+} em_ctx;
+
+static double embed_loss(void *q) {
+    em_ctx *c = q;
+    double l = 0.0;
+    for (int b = 0; b < c->B; b++)
+        for (int t = 0; t <= c->N; t++)
+            for (int d = 0; d < c->D; d++) {
+                const double src = t == 0 ? c->cls[d] : c->patch[((size_t)b * c->N + t - 1) * c->D + d];
+                l += (src + c->pos[(size_t)t * c->D + d]) * c->W[(((size_t)b * (c->N + 1)) + t) * c->D + d];
+            }
+    return l;
+}
+
+START_TEST(test_embed_tokens) {
+    static const int shapes[][3] = {{3, 7, 13}, {1, 4, 5}, {2, 49, 37}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int B = shapes[s][0], N = shapes[s][1], D = shapes[s][2];
+        const int64_t np = (int64_t)B * N * D, nt = (int64_t)B * (N + 1) * D, npos = (int64_t)(N + 1) * D;
+        float *patch = frand(np, -1, 1), *cls = frand(D, -1, 1), *pos = frand(npos, -1, 1), *W = frand(nt, -1, 1);
+        em_ctx c = {B, N, D, to_d(patch, np), to_d(cls, D), to_d(pos, npos), to_d(W, nt)};
+        float *tok = fvec(nt);
+        vit_embed_tokens_forward(tok, patch, cls, pos, B, N, D);
+        double *ref = dvec(nt);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t <= N; t++)
+                for (int d = 0; d < D; d++)
+                    ref[((size_t)b * (N + 1) + t) * D + d] =
+                        (double)(float)((t ? patch[((size_t)b * N + t - 1) * D + d] : cls[d]) + pos[(size_t)t * D + d]);
+        expect_close("embed tokens", tok, ref, nt, 0.0);
+
+        float *dp = grad_base(np), *dc = grad_base(D), *dq = grad_base(npos);
+        float *dp0 = fcopy(dp, np), *dc0 = fcopy(dc, D), *dq0 = fcopy(dq, npos);
+        vit_embed_tokens_backward(dp, dc, dq, W, B, N, D);
+        expect_grad("embed dpatch", embed_loss, &c, c.patch, np, dp, dp0);
+        expect_grad("embed dcls", embed_loss, &c, c.cls, D, dc, dc0);
+        expect_grad("embed dpos", embed_loss, &c, c.pos, npos, dq, dq0);
+        /* NULL gradients are skipped, the others still computed */
+        float *dq2 = fcopy(dq0, npos);
+        vit_embed_tokens_backward(NULL, NULL, dq2, W, B, N, D);
+        ck_assert(memcmp(dq, dq2, (size_t)npos * sizeof(float)) == 0);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------ residual */
+typedef struct {
+    int B;
+    int64_t per;
+    const float *scale;
+    double *x, *y, *W;
+} rs_ctx;
+
+static double residual_loss(void *q) {
+    rs_ctx *c = q;
+    double l = 0.0;
+    for (int b = 0; b < c->B; b++)
+        for (int64_t i = 0; i < c->per; i++) {
+            const int64_t k = b * c->per + i;
+            l += (c->x[k] + (c->scale ? c->scale[b] : 1.0) * c->y[k]) * c->W[k];
+        }
+    return l;
+}
+
+START_TEST(test_residual) {
+    static const int64_t pers[] = {37, 8192 * 2 + 13};
+    float scale[3] = {0.0f, 1.0f / 0.8f, 1.0f};
+    for (size_t s = 0; s < 2; s++)
+        for (int use_scale = 0; use_scale < 2; use_scale++) {
+            const int B = 3;
+            const int64_t per = pers[s], n = B * per;
+            float *x = frand(n, -1, 1), *y = frand(n, -1, 1), *W = frand(n, -1, 1), *out = fvec(n);
+            const float *sc = use_scale ? scale : NULL;
+            rs_ctx c = {B, per, sc, to_d(x, n), to_d(y, n), to_d(W, n)};
+            vit_residual_forward(out, x, y, sc, B, per);
+            double *ref = dvec(n);
+            for (int64_t k = 0; k < n; k++) ref[k] = c.x[k] + (sc ? sc[k / per] : 1.0) * c.y[k];
+            expect_close("residual", out, ref, n, FWD_TOL);
+            /* out aliasing x */
+            float *xa = fcopy(x, n);
+            vit_residual_forward(xa, xa, y, sc, B, per);
+            ck_assert(memcmp(xa, out, (size_t)n * sizeof(float)) == 0);
+
+            float *dx = grad_base(n), *dy = grad_base(n), *dx0 = fcopy(dx, n), *dy0 = fcopy(dy, n);
+            vit_residual_backward(dx, dy, W, sc, B, per);
+            expect_grad("residual dx", residual_loss, &c, c.x, n, dx, dx0);
+            expect_grad("residual dy", residual_loss, &c, c.y, n, dy, dy0);
+            vit_residual_backward(NULL, dy0, W, sc, B, per);
+            ck_assert(memcmp(dy, dy0, (size_t)n * sizeof(float)) == 0);
+        }
+}
+END_TEST
+
+/* ------------------------------------------------------------- dropout */
+START_TEST(test_dropout) {
+    const int64_t n = 100003;
+    const float p = 0.3f, keep = 1.0f / (1.0f - p);
+    const uint64_t key = 77;
+    float *x = frand(n, 0.5, 1.5), *out[3];
+    for (int k = 0; k < 3; k++) {
+        omp_set_num_threads(k + 1);
+        out[k] = fvec(n);
+        vit_dropout_forward(out[k], x, n, p, key);
+    }
+    omp_set_num_threads(2);
+    ck_assert_msg(memcmp(out[0], out[1], (size_t)n * sizeof(float)) == 0, "dropout: 1 vs 2 threads differ");
+    ck_assert_msg(memcmp(out[0], out[2], (size_t)n * sizeof(float)) == 0, "dropout: 1 vs 3 threads differ");
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int want = vit_rng_uniform(key, (uint64_t)i) >= p;
+        ck_assert(out[0][i] == (want ? x[i] * keep : 0.0f));
+        kept += want;
+    }
+    const double frac = (double)kept / (double)n; /* sd ~0.0015 */
+    ck_assert_msg(fabs(frac - 0.7) < 0.01, "dropout kept %.4f", frac);
+
+    /* in place gives the same; another key another mask */
+    float *xa = fcopy(x, n), *other = fvec(n);
+    vit_dropout_forward(xa, xa, n, p, key);
+    ck_assert(memcmp(xa, out[0], (size_t)n * sizeof(float)) == 0);
+    vit_dropout_forward(other, x, n, p, key + 1);
+    ck_assert(memcmp(other, out[0], (size_t)n * sizeof(float)) != 0);
+
+    /* backward: the same mask and scale, added (a linear map: FD is exact) */
+    float *dout = frand(n, -1, 1), *dx = grad_base(n), *dx0 = fcopy(dx, n);
+    vit_dropout_backward(dx, dout, n, p, key);
+    for (int64_t i = 0; i < n; i++) {
+        const float want = dx0[i] + (vit_rng_uniform(key, (uint64_t)i) >= p ? dout[i] * keep : 0.0f);
+        ck_assert_msg(dx[i] == want, "dropout backward [%lld]", (long long)i);
+    }
+    /* p = 0 is the identity, p = 1 drops everything */
+    float *id = fvec(n);
+    vit_dropout_forward(id, x, n, 0.0f, key);
+    ck_assert(memcmp(id, x, (size_t)n * sizeof(float)) == 0);
+    vit_dropout_forward(id, x, n, 1.0f, key);
+    for (int64_t i = 0; i < n; i++) ck_assert(id[i] == 0.0f);
+}
+END_TEST
+
+/* ------------------------------------------------------------- pooling */
+typedef struct {
+    int B, T, D, avg;
+    double *tok, *W;
+} pl_ctx;
+
+static void pool_ref(double *out, const pl_ctx *c) {
+    for (int b = 0; b < c->B; b++)
+        for (int d = 0; d < c->D; d++) {
+            double s = 0.0;
+            if (c->avg)
+                for (int t = 1; t < c->T; t++) s += c->tok[((size_t)b * c->T + t) * c->D + d] / (c->T - 1);
+            else
+                s = c->tok[(size_t)b * c->T * c->D + d];
+            out[(size_t)b * c->D + d] = s;
+        }
+}
+static double pool_loss(void *q) {
+    pl_ctx *c = q;
+    double *out = malloc((size_t)c->B * c->D * sizeof(double));
+    pool_ref(out, c);
+    const double l = dot_d(out, c->W, (int64_t)c->B * c->D);
+    free(out);
+    return l;
+}
+
+START_TEST(test_pool) {
+    static const int shapes[][3] = {{3, 7, 13}, {1, 50, 37}, {2, 2, 5}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int avg = 0; avg < 2; avg++) {
+            const int B = shapes[s][0], T = shapes[s][1], D = shapes[s][2];
+            const int64_t nt = (int64_t)B * T * D, no = (int64_t)B * D;
+            float *tok = frand(nt, -1, 1), *W = frand(no, -1, 1), *out = fvec(no);
+            pl_ctx c = {B, T, D, avg, to_d(tok, nt), to_d(W, no)};
+            double *ref = dvec(no);
+            vit_pool_forward(out, tok, B, T, D, avg);
+            pool_ref(ref, &c);
+            expect_close("pool", out, ref, no, FWD_TOL);
+            float *dt = grad_base(nt), *dt0 = fcopy(dt, nt);
+            vit_pool_backward(dt, W, B, T, D, avg);
+            expect_grad("pool dtokens", pool_loss, &c, c.tok, nt, dt, dt0);
+        }
+}
+END_TEST
+
+/* ------------------------------------------------------- add and bias */
+typedef struct {
+    int rows, C;
+    double *bias, *W;
+} bs_ctx;
+
+static double bias_loss(void *q) { /* out = x + bias per row; the x part is constant */
+    bs_ctx *c = q;
+    double l = 0.0;
+    for (int r = 0; r < c->rows; r++)
+        for (int i = 0; i < c->C; i++) l += c->bias[i] * c->W[(size_t)r * c->C + i];
+    return l;
+}
+
+START_TEST(test_add_bias) {
+    const int64_t n = 8192 * 9 + 5;
+    float *a = frand(n, -1, 1), *b = frand(n, -1, 1), *out = fvec(n);
+    vit_add(out, a, b, n);
+    for (int64_t i = 0; i < n; i++) ck_assert(out[i] == a[i] + b[i]);
+    float *a2 = fcopy(a, n);
+    vit_add(a2, a2, b, n);
+    ck_assert(memcmp(a2, out, (size_t)n * sizeof(float)) == 0);
+
+    static const int shapes[][2] = {{5, 13}, {197, 37}, {1, 130}, {400, 200}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int rows = shapes[s][0], C = shapes[s][1];
+        float *W = frand((int64_t)rows * C, -1, 1), *db = grad_base(C), *db0 = fcopy(db, C);
+        bs_ctx c = {rows, C, dvec(C), to_d(W, (int64_t)rows * C)};
+        vit_bias_backward(db, W, rows, C);
+        expect_grad("bias dbias", bias_loss, &c, c.bias, C, db, db0);
+    }
+}
+END_TEST
+
+/* --------------------------------------------------- bicubic resampling */
+/* Written from the documented algorithm (Keys' cubic convolution, A = -0.75,
+ * half-pixel source coordinates without clamping, clamped taps), not from the
+ * kernel: the kernel writes the four weights as t+1, t, 1-t, 2-t polynomials,
+ * this evaluates the kernel function W(|x|) at each tap's distance. */
+static double keys_w(double x) {
+    const double A = -0.75;
+    x = fabs(x);
+    if (x <= 1.0) return ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    if (x < 2.0) return A * x * x * x - 5.0 * A * x * x + 8.0 * A * x - 4.0 * A;
+    return 0.0;
+}
+
+typedef struct {
+    int gh_in, gw_in, gh_out, gw_out, D;
+    double *in, *W;
+} rz_ctx;
+
+static void resample_ref(double *out, const rz_ctx *c) {
+    for (int oy = 0; oy < c->gh_out; oy++)
+        for (int ox = 0; ox < c->gw_out; ox++)
+            for (int d = 0; d < c->D; d++) {
+                const double sy = (oy + 0.5) * c->gh_in / c->gh_out - 0.5, sx = (ox + 0.5) * c->gw_in / c->gw_out - 0.5;
+                const int fy = (int)floor(sy), fx = (int)floor(sx);
+                double acc = 0.0;
+                for (int ty = fy - 1; ty <= fy + 2; ty++)
+                    for (int tx = fx - 1; tx <= fx + 2; tx++) {
+                        const int iy = ty < 0 ? 0 : ty >= c->gh_in ? c->gh_in - 1 : ty;
+                        const int ix = tx < 0 ? 0 : tx >= c->gw_in ? c->gw_in - 1 : tx;
+                        acc += keys_w(sy - ty) * keys_w(sx - tx) * c->in[((size_t)iy * c->gw_in + ix) * c->D + d];
+                    }
+                out[((size_t)oy * c->gw_out + ox) * c->D + d] = acc;
+            }
+}
+static double resample_loss(void *q) {
+    rz_ctx *c = q;
+    const int64_t n = (int64_t)c->gh_out * c->gw_out * c->D;
+    double *out = malloc((size_t)n * sizeof(double));
+    resample_ref(out, c);
+    const double l = dot_d(out, c->W, n);
+    free(out);
+    return l;
+}
+
+START_TEST(test_resample) {
+    /* gh_in, gw_in, gh_out, gw_out, D */
+    static const int shapes[][5] = {{14, 14, 24, 24, 5}, {7, 7, 5, 5, 3},  {5, 7, 9, 3, 13}, {1, 1, 3, 3, 2},
+                                    {3, 3, 1, 1, 2},     {2, 2, 7, 7, 3},  {6, 5, 6, 5, 3},  {4, 6, 4, 11, 37},
+                                    {16, 16, 7, 7, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int hi = shapes[s][0], wi = shapes[s][1], ho = shapes[s][2], wo = shapes[s][3], D = shapes[s][4];
+        const int64_t ni = (int64_t)hi * wi * D, no = (int64_t)ho * wo * D;
+        float *in = frand(ni, -1, 1), *W = frand(no, -1, 1), *out = fvec(no);
+        rz_ctx c = {hi, wi, ho, wo, D, to_d(in, ni), to_d(W, no)};
+        vit_resample_bicubic(out, ho, wo, in, hi, wi, D);
+        double *ref = dvec(no);
+        resample_ref(ref, &c);
+        expect_close("resample", out, ref, no, FWD_TOL);
+        if (hi == ho && wi == wo) ck_assert_msg(memcmp(in, out, (size_t)ni * sizeof(float)) == 0, "resample: not identity");
+
+        float *dx = grad_base(ni), *dx0 = fcopy(dx, ni);
+        vit_resample_bicubic_backward(dx, hi, wi, W, ho, wo, D);
+        expect_grad("resample dinp", resample_loss, &c, c.in, ni, dx, dx0);
+    }
+    /* one axis unchanged: that axis is still exactly copied (weights 0, 1, 0, 0) */
+    const int hi = 5, wi = 4, ho = 5, wo = 9, D = 3;
+    float *in = frand(hi * wi * D, -1, 1), *out = fvec(ho * wo * D);
+    vit_resample_bicubic(out, ho, wo, in, hi, wi, D);
+    float *tin = fvec(wi * D), *tout = fvec(wo * D);
+    for (int y = 0; y < hi; y++) {
+        memcpy(tin, in + y * wi * D, (size_t)wi * D * sizeof(float));
+        vit_resample_bicubic(tout, 1, wo, tin, 1, wi, D);
+        ck_assert_msg(memcmp(tout, out + y * wo * D, (size_t)wo * D * sizeof(float)) == 0, "resample row %d", y);
+    }
+}
+END_TEST
+
+/* ---------------------------------------------------------------- AdamW */
+START_TEST(test_adamw) {
+    const int64_t n = 8192 * 2 + 37;
+    const float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, gscale = 0.5f;
+    static const float wds[] = {0.05f, 0.0f};
+    for (int k = 0; k < 2; k++) {
+        float *p = frand(n, -1, 1), *m = fvec(n), *v = fvec(n);
+        double *rp = to_d(p, n), *rm = dvec(n), *rv = dvec(n);
+        for (int step = 1; step <= 5; step++) {
+            float *g = frand(n, -2, 2);
+            if (step == 3) g[0] = 0.0f, g[1] = 1e-6f;
+            const double bc1 = 1.0 - pow(b1, step), bc2 = 1.0 - pow(b2, step);
+            vit_adamw_update(p, m, v, g, n, lr, b1, b2, eps, wds[k], (float)bc1, (float)bc2, gscale);
+            for (int64_t i = 0; i < n; i++) { /* torch.optim.AdamW, in double */
+                const double gi = (double)g[i] * gscale;
+                rp[i] *= 1.0 - (double)lr * wds[k];
+                rm[i] = b1 * rm[i] + (1.0 - b1) * gi;
+                rv[i] = b2 * rv[i] + (1.0 - b2) * gi * gi;
+                rp[i] -= lr / bc1 * rm[i] / (sqrt(rv[i]) / sqrt(bc2) + eps);
+            }
+        }
+        expect_close("adamw param", p, rp, n, FWD_TOL);
+        expect_close("adamw exp_avg", m, rm, n, FWD_TOL);
+        expect_close("adamw exp_avg_sq", v, rv, n, FWD_TOL);
+    }
+    /* the first step moves every weight by ~lr whatever the gradient's size */
+    float pp[3] = {0.0f, 0.0f, 0.0f}, mm[3] = {0}, vv[3] = {0}, gg[3] = {1e-3f, -5.0f, 1e3f};
+    vit_adamw_update(pp, mm, vv, gg, 3, 0.01f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.1f, 0.001f, 1.0f);
+    ck_assert(fabsf(pp[0] + 0.01f) < 1e-6f && fabsf(pp[1] - 0.01f) < 1e-6f && fabsf(pp[2] + 0.01f) < 1e-6f);
+}
+END_TEST
+
+START_TEST(test_sum_squares) {
+    static const int64_t sizes[] = {0, 1, 7, 13, 255, 257, 100003};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int64_t n = sizes[s];
+        float *x = frand(n, -3, 3);
+        double ref = 0.0;
+        for (int64_t i = 0; i < n; i++) ref += (double)x[i] * x[i];
+        const double got = vit_sum_squares(x, n);
+        ck_assert_msg(fabs(got - ref) <= 1e-12 * (ref + 1e-300), "sum_squares(%lld) = %.17g, reference %.17g",
+                      (long long)n, got, ref);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------- accumulation, threads */
+/* A second backward call adds the same amount again: from zero, exactly twice
+ * the first (x + x is exact). */
+START_TEST(test_accumulate_twice) {
+    const int rows = 7, C = 37, B = 2, T = 7, H = 3, hd = 5, gh = 3, gw = 4;
+    const int64_t n = (int64_t)rows * C, nqkv = (int64_t)B * T * 3 * H * hd, nout = (int64_t)B * T * H * hd;
+    float *x = frand(n, -2, 2), *w = frand(C, 0.5, 1.5), *b = frand(C, -1, 1), *g = frand(n, -1, 1);
+    float *gr = frand(5 * 6 * C, -1, 1); /* dout of a 3x4 -> 5x6 resample */
+    float *y = fvec(n), *mean = fvec(rows), *rstd = fvec(rows);
+    vit_layernorm_forward(y, mean, rstd, x, w, b, rows, C, 1e-5f);
+    float *grads[2][12];
+    int32_t labels[7] = {0, 5, 36, 1, 2, 3, 4};
+    float *qkv = frand(nqkv, -1, 1), *probs = fvec((int64_t)B * H * T * T), *o = fvec(nout);
+    ck_assert_int_eq(vit_attention_forward(o, probs, qkv, B, T, H, hd, 0.4f, 0.2f, 9), VIT_OK);
+    float *smax = fvec(n);
+    vit_softmax_forward(smax, x, rows, C);
+    float *ce = fvec(n);
+    vit_cross_entropy_forward(ce, x, labels, rows, C, 0.1f);
+    const int sizes[12] = {(int)n, C, C, (int)n, (int)n, (int)nqkv, (int)n, gh * gw * C, C, (int)n, (int)n, (int)n};
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 12; i++) grads[k][i] = fvec(sizes[i]);
+        for (int rep = 0; rep <= k; rep++) {
+            vit_layernorm_backward(grads[k][0], grads[k][1], grads[k][2], g, x, w, mean, rstd, rows, C);
+            vit_gelu_backward(grads[k][3], x, g, n);
+            vit_softmax_backward(grads[k][4], smax, g, rows, C);
+            ck_assert_int_eq(vit_attention_backward(grads[k][5], o, qkv, probs, B, T, H, hd, 0.4f, 0.2f, 9), VIT_OK);
+            vit_cross_entropy_backward(grads[k][6], ce, labels, rows, C, 0.1f, 1.5f);
+            vit_resample_bicubic_backward(grads[k][7], gh, gw, gr, 5, 6, C);
+            vit_bias_backward(grads[k][8], g, rows, C);
+            vit_residual_backward(grads[k][9], grads[k][10], g, NULL, rows, C);
+            vit_dropout_backward(grads[k][11], g, n, 0.25f, 3);
+        }
+    }
+    for (int i = 0; i < 12; i++)
+        for (int j = 0; j < sizes[i]; j++)
+            ck_assert_msg(grads[1][i][j] == 2.0f * grads[0][i][j], "gradient %d [%d]: twice %g, once %g", i, j,
+                          (double)grads[1][i][j], (double)grads[0][i][j]);
+}
+END_TEST
+
+/* Reductions across rows (parameter gradients, the loss, the norm) give the
+ * same bits on 1, 2 and 3 threads: the sizes here are above every kernel's
+ * threshold for going parallel. */
+START_TEST(test_thread_determinism) {
+    const int rows = 257, C = 200, B = 100, gh = 9, gw = 11;
+    const int64_t n = (int64_t)rows * C;
+    float *x = frand(n, -2, 2), *w = frand(C, 0.5, 1.5), *b = frand(C, -1, 1), *g = frand(n, -1, 1);
+    float *y = fvec(n), *mean = fvec(rows), *rstd = fvec(rows);
+    int32_t *labels = tmalloc(B * sizeof(int32_t));
+    for (int i = 0; i < B; i++) labels[i] = i % C;
+    float *res[3][6];
+    float loss[3];
+    double ssq[3];
+    for (int k = 0; k < 3; k++) {
+        omp_set_num_threads(k + 1);
+        vit_layernorm_forward(y, mean, rstd, x, w, b, rows, C, 1e-5f);
+        for (int i = 0; i < 6; i++) res[k][i] = fvec(n);
+        vit_layernorm_backward(res[k][0], res[k][1], res[k][2], g, x, w, mean, rstd, rows, C);
+        vit_bias_backward(res[k][3], g, rows, C);
+        loss[k] = vit_cross_entropy_forward(res[k][4], x, labels, B, C, 0.1f);
+        vit_resample_bicubic_backward(res[k][5], 5, 6, g, gh, gw, C);
+        ssq[k] = vit_sum_squares(x, n);
+    }
+    omp_set_num_threads(2);
+    for (int k = 1; k < 3; k++) {
+        for (int i = 0; i < 6; i++)
+            ck_assert_msg(memcmp(res[0][i], res[k][i], (size_t)n * sizeof(float)) == 0, "result %d: 1 vs %d threads", i,
+                          k + 1);
+        ck_assert(loss[0] == loss[k]);
+        ck_assert(ssq[0] == ssq[k]);
+    }
+}
+END_TEST
+
+/* ----------------------------------------------------------------- main */
+static void add(Suite *s, const char *name, const TTest *t) {
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, NULL, free_all);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, t);
+    suite_add_tcase(s, tc);
+}
+
+int main(void) {
+    Suite *s = suite_create("cpu_kernels");
+    add(s, "layernorm", test_layernorm);
+    add(s, "gelu", test_gelu);
+    add(s, "softmax", test_softmax);
+    add(s, "attention", test_attention);
+    add(s, "attention_dropout_mask", test_attention_dropout_mask);
+    add(s, "cross_entropy", test_cross_entropy);
+    add(s, "patchify", test_patchify);
+    add(s, "embed_tokens", test_embed_tokens);
+    add(s, "residual", test_residual);
+    add(s, "dropout", test_dropout);
+    add(s, "pool", test_pool);
+    add(s, "add_bias", test_add_bias);
+    add(s, "resample", test_resample);
+    add(s, "adamw", test_adamw);
+    add(s, "sum_squares", test_sum_squares);
+    add(s, "accumulate_twice", test_accumulate_twice);
+    add(s, "thread_determinism", test_thread_determinism);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
