@@ -33,7 +33,7 @@ typedef struct vit_dataset vit_dataset;
 
 typedef enum vit_data_format {
     VIT_DATA_AUTO = 0,    /* detect from the folder's contents */
-    VIT_DATA_FOLDER = 1,  /* root/train/<class>/*.{jpg,jpeg,png}, root/val/<class>/... */
+    VIT_DATA_FOLDER = 1,  /* root/train/<class>/<image>.{jpg,jpeg,png}, root/val/<class>/... */
     VIT_DATA_CIFAR10 = 2, /* cifar-10-batches-bin or cifar-10-batches-py (either) */
     VIT_DATA_IDX = 3      /* MNIST-style train-images-idx3-ubyte[.gz], t10k-... */
 } vit_data_format;

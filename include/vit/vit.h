@@ -10,5 +10,6 @@
 #include "core.h"
 #include "model.h"
 #include "optim.h"
+#include "data.h"
 
 #endif

@@ -64,6 +64,15 @@ typedef struct vit_arena {
 void vit_arena_init(vit_arena *a);
 void vit_arena_release(vit_arena *a);
 void vit_arena_reset(vit_arena *a);
+/* A position in the arena; rewinding to it frees everything allocated since
+ * (when it is still in the same chunk, as in steady state). */
+typedef struct vit_arena_mark {
+    vit_arena_chunk *chunk;
+    size_t used, used_total;
+} vit_arena_mark;
+vit_arena_mark vit_arena_save(const vit_arena *a);
+void vit_arena_rewind(vit_arena *a, vit_arena_mark mark);
+
 /* 64-byte aligned, NOT zeroed; NULL on failure (sets the thread error). */
 void *vit_arena_alloc(vit_arena *a, size_t bytes);
 float *vit_arena_floats(vit_arena *a, size_t n);          /* not zeroed */

@@ -106,3 +106,15 @@ float *vit_arena_zeros(vit_arena *a, size_t n) {
     if (p) memset(p, 0, n * sizeof(float));
     return p;
 }
+
+vit_arena_mark vit_arena_save(const vit_arena *a) {
+    vit_arena_mark m = {a->chunks, a->chunks ? a->chunks->used : 0, a->used_total};
+    return m;
+}
+
+void vit_arena_rewind(vit_arena *a, vit_arena_mark mark) {
+    if (!mark.chunk || a->chunks != mark.chunk) return; /* a newer chunk holds live data: keep all */
+    if (a->used_total > a->peak) a->peak = a->used_total;
+    a->chunks->used = mark.used;
+    a->used_total = mark.used_total;
+}

@@ -36,12 +36,16 @@ VIT_VECTORIZED static void ln_row_forward(float *restrict y, float *mean, float 
     for (; c < C; c++) var += (x[c] - mu) * (x[c] - mu);
     var /= C;
 
-    const float m = (float)mu, r = (float)(1.0 / sqrt(var + (double)eps));
-    if (mean) *mean = m;
+    const float r = (float)(1.0 / sqrt(var + (double)eps));
+    /* The mean as a float pair: x - m_hi is exact when x is near the mean, so
+     * an offset input (|mean| >> std) does not lose the rounding of the mean,
+     * times rstd, in every output. */
+    const float m_hi = (float)mu, m_lo = (float)(mu - m_hi);
+    if (mean) *mean = m_hi;
     if (rstd) *rstd = r;
     /* weight / bias NULL mean an elementwise_affine=False LayerNorm; the
      * invariant tests are unswitched out of the loop by the compiler. */
-    for (c = 0; c < C; c++) y[c] = (x[c] - m) * r * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
+    for (c = 0; c < C; c++) y[c] = ((x[c] - m_hi) - m_lo) * r * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
 }
 
 void vit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,

@@ -32,6 +32,9 @@
  *   - Scratchpad is user-managed: one 64-byte aligned buffer per thread,
  *     grown when a new primitive needs more, so steady state allocates
  *     nothing on libvit's side.
+ *   - Small products (under SMALL_FLOPS) run on one thread: oneDNN's GEMM
+ *     already keeps such sizes on one thread, but its bias/GELU pass still
+ *     forks the OpenMP team, which at 8^3..64^3 doubles the call time.
  *   - A batched product whose layout oneDNN's fast path cannot take (its
  *     memory descriptor is rejected or only the reference implementation
  *     accepts it) runs as a loop of 2-D products; that decision is cached too.
@@ -85,6 +88,10 @@ typedef struct gemm_state {
     void *scratch;
     size_t scratch_cap;
 } gemm_state;
+
+/* 2*M*N*K*batch below which a product runs on one thread (~64^3: measured
+ * crossover of a biased product with 1 vs 2 threads on a 2-core EPYC). */
+#define SMALL_FLOPS (1.0 * (1 << 19))
 
 #define CACHE_INITIAL_CAP 64u
 #define CACHE_MAX_CAP 4096u     /* at 3/4 of this the table is flushed, not grown */
@@ -466,7 +473,7 @@ static void fill_empty_k(const vit_gemm *g, float *C) {
     }
 }
 
-static void key_init(gemm_key *k, const vit_gemm *g) {
+static void key_init(gemm_key *k, const vit_gemm *g, int threads) {
     memset(k, 0, sizeof *k);
     k->M = g->M, k->N = g->N, k->K = g->K;
     k->lda = g->lda, k->ldb = g->ldb, k->ldc = g->ldc;
@@ -474,12 +481,12 @@ static void key_init(gemm_key *k, const vit_gemm *g) {
     k->flags = (g->trans_a ? KEY_TRANS_A : 0) | (g->trans_b ? KEY_TRANS_B : 0) |
                (g->accumulate ? KEY_ACCUMULATE : 0) | (g->bias ? KEY_BIAS : 0) |
                (g->epilogue == VIT_EPILOGUE_GELU ? KEY_GELU : 0);
-    k->threads = omp_get_max_threads();
+    k->threads = threads;
 }
 
-static vit_status gemm_2d(gemm_state *s, const vit_gemm *g) {
+static vit_status gemm_2d(gemm_state *s, const vit_gemm *g, int threads) {
     gemm_key k;
-    key_init(&k, g);
+    key_init(&k, g, threads);
     gemm_entry *e;
     VIT_TRY(entry_get(s, &k, &e));
     return entry_run(s, e, g);
@@ -494,7 +501,12 @@ vit_status vit_cpu_gemm(const vit_gemm *g) {
     }
     gemm_state *s;
     VIT_TRY(state_get(&s));
-    return gemm_2d(s, g);
+    int threads = omp_get_max_threads();
+    if (threads == 1 || 2.0 * g->M * g->N * g->K >= SMALL_FLOPS) return gemm_2d(s, g, threads);
+    omp_set_num_threads(1); /* this thread's ICV only; oneDNN reads it at execution */
+    vit_status st = gemm_2d(s, g, 1);
+    omp_set_num_threads(threads);
+    return st;
 }
 
 /* Do the batch's C items cover disjoint elements? Checked as oneDNN does:
@@ -517,6 +529,26 @@ static bool c_items_disjoint(int batch, ptrdiff_t stride_c, int M, int N, int ld
     return true;
 }
 
+static vit_status batched(gemm_state *s, const vit_gemm *g, int batch, ptrdiff_t stride_a, ptrdiff_t stride_b,
+                          ptrdiff_t stride_c, int threads) {
+    if (batch == 1) return gemm_2d(s, g, threads);
+    gemm_key k;
+    key_init(&k, g, threads);
+    k.batch = batch;
+    k.stride_a = stride_a, k.stride_b = stride_b, k.stride_c = stride_c;
+    gemm_entry *e;
+    VIT_TRY(entry_get(s, &k, &e));
+    if (!e->loop) return entry_run(s, e, g);
+    for (int i = 0; i < batch; i++) {
+        vit_gemm gi = *g;
+        gi.A = g->A + (ptrdiff_t)i * stride_a;
+        gi.B = g->B + (ptrdiff_t)i * stride_b;
+        gi.C = g->C + (ptrdiff_t)i * stride_c;
+        VIT_TRY(gemm_2d(s, &gi, threads));
+    }
+    return VIT_OK;
+}
+
 vit_status vit_cpu_gemm_batched(const vit_gemm *g, int batch, ptrdiff_t stride_a, ptrdiff_t stride_b,
                                 ptrdiff_t stride_c) {
     static const char fn[] = "vit_cpu_gemm_batched";
@@ -535,21 +567,10 @@ vit_status vit_cpu_gemm_batched(const vit_gemm *g, int batch, ptrdiff_t stride_a
     }
     gemm_state *s;
     VIT_TRY(state_get(&s));
-    if (batch == 1) return gemm_2d(s, g);
-
-    gemm_key k;
-    key_init(&k, g);
-    k.batch = batch;
-    k.stride_a = stride_a, k.stride_b = stride_b, k.stride_c = stride_c;
-    gemm_entry *e;
-    VIT_TRY(entry_get(s, &k, &e));
-    if (!e->loop) return entry_run(s, e, g);
-    for (int i = 0; i < batch; i++) {
-        vit_gemm gi = *g;
-        gi.A = g->A + (ptrdiff_t)i * stride_a;
-        gi.B = g->B + (ptrdiff_t)i * stride_b;
-        gi.C = g->C + (ptrdiff_t)i * stride_c;
-        VIT_TRY(gemm_2d(s, &gi));
-    }
-    return VIT_OK;
+    int threads = omp_get_max_threads();
+    bool small = threads > 1 && 2.0 * g->M * g->N * g->K * batch < SMALL_FLOPS;
+    if (small) omp_set_num_threads(1);
+    vit_status st = batched(s, g, batch, stride_a, stride_b, stride_c, small ? 1 : threads);
+    if (small) omp_set_num_threads(threads);
+    return st;
 }

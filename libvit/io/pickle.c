@@ -6,6 +6,7 @@
  * and every container against fixed limits before anything is allocated. */
 #include "io/pickle.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,7 +204,7 @@ static vit_status collect_mark(parser *ps, vit_pkind kind) {
 static vit_status make_tuple(parser *ps, int k) {
     vit_pobj *c = new_value(ps, VIT_P_TUPLE);
     if (!c) return bad(ps, "too many values");
-    vit_pobj *v[3];
+    vit_pobj *v[3] = {NULL, NULL, NULL};
     for (int i = k - 1; i >= 0; i--) VIT_TRY(pop(ps, &v[i]));
     for (int i = 0; i < k; i++)
         if (!add_item(ps, c, v[i])) return bad(ps, "out of memory");
@@ -279,7 +280,7 @@ static vit_status latin1_encode(parser *ps, const vit_pobj *text, vit_pobj **out
 }
 
 static vit_status do_reduce(parser *ps) {
-    vit_pobj *f, *args, *r = NULL;
+    vit_pobj *f = NULL, *args = NULL, *r = NULL;
     VIT_TRY(pop(ps, &args));
     VIT_TRY(pop(ps, &f));
     if (f->kind != VIT_P_GLOBAL || args->kind != VIT_P_TUPLE) return bad(ps, "REDUCE of something not allowed");
@@ -312,7 +313,7 @@ static vit_status do_reduce(parser *ps) {
 }
 
 static vit_status do_build(parser *ps) {
-    vit_pobj *state, *obj;
+    vit_pobj *state = NULL, *obj = NULL;
     VIT_TRY(pop(ps, &state));
     VIT_TRY(pop(ps, &obj));
     if (obj->kind == VIT_P_DTYPE) {
@@ -384,7 +385,7 @@ static vit_status run(parser *ps) {
         case 0x86: VIT_TRY(make_tuple(ps, 2)); break;
         case 0x87: VIT_TRY(make_tuple(ps, 3)); break;
         case 'a': { /* APPEND */
-            vit_pobj *v;
+            vit_pobj *v = NULL;
             VIT_TRY(pop(ps, &v));
             if (ps->sp == 0 || ps->stack[ps->sp - 1]->kind != VIT_P_LIST) return bad(ps, "APPEND on a non-list");
             if (!add_item(ps, ps->stack[ps->sp - 1], v)) return bad(ps, "out of memory");
@@ -392,7 +393,7 @@ static vit_status run(parser *ps) {
         }
         case 'e': VIT_TRY(extend_from_mark(ps, 0)); break;
         case 's': { /* SETITEM */
-            vit_pobj *k, *v;
+            vit_pobj *k = NULL, *v = NULL;
             VIT_TRY(pop(ps, &v));
             VIT_TRY(pop(ps, &k));
             if (ps->sp == 0 || ps->stack[ps->sp - 1]->kind != VIT_P_DICT) return bad(ps, "SETITEM on a non-dict");
@@ -449,7 +450,7 @@ static vit_status run(parser *ps) {
             break;
         }
         case 0x93: { /* STACK_GLOBAL */
-            vit_pobj *mod, *nm;
+            vit_pobj *mod = NULL, *nm = NULL;
             VIT_TRY(pop(ps, &nm));
             VIT_TRY(pop(ps, &mod));
             if (mod->kind != VIT_P_STR || nm->kind != VIT_P_STR) return bad(ps, "STACK_GLOBAL of non-strings");
@@ -479,7 +480,7 @@ static vit_status run(parser *ps) {
             VIT_TRY(memo_get(ps, le(a, 4)));
             break;
         case '0': { /* POP */
-            vit_pobj *v;
+            vit_pobj *v = NULL;
             VIT_TRY(pop(ps, &v));
             break;
         }

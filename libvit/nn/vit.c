@@ -278,6 +278,23 @@ fail:
     return NULL;
 }
 
+/* Without a tape a block's temporaries die with it: rewind the arena and move
+ * the block's output down to where they began, so inference memory holds one
+ * block's activations, not the whole network's. */
+static vit_value *block_forward_inference(vit_model *m, vit_value *x, int i, int B) {
+    vit_arena *arena = &m->tape.arena;
+    vit_arena_mark mark = vit_arena_save(arena);
+    vit_value *y = block_forward(m, x, i, B);
+    if (!y || mark.chunk != arena->chunks) return y;
+    float *data = y->data;
+    int64_t n = y->numel;
+    vit_arena_rewind(arena, mark);
+    float *low = vit_arena_floats(arena, (size_t)n); /* at the mark, below data */
+    if (!low) return NULL;
+    memmove(low, data, (size_t)n * sizeof(float));
+    return vit_tape_wrap(&m->tape, low, NULL, n, false);
+}
+
 static vit_status forward_failed(vit_model *m) {
     m->logits = NULL;
     vit_tape_reset(&m->tape, false);
@@ -320,7 +337,7 @@ vit_status vit_model_forward(vit_model *m, const vit_tensor *images, vit_tensor 
                        vit_rng_key(m->ctx->seed, STREAM_POS_DROP, step));
     NEED(x);
     for (int i = 0; i < c->depth; i++) {
-        x = block_forward(m, x, i, B);
+        x = t->recording ? block_forward(m, x, i, B) : block_forward_inference(m, x, i, B);
         NEED(x);
     }
     /* LayerNorm is per token, so pooling first and normalising only the
