@@ -139,7 +139,7 @@ typedef enum vit_loader_param {
     VIT_LD_WORKERS = 1,   /* int 0..256: decoding threads; 0 = decode in the caller's thread (2) */
     VIT_LD_SHUFFLE = 2,   /* int 0/1 (1): a new permutation every epoch */
     VIT_LD_DROP_LAST = 3, /* int 0/1 (1): drop the last partial batch */
-    VIT_LD_PREFETCH = 4,  /* int 1..64: batches decoded ahead (2 per worker, at least 2) */
+    VIT_LD_PREFETCH = 4,  /* int 1..64: batches held in the ring, decoded ahead of the caller (2) */
     VIT_LD_BATCH_SIZE = 5 /* read-only */
 } vit_loader_param;
 

@@ -10,6 +10,8 @@
 #include "core.h"
 #include "model.h"
 #include "optim.h"
+#include "checkpoint.h"
+#include "plot.h"
 #include "data.h"
 
 #endif

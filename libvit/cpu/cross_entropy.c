@@ -37,6 +37,7 @@ static double row_loss(float *restrict p, const float *restrict x, int32_t label
 
 float vit_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int B, int C,
                                 float smoothing) {
+    if (B <= 0 || C <= 0) return 0.0f;
     double part[CE_CHUNKS] = {0};
     const int chunks = B < CE_CHUNKS ? B : CE_CHUNKS;
 #pragma omp parallel for schedule(static) if ((int64_t)B * C > 16384)

@@ -8,8 +8,9 @@
  * bias is the matmul bias argument and the GELU epilogue an eltwise post-op.
  *
  * Caching and threading:
- *   - Creating a primitive descriptor walks oneDNN's implementation list and
- *     costs tens of microseconds, so created primitives are kept in a small
+ *   - Creating a primitive walks oneDNN's implementation list and costs
+ *     ~0.2 ms (the first one in a process ~10-60 ms), against ~1 us of
+ *     overhead for a cached call, so created primitives are kept in a small
  *     open-addressing hash table keyed by every parameter that changes the
  *     primitive: shapes, leading dimensions, trans flags, accumulate, bias,
  *     epilogue, batch, batch strides and the OpenMP thread count (oneDNN
@@ -31,17 +32,18 @@
  *     thread exits; vit_cpu_gemm_release_cache releases the caller's.
  *   - Scratchpad is user-managed: one 64-byte aligned buffer per thread,
  *     grown when a new primitive needs more, so steady state allocates
- *     nothing on libvit's side.
+ *     nothing on libvit's side (oneDNN itself still makes 7-9 small mallocs
+ *     per execution, for its argument maps and GEMM packing buffers; the C
+ *     API offers no way to hand it those).
  *   - Small products (under SMALL_FLOPS) run on one thread: oneDNN's GEMM
  *     already keeps such sizes on one thread, but its bias/GELU pass still
- *     forks the OpenMP team, which at 8^3..64^3 doubles the call time.
+ *     forks the OpenMP team, which at 8^3..64^3 costs up to 2x the time.
  *   - A batched product whose layout oneDNN's fast path cannot take (its
  *     memory descriptor is rejected or only the reference implementation
  *     accepts it) runs as a loop of 2-D products; that decision is cached too.
  */
 #include "cpu/matmul.h"
 
-#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
@@ -62,7 +64,8 @@ enum {
     KEY_GELU = 1 << 4
 };
 
-/* All fields 8 bytes or two 4-byte fields in a row: no padding, so memcmp works. */
+/* All fields 8 bytes or two 4-byte fields in a row: no padding, so memcmp
+ * and the word-wise hash see only the fields (the key is memset first too). */
 typedef struct gemm_key {
     int64_t M, N, K, lda, ldb, ldc;
     int64_t batch, stride_a, stride_b, stride_c;
@@ -89,9 +92,9 @@ typedef struct gemm_state {
     size_t scratch_cap;
 } gemm_state;
 
-/* 2*M*N*K*batch below which a product runs on one thread (~64^3: measured
+/* 2*M*N*K*batch below which a product runs on one thread (~80^3: measured
  * crossover of a biased product with 1 vs 2 threads on a 2-core EPYC). */
-#define SMALL_FLOPS (1.0 * (1 << 19))
+#define SMALL_FLOPS (1.0 * (1 << 20))
 
 #define CACHE_INITIAL_CAP 64u
 #define CACHE_MAX_CAP 4096u     /* at 3/4 of this the table is flushed, not grown */
@@ -113,9 +116,14 @@ static uint64_t mix64(uint64_t x) {
 }
 
 static uint64_t key_hash(const gemm_key *k) {
-    const int64_t *w = (const int64_t *)k;
+    _Static_assert(sizeof(gemm_key) % sizeof(uint64_t) == 0, "gemm_key must be whole words");
+    const unsigned char *bytes = (const unsigned char *)k;
     uint64_t h = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < sizeof *k / sizeof(int64_t); i++) h = mix64(h ^ (uint64_t)w[i]);
+    for (size_t i = 0; i < sizeof *k; i += sizeof(uint64_t)) {
+        uint64_t w;
+        memcpy(&w, bytes + i, sizeof w);
+        h = mix64(h ^ w);
+    }
     return h;
 }
 

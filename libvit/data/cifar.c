@@ -6,6 +6,7 @@
  *           data_batch_{1..5}, test_batch, batches.meta, pickled dicts read
  *           with libvit's restricted unpickler (io/pickle.h).
  * Samples are kept in memory as [n, 32, 32, 3] (HWC, converted once here). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>

@@ -30,6 +30,8 @@ typedef struct vit_resampler {
     size_t k_cap, bounds_cap;
     uint8_t *tmp; /* after the horizontal pass */
     size_t tmp_cap;
+    int32_t *acc; /* one row of vertical-pass sums */
+    size_t acc_cap;
 } vit_resampler;
 
 /* Everything one thread needs to turn a sample index into a tensor row. */

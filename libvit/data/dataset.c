@@ -1,5 +1,6 @@
 /* The dataset handle (vit/data.h): opening with format detection, options,
  * queries, and fetching one sample as u8 pixels. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>

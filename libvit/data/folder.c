@@ -7,6 +7,7 @@
  * one string pool: a million images cost their path lengths, not a million
  * mallocs. Files are sorted within a class so the order, hence the epoch
  * permutation, does not depend on the file system. */
+#include <stdio.h>
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>

@@ -3,6 +3,7 @@
  *
  * The files are small (47 MB for the largest) and read whole into memory.
  * zlib's gzread reads plain files transparently, so one path serves both. */
+#include <stdio.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,7 +145,7 @@ vit_status vit_idx_open(vit_dataset *ds, const char *path) {
                      images ? "labels" : "images", images ? 1 : 3, ds->split == VIT_SPLIT_TRAIN ? "train" : "val");
         goto done;
     }
-    int64_t idims[3], ldims[1];
+    int64_t idims[3] = {0, 0, 0}, ldims[1] = {0};
     if ((s = read_idx(images, 3, idims, &img)) != VIT_OK) goto done;
     if ((s = read_idx(labels, 1, ldims, &lab)) != VIT_OK) goto done;
     if (idims[0] != ldims[0]) {

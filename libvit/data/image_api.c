@@ -1,5 +1,6 @@
 /* Single images (vit/data.h): loading one file through a transform's
  * deterministic part, for prediction, and writing pixels as PNG. */
+#include <stdio.h>
 #include <string.h>
 
 #include "data/data.h"

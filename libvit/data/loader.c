@@ -12,6 +12,7 @@
  * samples in flight, which are single images: a stop never waits for a batch.
  * Workers never call the log callback (it belongs to the caller's thread):
  * their warnings are queued and emitted by vit_loader_next. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -389,10 +390,10 @@ vit_status vit_loader_next(vit_loader *ld, vit_tensor *images, vit_tensor *label
     int64_t dims[4] = {-1, ld->C, ld->S, ld->S};
     VIT_TRY(vit_tensor_expect(images, "images", VIT_DTYPE_F32, 4, dims));
     int64_t rows = images->shape[0];
-    int64_t ldims[1] = {rows};
-    VIT_TRY(vit_tensor_expect(labels, "labels", VIT_DTYPE_I32, 1, ldims));
     if (rows < ld->batch)
         return vit_fail(VIT_ERR_SHAPE, "images: %lld rows for batches of %d", (long long)rows, ld->batch);
+    int64_t ldims[1] = {rows};
+    VIT_TRY(vit_tensor_expect(labels, "labels", VIT_DTYPE_I32, 1, ldims));
     void *img_data, *lab_data;
     VIT_TRY(vit_tensor_data(images, &img_data));
     VIT_TRY(vit_tensor_data(labels, &lab_data));

@@ -4,6 +4,7 @@
  * precompute_coeffs / normalize_coeffs_8bpc and the 8bpc passes), because the
  * seed resizes with PIL's Image.resize(BILINEAR) and we want the same pixels,
  * not merely similar ones. NEAREST follows Pillow's affine-transform path. */
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,35 +88,66 @@ static void to_fixed(double *pre, int n) {
         k[x] = pre[x] < 0 ? (int)(-0.5 + pre[x] * (1 << PRECISION_BITS)) : (int)(0.5 + pre[x] * (1 << PRECISION_BITS));
 }
 
+/* Horizontal pass. Specialised for 1 and 3 channels (the only ones the data
+ * layer resizes) so the channel loop unrolls; the arithmetic is Pillow's. */
 static void pass_h(uint8_t *out, int ow, int oh, const uint8_t *in, int iw, int c, int yoff, const int32_t *kk,
                    const int *bounds, int ksize) {
     for (int y = 0; y < oh; y++) {
         const uint8_t *row = in + (size_t)(y + yoff) * iw * c;
         uint8_t *o = out + (size_t)y * ow * c;
-        for (int x = 0; x < ow; x++) {
-            int xmin = bounds[2 * x], xmax = bounds[2 * x + 1];
-            const int32_t *k = kk + (size_t)x * ksize;
-            for (int ch = 0; ch < c; ch++) {
-                int ss = 1 << (PRECISION_BITS - 1);
-                for (int i = 0; i < xmax; i++) ss += row[(xmin + i) * c + ch] * k[i];
-                o[x * c + ch] = clip8(ss);
+        if (c == 3) {
+            for (int x = 0; x < ow; x++) {
+                const uint8_t *p = row + (size_t)bounds[2 * x] * 3;
+                const int32_t *k = kk + (size_t)x * ksize;
+                int n = bounds[2 * x + 1], s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+                for (int i = 0; i < n; i++) {
+                    s0 += p[3 * i] * k[i];
+                    s1 += p[3 * i + 1] * k[i];
+                    s2 += p[3 * i + 2] * k[i];
+                }
+                o[3 * x] = clip8(s0);
+                o[3 * x + 1] = clip8(s1);
+                o[3 * x + 2] = clip8(s2);
+            }
+        } else if (c == 1) {
+            for (int x = 0; x < ow; x++) {
+                const uint8_t *p = row + bounds[2 * x];
+                const int32_t *k = kk + (size_t)x * ksize;
+                int n = bounds[2 * x + 1], s0 = 1 << (PRECISION_BITS - 1);
+                for (int i = 0; i < n; i++) s0 += p[i] * k[i];
+                o[x] = clip8(s0);
+            }
+        } else {
+            for (int x = 0; x < ow; x++) {
+                int xmin = bounds[2 * x], xmax = bounds[2 * x + 1];
+                const int32_t *k = kk + (size_t)x * ksize;
+                for (int ch = 0; ch < c; ch++) {
+                    int ss = 1 << (PRECISION_BITS - 1);
+                    for (int i = 0; i < xmax; i++) ss += row[(xmin + i) * c + ch] * k[i];
+                    o[x * c + ch] = clip8(ss);
+                }
             }
         }
     }
 }
 
+/* Vertical pass: whole rows accumulated tap by tap into acc, so the inner
+ * loop runs along memory and vectorises. Same sums as Pillow's, in another
+ * order; integer addition makes the result identical. */
 static void pass_v(uint8_t *out, int ow, int oh, const uint8_t *in, int c, const int32_t *kk, const int *bounds,
-                   int ksize) {
+                   int ksize, int32_t *acc) {
     size_t stride = (size_t)ow * c;
     for (int y = 0; y < oh; y++) {
         int ymin = bounds[2 * y], ymax = bounds[2 * y + 1];
         const int32_t *k = kk + (size_t)y * ksize;
-        uint8_t *o = out + (size_t)y * stride;
-        for (size_t x = 0; x < stride; x++) {
-            int ss = 1 << (PRECISION_BITS - 1);
-            for (int i = 0; i < ymax; i++) ss += in[(size_t)(ymin + i) * stride + x] * k[i];
-            o[x] = clip8(ss);
+        for (size_t x = 0; x < stride; x++) acc[x] = 1 << (PRECISION_BITS - 1);
+        for (int i = 0; i < ymax; i++) {
+            const uint8_t *row = in + (size_t)(ymin + i) * stride;
+            int32_t w = k[i];
+            for (size_t x = 0; x < stride; x++) acc[x] += row[x] * w;
         }
+        uint8_t *o = out + (size_t)y * stride;
+        for (size_t x = 0; x < stride; x++) o[x] = clip8(acc[x]);
     }
 }
 
@@ -123,6 +155,7 @@ void vit_resampler_release(vit_resampler *r) {
     free(r->k);
     free(r->bounds);
     free(r->tmp);
+    free(r->acc);
     memset(r, 0, sizeof *r);
 }
 
@@ -187,7 +220,9 @@ vit_status vit_resample_u8(vit_resampler *r, const uint8_t *src, int sw, int sh,
     }
     if (need_v) {
         if (cur_w != dw) return vit_fail(VIT_ERR_INTERNAL, "resample: width mismatch");
-        pass_v(dst, dw, dh, cur, c, kv32, bv, kv);
+        if (!grow((void **)&r->acc, &r->acc_cap, (size_t)dw * c * sizeof(int32_t)))
+            return vit_fail(VIT_ERR_OUT_OF_MEMORY, "resample: no memory for a row");
+        pass_v(dst, dw, dh, cur, c, kv32, bv, kv, r->acc);
     }
     return VIT_OK;
 }

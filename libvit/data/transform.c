@@ -5,6 +5,7 @@
  * Geometry runs on u8 (so the resize equals Pillow's), the rotation samples
  * the u8 image straight into the f32 output, which is also where the flip is
  * folded in: one pass over the output, nothing allocated. */
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

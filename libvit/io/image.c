@@ -111,8 +111,11 @@ static vit_status decode_jpeg(vit_decoder *d, const char *name, const uint8_t *d
         }
     }
 
-    int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
-    int pf = cmyk ? TJPF_CMYK : channels == 1 ? TJPF_GRAY : TJPF_RGB;
+    /* A colour JPEG wanted in gray goes through RGB and Pillow's weights,
+     * not the decoder's luma plane: with subsampled chroma the two differ by
+     * up to ~20 levels at colour edges, and the seed's pixels are Pillow's. */
+    int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK, to_gray = channels == 1 && cs != TJCS_GRAY;
+    int pf = cmyk ? TJPF_CMYK : channels == 1 && !to_gray ? TJPF_GRAY : TJPF_RGB;
     int pc = tjPixelSize[pf];
     VIT_TRY(vit_pixbuf_reserve(out, (size_t)sw * (size_t)sh * (size_t)pc));
     if (tjDecompress2(d->tj, data, (unsigned long)size, out->data, sw, 0, sh, pf, 0) != 0) {
@@ -125,6 +128,11 @@ static vit_status decode_jpeg(vit_decoder *d, const char *name, const uint8_t *d
     out->w = sw;
     out->h = sh;
     out->c = channels;
+    if (to_gray && !cmyk) {
+        size_t n = (size_t)sw * sh;
+        uint8_t *p = out->data;
+        for (size_t i = 0; i < n; i++) p[i] = vit_rgb_to_gray(p[3 * i], p[3 * i + 1], p[3 * i + 2]);
+    }
     if (cmyk) {
         /* Adobe CMYK is stored inverted; Pillow's CMYK->RGB is then c * k / 255. */
         size_t n = (size_t)sw * sh;

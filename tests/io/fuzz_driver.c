@@ -1,6 +1,6 @@
 /* Runs LLVMFuzzerTestOneInput (fuzz_safetensors.c) without libFuzzer: every
  * corpus file given on the command line and a built-in seed set, then
- * VIT_FUZZ_ITERS (default 20000) random mutations of them from a fixed seed,
+ * VIT_FUZZ_ITERS (default 100000) random mutations of them from a fixed seed,
  * so a failure reproduces. Mutations favour the header, where the parser is. */
 #include <stdint.h>
 #include <stdio.h>
@@ -121,7 +121,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_corpus; i++) LLVMFuzzerTestOneInput(corpus[i].data, corpus[i].size);
 
     const char *env = getenv("VIT_FUZZ_ITERS");
-    long iters = env ? strtol(env, NULL, 10) : 20000;
+    long iters = env ? strtol(env, NULL, 10) : 100000;
     for (long it = 0; it < iters; it++) {
         input m;
         mutate(&corpus[next() % (uint64_t)n_corpus], &m);

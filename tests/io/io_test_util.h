@@ -2,6 +2,7 @@
 #ifndef VIT_IO_TEST_UTIL_H
 #define VIT_IO_TEST_UTIL_H
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,16 @@ static inline const char *io_scratch_dir(char *buf, size_t cap) {
     const char *base = getenv("TMPDIR");
     snprintf(buf, cap, "%s/vit_io_XXXXXX", base && *base ? base : "/tmp");
     return mkdtemp(buf);
+}
+
+static inline int io_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* Removes a scratch folder and everything in it. */
+static inline void io_rm_rf(const char *path) {
+    if (path && *path) nftw(path, io_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Whole file into a malloc'ed buffer (NUL-terminated); NULL when missing. */

@@ -132,8 +132,17 @@ def model_file(out, name, seed, heads, storage, **cfg):
     images = torch.randn(2, cfg["chans"], cfg["img"], cfg["img"], generator=g)
     with torch.no_grad():
         logits = vit_forward(w, images.double(), cfg["patch"], heads, cfg["patch_norm"], cfg["avg"])
+    # pos_embed resampled to a 1.5x larger grid, as timm's resample_abs_pos_embed
+    # (upsampling: antialias makes no difference)
+    pe = w["pos_embed"]
+    g_in = int(round((pe.shape[1] - 1) ** 0.5))
+    g_out = g_in * 3 // 2
+    grid = pe[:, 1:].reshape(1, g_in, g_in, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(g_out, g_out), mode="bicubic", align_corners=False)
+    resampled = torch.cat([pe[:, :1], grid.permute(0, 2, 3, 1).reshape(1, g_out * g_out, -1)], dim=1)
     save_expected(os.path.join(out, name + ".expected"),
-                  [(k, v) for k, v in stored] + [("__images__", images), ("__logits__", logits)])
+                  [(k, v) for k, v in stored] + [("__images__", images), ("__logits__", logits),
+                                                 ("__pos_embed_resampled__", resampled)])
 
 
 def main():

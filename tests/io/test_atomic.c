@@ -10,6 +10,7 @@
 static char dir[512];
 
 static void setup(void) { ck_assert_ptr_nonnull(io_scratch_dir(dir, sizeof dir)); }
+static void teardown(void) { io_rm_rf(dir); }
 
 /* Number of entries in dir other than . and .. (temporaries must not linger). */
 static int count_entries(void) {
@@ -105,7 +106,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("atomic");
     TCase *tc = tcase_create("atomic");
-    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, writes_and_replaces);
     tcase_add_test(tc, failing_callback_keeps_old_file);
     tcase_add_test(tc, missing_folder_is_io_error);

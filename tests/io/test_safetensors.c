@@ -12,6 +12,7 @@
 static char dir[512];
 
 static void setup(void) { ck_assert_ptr_nonnull(io_scratch_dir(dir, sizeof dir)); }
+static void teardown(void) { io_rm_rf(dir); }
 
 static int same_bits(float a, float b) { return memcmp(&a, &b, 4) == 0 || (isnan(a) && isnan(b)); }
 
@@ -340,7 +341,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("safetensors");
     TCase *tc = tcase_create("safetensors");
-    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, round_trip);
     tcase_add_test(tc, empty_file_and_writer_errors);
     tcase_add_test(tc, failed_fill_keeps_old_file);

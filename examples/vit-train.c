@@ -1,0 +1,648 @@
+/* vit-train: train a Vision Transformer on an image folder, CIFAR-10 or an
+ * IDX dataset (Fashion-MNIST), the seed tutorial's train.py over libvit's
+ * public API. Run with --help for the flags. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vit/vit.h>
+
+#include "cli.h"
+
+static const char *prog = "vit-train";
+
+static const char usage[] =
+    "usage: vit-train --data DIR [options]\n"
+    "\n"
+    "Trains a Vision Transformer and writes best.safetensors, last.safetensors,\n"
+    "metrics.csv, loss_curve.png and acc_curve.png into --out.\n"
+    "\n"
+    "data\n"
+    "  --data DIR             dataset root (required)\n"
+    "  --format F             folder | cifar10 | idx (detected when omitted)\n"
+    "  --augment A            none | flip | rotate | flip+rotate | crop+flip (train only;\n"
+    "                         default flip+rotate: the seed's flip(0.5) + rotation(10))\n"
+    "  --normalize N          none | imagenet | half (default: imagenet for cifar10, else none)\n"
+    "  --workers N            loader threads (4)\n"
+    "  --steps-per-epoch N    stop each epoch after N batches (0 = all)\n"
+    "  --val-batches N        evaluate on the first N validation batches (0 = all)\n"
+    "model\n"
+    "  --model PRESET         timm preset, e.g. vit_tiny_patch16_224 (sets dim/depth/heads/patch/img)\n"
+    "  --img-size N (224)  --patch-size N (16)  --in-channels N (the data's: 1 for IDX, else 3)\n"
+    "  --dim N (768)  --depth N (12)  --heads N (12)  --mlp-ratio R (4)\n"
+    "  --qkv-bias / --no-qkv-bias (on)   --patch-norm / --no-patch-norm (on: the seed's variant)\n"
+    "  --global-pool token|avg (token)   --ln-eps E (1e-5 with --patch-norm as nn.LayerNorm, else 1e-6)\n"
+    "  --drop P (0.1)  --attn-drop P (0.1)  --drop-path P (0.1)\n"
+    "  --pretrained FILE      start from these weights (head re-initialised when the class\n"
+    "                         count differs, pos_embed resampled when the grid differs)\n"
+    "optimisation\n"
+    "  --epochs N (50)  --batch-size N (4)  --lr R (1e-4)  --weight-decay R (0.01)\n"
+    "  --decay-exempt         no weight decay on biases, norms, pos_embed, cls_token\n"
+    "  --warmup-epochs N (0)  --schedule cosine|constant (constant)\n"
+    "  --label-smoothing R (0)  --clip-grad R (0 = off)\n"
+    "run\n"
+    "  --seed N (0)  --threads N (all cores)  --device cpu|cuda (cpu)\n"
+    "  --out DIR (.)  --resume FILE (a last.safetensors to continue from)\n"
+    "  --json                 one JSON object per epoch on stdout\n";
+
+typedef struct options {
+    const char *data, *format, *augment, *normalize, *preset, *pretrained, *out, *resume, *schedule, *device;
+    long long img, patch, channels, dim, depth, heads, epochs, batch, workers, warmup, seed, threads;
+    long long steps_per_epoch, val_batches;
+    int qkv_bias, patch_norm, avg_pool, decay_exempt, json;
+    double mlp_ratio, drop, attn_drop, drop_path, lr, wd, smoothing, clip, ln_eps;
+    bool set_img, set_patch, set_dim, set_depth, set_heads;
+} options;
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+/* ------------------------------------------------------------------ flags */
+static int parse(int argc, char **argv, options *o) {
+    *o = (options){.format = NULL, .augment = "flip+rotate", .out = ".", .schedule = "constant", .device = "cpu",
+                   .img = 224, .patch = 16, .channels = 0, .dim = 768, .depth = 12, .heads = 12, .epochs = 50,
+                   .batch = 4, .workers = 4, .qkv_bias = 1, .patch_norm = 1, .mlp_ratio = 4.0, .drop = 0.1,
+                   .attn_drop = 0.1, .drop_path = 0.1, .lr = 1e-4, .wd = 0.01, .ln_eps = 0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+#define VALUE() do { if (!(v = cli_value(prog, argc, argv, &i, a))) return 2; } while (0)
+#define INT(flag, field, lo, hi) \
+    if (cli_is(a, flag)) { VALUE(); if (!cli_int(prog, flag, v, lo, hi, &o->field)) return 2; continue; }
+#define REAL(flag, field, lo, hi) \
+    if (cli_is(a, flag)) { VALUE(); if (!cli_real(prog, flag, v, lo, hi, &o->field)) return 2; continue; }
+#define TEXT(flag, field) \
+    if (cli_is(a, flag)) { VALUE(); o->field = v; continue; }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        TEXT("--data", data) TEXT("--format", format) TEXT("--augment", augment) TEXT("--normalize", normalize)
+        TEXT("--model", preset) TEXT("--pretrained", pretrained) TEXT("--out", out) TEXT("--resume", resume)
+        TEXT("--schedule", schedule) TEXT("--device", device)
+        if (cli_is(a, "--img-size")) { VALUE(); if (!cli_int(prog, "--img-size", v, 1, 8192, &o->img)) return 2; o->set_img = true; continue; }
+        if (cli_is(a, "--patch-size")) { VALUE(); if (!cli_int(prog, "--patch-size", v, 1, 1024, &o->patch)) return 2; o->set_patch = true; continue; }
+        if (cli_is(a, "--dim")) { VALUE(); if (!cli_int(prog, "--dim", v, 1, 65536, &o->dim)) return 2; o->set_dim = true; continue; }
+        if (cli_is(a, "--depth")) { VALUE(); if (!cli_int(prog, "--depth", v, 1, 1024, &o->depth)) return 2; o->set_depth = true; continue; }
+        if (cli_is(a, "--heads")) { VALUE(); if (!cli_int(prog, "--heads", v, 1, 1024, &o->heads)) return 2; o->set_heads = true; continue; }
+        INT("--in-channels", channels, 1, 3) INT("--epochs", epochs, 1, 1000000) INT("--batch-size", batch, 1, 65536)
+        INT("--workers", workers, 0, 256) INT("--warmup-epochs", warmup, 0, 1000000) INT("--seed", seed, 0, INT64_MAX)
+        INT("--threads", threads, 0, 4096) INT("--steps-per-epoch", steps_per_epoch, 0, INT64_MAX)
+        INT("--val-batches", val_batches, 0, INT64_MAX)
+        REAL("--mlp-ratio", mlp_ratio, 1e-3, 64) REAL("--drop", drop, 0, 0.999) REAL("--attn-drop", attn_drop, 0, 0.999)
+        REAL("--drop-path", drop_path, 0, 0.999) REAL("--lr", lr, 0, 10) REAL("--weight-decay", wd, 0, 10)
+        REAL("--label-smoothing", smoothing, 0, 0.999) REAL("--clip-grad", clip, 0, 1e9) REAL("--ln-eps", ln_eps, 1e-12, 0.5)
+        if (!strcmp(a, "--qkv-bias")) { o->qkv_bias = 1; continue; }
+        if (!strcmp(a, "--no-qkv-bias")) { o->qkv_bias = 0; continue; }
+        if (!strcmp(a, "--patch-norm")) { o->patch_norm = 1; continue; }
+        if (!strcmp(a, "--no-patch-norm")) { o->patch_norm = 0; continue; }
+        if (!strcmp(a, "--decay-exempt")) { o->decay_exempt = 1; continue; }
+        if (!strcmp(a, "--json")) { o->json = 1; continue; }
+        if (cli_is(a, "--global-pool")) {
+            VALUE();
+            if (strcmp(v, "token") && strcmp(v, "avg")) return cli_usage_error(prog, "--global-pool: '%s' is not token or avg", v);
+            o->avg_pool = !strcmp(v, "avg");
+            continue;
+        }
+        return cli_usage_error(prog, "unknown argument '%s'", a);
+#undef VALUE
+#undef INT
+#undef REAL
+#undef TEXT
+    }
+    if (!o->data) return cli_usage_error(prog, "--data is required");
+    if (strcmp(o->schedule, "cosine") && strcmp(o->schedule, "constant"))
+        return cli_usage_error(prog, "--schedule: '%s' is not cosine or constant", o->schedule);
+    if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda"))
+        return cli_usage_error(prog, "--device: '%s' is not cpu or cuda", o->device);
+    static const char *const augments[] = {"none", "flip", "rotate", "flip+rotate", "crop+flip"};
+    bool known = false;
+    for (size_t k = 0; k < sizeof augments / sizeof *augments; k++) known |= !strcmp(o->augment, augments[k]);
+    if (!known) return cli_usage_error(prog, "--augment: '%s' is not one of none, flip, rotate, flip+rotate, crop+flip", o->augment);
+    if (o->normalize && strcmp(o->normalize, "none") && strcmp(o->normalize, "imagenet") && strcmp(o->normalize, "half"))
+        return cli_usage_error(prog, "--normalize: '%s' is not none, imagenet or half", o->normalize);
+    if (o->ln_eps == 0) o->ln_eps = o->patch_norm ? 1e-5 : 1e-6;
+    return 0;
+}
+
+static vit_data_format parse_format(const char *f) {
+    if (!f) return VIT_DATA_AUTO;
+    if (!strcmp(f, "folder")) return VIT_DATA_FOLDER;
+    if (!strcmp(f, "cifar10")) return VIT_DATA_CIFAR10;
+    if (!strcmp(f, "idx")) return VIT_DATA_IDX;
+    return (vit_data_format)-1;
+}
+
+/* -------------------------------------------------------------- the run */
+typedef struct history {
+    double train_loss, train_acc, val_loss, val_acc, lr, seconds, images_per_s;
+} history;
+
+typedef struct run {
+    options o;
+    vit_context *ctx;
+    vit_dataset *train_ds, *val_ds;
+    vit_transform *train_tf, *eval_tf;
+    vit_loader *train_ld, *val_ld;
+    vit_model *model;
+    vit_optimizer *opt;
+    vit_tensor *images, *labels, *logits;
+    int channels, img, classes;
+    int64_t steps_per_epoch, total_steps;
+    history *hist;
+    long long epochs_done;
+    double best_acc;
+    char path[4096];
+} run;
+
+static const char *out_path(run *r, const char *name) {
+    snprintf(r->path, sizeof r->path, "%s/%s", r->o.out, name);
+    return r->path;
+}
+
+#define TRY(what, call) do { vit_status s_ = (call); if (s_ != VIT_OK) return cli_fail(prog, what, s_); } while (0)
+
+static int open_data(run *r) {
+    vit_data_format fmt = parse_format(r->o.format);
+    if ((int)fmt < 0) return cli_usage_error(prog, "--format: '%s' is not folder, cifar10 or idx", r->o.format);
+    TRY(r->o.data, vit_dataset_open(r->ctx, r->o.data, fmt, VIT_SPLIT_TRAIN, &r->train_ds));
+    TRY(r->o.data, vit_dataset_open(r->ctx, r->o.data, fmt, VIT_SPLIT_VAL, &r->val_ds));
+    TRY("classes", vit_dataset_num_classes(r->train_ds, &r->classes));
+    int val_classes;
+    TRY("classes", vit_dataset_num_classes(r->val_ds, &val_classes));
+    if (val_classes != r->classes) {
+        fprintf(stderr, "%s: %s: the training split has %d classes, the validation split %d\n", prog, r->o.data,
+                r->classes, val_classes);
+        return 1;
+    }
+    return 0;
+}
+
+static int build_transforms(run *r) {
+    int64_t fmt;
+    TRY("dataset", vit_dataset_get_int(r->train_ds, VIT_DS_FORMAT, &fmt));
+    const char *norm = r->o.normalize ? r->o.normalize : fmt == VIT_DATA_CIFAR10 ? "imagenet" : "none";
+    vit_normalize n = !strcmp(norm, "imagenet") ? VIT_NORM_IMAGENET : !strcmp(norm, "half") ? VIT_NORM_HALF : VIT_NORM_NONE;
+    const char *aug = r->o.augment;
+    TRY("transform", vit_transform_create(r->ctx, &r->train_tf));
+    TRY("transform", vit_transform_set_int(r->train_tf, VIT_TF_SIZE, r->img));
+    TRY("transform", vit_transform_set_int(r->train_tf, VIT_TF_CHANNELS, r->channels));
+    TRY("transform", vit_transform_set_int(r->train_tf, VIT_TF_NORMALIZE, n));
+    if (strstr(aug, "flip")) TRY("--augment", vit_transform_set_float(r->train_tf, VIT_TF_FLIP_P, 0.5));
+    if (strstr(aug, "rotate")) TRY("--augment", vit_transform_set_float(r->train_tf, VIT_TF_ROTATION, 10.0));
+    if (strstr(aug, "crop")) TRY("--augment", vit_transform_set_int(r->train_tf, VIT_TF_RANDOM_CROP, 1));
+    TRY("transform", vit_transform_copy(r->train_tf, &r->eval_tf));
+    TRY("transform", vit_transform_set_int(r->eval_tf, VIT_TF_TRAIN, 0));
+
+    /* The checkpoint remembers how inputs were prepared, for vit-predict. */
+    static const double mean_in[3][3] = {{0, 0, 0}, {0.485, 0.456, 0.406}, {0.5, 0.5, 0.5}};
+    static const double std_in[3][3] = {{1, 1, 1}, {0.229, 0.224, 0.225}, {0.5, 0.5, 0.5}};
+    int k = n == VIT_NORM_IMAGENET ? 1 : n == VIT_NORM_HALF ? 2 : 0;
+    char mean[96], std[96];
+    snprintf(mean, sizeof mean, "%g,%g,%g", mean_in[k][0], mean_in[k][1], mean_in[k][2]);
+    snprintf(std, sizeof std, "%g,%g,%g", std_in[k][0], std_in[k][1], std_in[k][2]);
+    TRY("metadata", vit_model_set_metadata(r->model, "mean", mean));
+    TRY("metadata", vit_model_set_metadata(r->model, "std", std));
+    return 0;
+}
+
+static int build_loaders(run *r) {
+    TRY("loader", vit_loader_create(r->train_ds, r->train_tf, (int)r->o.batch, &r->train_ld));
+    TRY("loader", vit_loader_set_int(r->train_ld, VIT_LD_WORKERS, r->o.workers));
+    TRY("loader", vit_loader_set_int(r->train_ld, VIT_LD_DROP_LAST, 1));
+    TRY("loader", vit_loader_create(r->val_ds, r->eval_tf, (int)r->o.batch, &r->val_ld));
+    TRY("loader", vit_loader_set_int(r->val_ld, VIT_LD_WORKERS, r->o.workers));
+    TRY("loader", vit_loader_set_int(r->val_ld, VIT_LD_SHUFFLE, 0));
+    TRY("loader", vit_loader_set_int(r->val_ld, VIT_LD_DROP_LAST, 0));
+    TRY("loader", vit_loader_start_epoch(r->train_ld, 0));
+    int64_t n;
+    TRY("loader", vit_loader_num_batches(r->train_ld, &n));
+    if (n == 0) {
+        fprintf(stderr, "%s: %s: fewer training samples than one batch of %lld\n", prog, r->o.data, r->o.batch);
+        return 1;
+    }
+    r->steps_per_epoch = r->o.steps_per_epoch && r->o.steps_per_epoch < n ? r->o.steps_per_epoch : n;
+    r->total_steps = r->steps_per_epoch * r->o.epochs;
+    int64_t si[4] = {r->o.batch, r->channels, r->img, r->img}, sl[1] = {r->o.batch}, so[2] = {r->o.batch, r->classes};
+    TRY("tensor", vit_tensor_create(r->ctx, VIT_DTYPE_F32, 4, si, &r->images));
+    TRY("tensor", vit_tensor_create(r->ctx, VIT_DTYPE_I32, 1, sl, &r->labels));
+    TRY("tensor", vit_tensor_create(r->ctx, VIT_DTYPE_F32, 2, so, &r->logits));
+    return 0;
+}
+
+static int class_names_metadata(run *r) {
+    size_t cap = 64, len = 0;
+    char *json = malloc(cap);
+    if (!json) return 1;
+    json[len++] = '[';
+    for (int c = 0; c < r->classes; c++) {
+        const char *name;
+        vit_status s = vit_dataset_class_name(r->train_ds, c, &name);
+        if (s != VIT_OK) {
+            free(json);
+            return cli_fail(prog, "class names", s);
+        }
+        char quoted[1024];
+        cli_json_string(quoted, sizeof quoted, name);
+        size_t need = len + strlen(quoted) + 4;
+        if (need > cap) {
+            cap = need * 2;
+            char *grown = realloc(json, cap);
+            if (!grown) {
+                free(json);
+                return 1;
+            }
+            json = grown;
+        }
+        len += (size_t)sprintf(json + len, "%s%s", c ? "," : "", quoted);
+    }
+    json[len++] = ']';
+    json[len] = '\0';
+    vit_status s = vit_model_set_metadata(r->model, "class_names", json);
+    free(json);
+    return s == VIT_OK ? 0 : cli_fail(prog, "metadata", s);
+}
+
+static int build_model(run *r) {
+    if (r->o.resume) {
+        TRY(r->o.resume, vit_model_load(r->ctx, r->o.resume, &r->model));
+    } else {
+        vit_config *cfg;
+        TRY("config", vit_config_create(&cfg));
+        vit_status s = VIT_OK;
+        if (r->o.preset) s = vit_config_set_preset(cfg, r->o.preset);
+        /* Explicit flags override the preset. */
+        if (s == VIT_OK && (!r->o.preset || r->o.set_img)) s = vit_config_set_int(cfg, VIT_CFG_IMG_SIZE, r->o.img);
+        if (s == VIT_OK && (!r->o.preset || r->o.set_patch)) s = vit_config_set_int(cfg, VIT_CFG_PATCH_SIZE, r->o.patch);
+        if (s == VIT_OK && (!r->o.preset || r->o.set_dim)) s = vit_config_set_int(cfg, VIT_CFG_DIM, r->o.dim);
+        if (s == VIT_OK && (!r->o.preset || r->o.set_depth)) s = vit_config_set_int(cfg, VIT_CFG_DEPTH, r->o.depth);
+        if (s == VIT_OK && (!r->o.preset || r->o.set_heads)) s = vit_config_set_int(cfg, VIT_CFG_HEADS, r->o.heads);
+        if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_IN_CHANNELS, r->channels);
+        if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_NUM_CLASSES, r->classes);
+        if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_QKV_BIAS, r->o.qkv_bias);
+        if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_PATCH_NORM, r->o.patch_norm);
+        if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_GLOBAL_POOL, r->o.avg_pool ? VIT_POOL_AVG : VIT_POOL_TOKEN);
+        if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_MLP_RATIO, r->o.mlp_ratio);
+        if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_LN_EPS, r->o.ln_eps);
+        if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_DROP_RATE, r->o.drop);
+        if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_ATTN_DROP_RATE, r->o.attn_drop);
+        if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_DROP_PATH_RATE, r->o.drop_path);
+        if (s == VIT_OK) s = vit_model_create(r->ctx, cfg, &r->model);
+        vit_config_destroy(cfg);
+        if (s != VIT_OK) return cli_fail(prog, "model", s);
+        if (r->o.pretrained)
+            TRY(r->o.pretrained, vit_model_load_weights(r->model, r->o.pretrained, VIT_LOAD_ALLOW_HEAD_MISMATCH));
+    }
+    vit_config *cfg;
+    int64_t img, ch, classes;
+    TRY("config", vit_model_get_config(r->model, &cfg));
+    vit_config_get_int(cfg, VIT_CFG_IMG_SIZE, &img);
+    vit_config_get_int(cfg, VIT_CFG_IN_CHANNELS, &ch);
+    vit_config_get_int(cfg, VIT_CFG_NUM_CLASSES, &classes);
+    vit_config_destroy(cfg);
+    if (classes != r->classes) {
+        fprintf(stderr, "%s: %s has %lld classes, the dataset %d\n", prog, r->o.resume, (long long)classes, r->classes);
+        return 1;
+    }
+    r->img = (int)img;
+    r->channels = (int)ch;
+    return class_names_metadata(r);
+}
+
+static int build_optimizer(run *r) {
+    TRY("optimizer", vit_adamw_create(r->model, &r->opt));
+    TRY("--lr", vit_optimizer_set_float(r->opt, VIT_OPT_LR, r->o.lr));
+    TRY("--weight-decay", vit_optimizer_set_float(r->opt, VIT_OPT_WEIGHT_DECAY, r->o.wd));
+    TRY("--clip-grad", vit_optimizer_set_float(r->opt, VIT_OPT_CLIP_GRAD_NORM, r->o.clip));
+    TRY("--decay-exempt", vit_optimizer_set_int(r->opt, VIT_OPT_DECAY_EXEMPT, r->o.decay_exempt));
+    return 0;
+}
+
+/* Linear warm-up, then constant or cosine to zero, per optimizer step. */
+static double learning_rate(const run *r, int64_t step) {
+    int64_t warm = r->o.warmup * r->steps_per_epoch;
+    if (step < warm) return r->o.lr * (double)(step + 1) / (double)warm;
+    if (!strcmp(r->o.schedule, "constant") || r->total_steps <= warm) return r->o.lr;
+    double t = (double)(step - warm) / (double)(r->total_steps - warm);
+    return 0.5 * r->o.lr * (1.0 + cos(M_PI * t));
+}
+
+/* --------------------------------------------------------- state files */
+/* The run's own state (epochs done, best accuracy, dropout stream, history)
+ * travels as metadata of the optimizer file, so it is written atomically
+ * with the optimizer state it belongs to. */
+static int save_state(run *r) {
+    TRY("saving last.safetensors", vit_model_save(r->model, out_path(r, "last.safetensors")));
+    uint64_t rng;
+    vit_model_get_rng_state(r->model, &rng);
+    char epochs[32], best[32], rng_text[32];
+    snprintf(epochs, sizeof epochs, "%lld", r->epochs_done);
+    snprintf(best, sizeof best, "%.17g", r->best_acc);
+    snprintf(rng_text, sizeof rng_text, "%llu", (unsigned long long)rng);
+    size_t cap = 64 + (size_t)r->epochs_done * 180, len = 0;
+    char *hist = malloc(cap);
+    if (!hist) return 1;
+    hist[0] = '\0';
+    for (long long e = 0; e < r->epochs_done; e++) {
+        const history *h = &r->hist[e];
+        len += (size_t)snprintf(hist + len, cap - len, "%.17g %.17g %.17g %.17g %.17g %.17g %.17g;", h->train_loss,
+                                h->train_acc, h->val_loss, h->val_acc, h->lr, h->seconds, h->images_per_s);
+    }
+    const char *keys[] = {"train.epochs_done", "train.best_acc", "train.rng", "train.history"};
+    const char *values[] = {epochs, best, rng_text, hist};
+    vit_status s = vit_optimizer_save_ex(r->opt, r->model, out_path(r, "last.optim.safetensors"), 4, keys, values);
+    free(hist);
+    return s == VIT_OK ? 0 : cli_fail(prog, "saving last.optim.safetensors", s);
+}
+
+typedef struct resume_state {
+    run *r;
+    bool has_epochs, bad;
+    unsigned long long rng;
+} resume_state;
+
+static void read_state_entry(void *user, const char *key, const char *value) {
+    resume_state *st = user;
+    run *r = st->r;
+    if (!strcmp(key, "train.epochs_done")) {
+        st->has_epochs = sscanf(value, "%lld", &r->epochs_done) == 1;
+    } else if (!strcmp(key, "train.best_acc")) {
+        st->bad |= sscanf(value, "%lg", &r->best_acc) != 1;
+    } else if (!strcmp(key, "train.rng")) {
+        st->bad |= sscanf(value, "%llu", &st->rng) != 1;
+    } else if (!strcmp(key, "train.history")) {
+        const char *p = value;
+        for (long long e = 0; *p && e < r->o.epochs; e++) {
+            history *h = &r->hist[e];
+            int used = 0;
+            if (sscanf(p, "%lg %lg %lg %lg %lg %lg %lg;%n", &h->train_loss, &h->train_acc, &h->val_loss, &h->val_acc,
+                       &h->lr, &h->seconds, &h->images_per_s, &used) != 7 || !used) {
+                st->bad = true;
+                return;
+            }
+            p += used;
+        }
+    }
+}
+
+static int load_state(run *r) {
+    /* The optimizer file sits beside the checkpoint. */
+    char path[4200];
+    const char *slash = strrchr(r->o.resume, '/');
+    int dir_len = slash ? (int)(slash - r->o.resume) : 1;
+    snprintf(path, sizeof path, "%.*s/last.optim.safetensors", dir_len, slash ? r->o.resume : ".");
+    TRY(path, vit_optimizer_load(r->opt, r->model, path));
+    resume_state st = {.r = r};
+    TRY(path, vit_checkpoint_read_metadata(path, read_state_entry, &st));
+    if (!st.has_epochs || st.bad || r->epochs_done < 0 || r->epochs_done > r->o.epochs) {
+        fprintf(stderr, "%s: %s holds no vit-train state for at most %lld epochs\n", prog, path, r->o.epochs);
+        return 1;
+    }
+    vit_model_set_rng_state(r->model, (uint64_t)st.rng);
+    return 0;
+}
+
+static int write_metrics(run *r) {
+    size_t cap = 128 + (size_t)r->epochs_done * 160;
+    char *csv = malloc(cap);
+    if (!csv) return 1;
+    size_t len = (size_t)snprintf(csv, cap, "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s\n");
+    float *tl = malloc(sizeof(float) * 4 * (size_t)(r->epochs_done + 1));
+    for (long long e = 0; e < r->epochs_done; e++) {
+        const history *h = &r->hist[e];
+        len += (size_t)snprintf(csv + len, cap - len, "%lld,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f,%.2f\n", e + 1, h->train_loss,
+                                h->train_acc, h->val_loss, h->val_acc, h->lr, h->seconds, h->images_per_s);
+    }
+    bool ok = cli_write_text_atomic(prog, out_path(r, "metrics.csv"), csv);
+    free(csv);
+    int n = (int)r->epochs_done;
+    if (ok && tl) {
+        float *vl = tl + n, *ta = tl + 2 * n, *va = tl + 3 * n;
+        for (int e = 0; e < n; e++) {
+            tl[e] = (float)r->hist[e].train_loss;
+            vl[e] = (float)r->hist[e].val_loss;
+            ta[e] = (float)r->hist[e].train_acc;
+            va[e] = (float)r->hist[e].val_acc;
+        }
+        vit_status s = vit_plot_curves(out_path(r, "loss_curve.png"), "Loss Curve", "loss", n, tl, "Train Loss", vl,
+                                       "Val Loss", 800, 600);
+        if (s == VIT_OK)
+            s = vit_plot_curves(out_path(r, "acc_curve.png"), "Accuracy Curve", "accuracy", n, ta, "Train Acc", va,
+                                "Val Acc", 800, 600);
+        if (s != VIT_OK) ok = !cli_fail(prog, "plotting", s);
+    }
+    free(tl);
+    return ok ? 0 : 1;
+}
+
+/* ---------------------------------------------------------------- epochs */
+static int train_epoch(run *r, long long epoch, history *h) {
+    TRY("loader", vit_loader_start_epoch(r->train_ld, epoch));
+    TRY("model", vit_model_set_training(r->model, 1));
+    TRY("model", vit_model_set_grad(r->model, 1));
+    char label[64];
+    snprintf(label, sizeof label, "Epoch %lld/%lld", epoch + 1, r->o.epochs);
+    cli_progress bar;
+    cli_progress_start(&bar, label, r->steps_per_epoch);
+    double loss_sum = 0;
+    int64_t correct_sum = 0, seen = 0;
+    for (int64_t step = 0; step < r->steps_per_epoch; step++) {
+        int count;
+        TRY("loading a batch", vit_loader_next(r->train_ld, r->images, r->labels, &count));
+        if (count < r->o.batch) break;
+        int64_t global = epoch * r->steps_per_epoch + step;
+        h->lr = learning_rate(r, global);
+        float loss;
+        TRY("--lr", vit_optimizer_set_float(r->opt, VIT_OPT_LR, h->lr));
+        TRY("zero_grad", vit_optimizer_zero_grad(r->opt));
+        TRY("forward", vit_model_forward(r->model, r->images, r->logits));
+        vit_status s = vit_model_loss(r->model, r->labels, (float)r->o.smoothing, &loss);
+        if (s == VIT_ERR_NUMERIC) {
+            cli_progress_end(&bar);
+            fprintf(stderr, "%s: the loss is not finite at epoch %lld, step %lld (global step %lld); stopping. "
+                    "The last good checkpoint is %s\n", prog, epoch + 1, (long long)step + 1, (long long)global + 1,
+                    out_path(r, "last.safetensors"));
+            return 3;
+        }
+        TRY("loss", s);
+        TRY("backward", vit_model_backward(r->model));
+        s = vit_optimizer_step(r->opt);
+        if (s == VIT_ERR_NUMERIC) {
+            cli_progress_end(&bar);
+            fprintf(stderr, "%s: non-finite gradients at epoch %lld, step %lld; stopping. The last good checkpoint is %s\n",
+                    prog, epoch + 1, (long long)step + 1, out_path(r, "last.safetensors"));
+            return 3;
+        }
+        TRY("optimizer step", s);
+        int64_t correct;
+        TRY("accuracy", vit_accuracy(r->logits, r->labels, 1, &correct));
+        loss_sum += (double)loss * count;
+        correct_sum += correct;
+        seen += count;
+        cli_progress_update(&bar, step + 1, seen, loss_sum / (double)seen);
+        if (interrupted) break;
+    }
+    cli_progress_end(&bar);
+    h->train_loss = seen ? loss_sum / (double)seen : 0;
+    h->train_acc = seen ? (double)correct_sum / (double)seen : 0;
+    return 0;
+}
+
+static int evaluate(run *r, history *h) {
+    TRY("model", vit_model_set_training(r->model, 0));
+    TRY("model", vit_model_set_grad(r->model, 0));
+    TRY("loader", vit_loader_start_epoch(r->val_ld, 0));
+    double loss_sum = 0;
+    int64_t correct_sum = 0, seen = 0;
+    vit_tensor *img = r->images, *lab = r->labels, *out = r->logits;
+    vit_tensor *tail_img = NULL, *tail_lab = NULL, *tail_out = NULL;
+    int status = 0;
+    for (int64_t b = 0; !r->o.val_batches || b < r->o.val_batches; b++) {
+        int count;
+        vit_status s = vit_loader_next(r->val_ld, img, lab, &count);
+        if (s != VIT_OK) { status = cli_fail(prog, "loading a validation batch", s); break; }
+        if (count == 0) break;
+        vit_tensor *bi = img, *bl = lab, *bo = out;
+        if (count < r->o.batch) {
+            /* The last partial batch runs at its own size. */
+            int64_t si[4] = {count, r->channels, r->img, r->img}, sl[1] = {count}, so[2] = {count, r->classes};
+            size_t per = (size_t)r->channels * (size_t)r->img * (size_t)r->img;
+            void *src, *dst;
+            if (vit_tensor_create(r->ctx, VIT_DTYPE_F32, 4, si, &tail_img) != VIT_OK ||
+                vit_tensor_create(r->ctx, VIT_DTYPE_I32, 1, sl, &tail_lab) != VIT_OK ||
+                vit_tensor_create(r->ctx, VIT_DTYPE_F32, 2, so, &tail_out) != VIT_OK) {
+                status = cli_fail(prog, "tensor", VIT_ERR_OUT_OF_MEMORY);
+                break;
+            }
+            vit_tensor_data(img, &src);
+            vit_tensor_data(tail_img, &dst);
+            memcpy(dst, src, per * (size_t)count * sizeof(float));
+            vit_tensor_data(lab, &src);
+            vit_tensor_data(tail_lab, &dst);
+            memcpy(dst, src, (size_t)count * sizeof(int32_t));
+            bi = tail_img, bl = tail_lab, bo = tail_out;
+        }
+        float loss;
+        int64_t correct;
+        s = vit_model_forward(r->model, bi, bo);
+        if (s == VIT_OK) s = vit_model_loss(r->model, bl, 0.0f, &loss);
+        if (s == VIT_OK) s = vit_accuracy(bo, bl, 1, &correct);
+        if (s != VIT_OK) { status = cli_fail(prog, "validation", s); break; }
+        loss_sum += (double)loss * count;
+        correct_sum += correct;
+        seen += count;
+        if (count < r->o.batch) break;
+    }
+    vit_tensor_destroy(tail_img);
+    vit_tensor_destroy(tail_lab);
+    vit_tensor_destroy(tail_out);
+    h->val_loss = seen ? loss_sum / (double)seen : 0;
+    h->val_acc = seen ? (double)correct_sum / (double)seen : 0;
+    return status;
+}
+
+static int train(run *r) {
+    for (long long epoch = r->epochs_done; epoch < r->o.epochs; epoch++) {
+        history *h = &r->hist[epoch];
+        double t0 = cli_now();
+        int rc = train_epoch(r, epoch, h);
+        if (rc) return rc;
+        if (interrupted) {
+            fprintf(stderr, "%s: interrupted in epoch %lld; saving %s\n", prog, epoch + 1, out_path(r, "last.safetensors"));
+            return save_state(r) ? 1 : 130;
+        }
+        double train_s = cli_now() - t0;
+        if ((rc = evaluate(r, h))) return rc;
+        h->seconds = cli_now() - t0;
+        h->images_per_s = (double)(r->steps_per_epoch * r->o.batch) / train_s;
+        r->epochs_done = epoch + 1;
+        char line[256];
+        snprintf(line, sizeof line, "Epoch %lld: Train Loss=%.4f, Train Acc=%.4f, Val Loss=%.4f, Val Acc=%.4f", epoch + 1,
+                 h->train_loss, h->train_acc, h->val_loss, h->val_acc);
+        if (r->o.json) {
+            fprintf(stderr, "%s\n", line);
+            printf("{\"epoch\": %lld, \"train_loss\": %.6f, \"train_acc\": %.6f, \"val_loss\": %.6f, \"val_acc\": %.6f, "
+                   "\"lr\": %.6g, \"seconds\": %.3f, \"images_per_s\": %.2f}\n", epoch + 1, h->train_loss, h->train_acc,
+                   h->val_loss, h->val_acc, h->lr, h->seconds, h->images_per_s);
+        } else {
+            printf("%s\n", line);
+        }
+        fflush(stdout);
+        if (h->val_acc > r->best_acc || epoch == 0) {
+            if (h->val_acc > r->best_acc) r->best_acc = h->val_acc;
+            TRY("saving best.safetensors", vit_model_save(r->model, out_path(r, "best.safetensors")));
+        }
+        if (save_state(r) || write_metrics(r)) return 1;
+    }
+    if (!r->o.json) printf("Training finished, best validation accuracy: %.4f\n", r->best_acc);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    run r;
+    memset(&r, 0, sizeof r);
+    int rc = parse(argc, argv, &r.o);
+    if (rc) return rc;
+    if (mkdir(r.o.out, 0755) && access(r.o.out, W_OK)) {
+        fprintf(stderr, "%s: --out %s: cannot create or write the folder\n", prog, r.o.out);
+        return 1;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    rc = 1;
+    r.hist = calloc((size_t)r.o.epochs, sizeof *r.hist);
+    if (!r.hist) goto done;
+    if (vit_context_create(&r.ctx) != VIT_OK) goto done;
+    vit_status s = vit_context_set_int(r.ctx, VIT_CTX_SEED, r.o.seed);
+    if (s != VIT_OK) { rc = cli_fail(prog, "--seed", s); goto done; }
+    if (r.o.threads && (s = vit_context_set_int(r.ctx, VIT_CTX_THREADS, r.o.threads)) != VIT_OK) {
+        rc = cli_fail(prog, "--threads", s);
+        goto done;
+    }
+    if (!strcmp(r.o.device, "cuda") && (s = vit_context_set_int(r.ctx, VIT_CTX_DEVICE, VIT_DEVICE_CUDA)) != VIT_OK) {
+        rc = cli_fail(prog, "--device cuda", s);
+        goto done;
+    }
+    if ((rc = open_data(&r))) goto done;
+    if (!r.o.channels) {
+        int64_t w;
+        vit_dataset_get_int(r.train_ds, VIT_DS_FORMAT, &w);
+        r.channels = w == VIT_DATA_IDX ? 1 : 3;
+    } else {
+        r.channels = (int)r.o.channels;
+    }
+    r.img = (int)r.o.img;
+    if ((rc = build_model(&r)) || (rc = build_transforms(&r)) || (rc = build_loaders(&r)) ||
+        (rc = build_optimizer(&r)))
+        goto done;
+    if (r.o.resume && (rc = load_state(&r))) goto done;
+    int64_t nparams;
+    vit_model_num_params(r.model, &nparams);
+    fprintf(stderr, "%s: %d classes, %lld parameters, %lld steps per epoch of %lld images\n", prog, r.classes,
+            (long long)nparams, (long long)r.steps_per_epoch, r.o.batch);
+    rc = train(&r);
+done:
+    vit_tensor_destroy(r.images);
+    vit_tensor_destroy(r.labels);
+    vit_tensor_destroy(r.logits);
+    vit_optimizer_destroy(r.opt);
+    vit_loader_destroy(r.train_ld);
+    vit_loader_destroy(r.val_ld);
+    vit_transform_destroy(r.train_tf);
+    vit_transform_destroy(r.eval_tf);
+    vit_model_destroy(r.model);
+    vit_dataset_destroy(r.train_ds);
+    vit_dataset_destroy(r.val_ds);
+    vit_context_destroy(r.ctx);
+    free(r.hist);
+    return rc;
+}
