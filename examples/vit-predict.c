@@ -58,7 +58,10 @@ int main(int argc, char **argv) {
     long long topk = 1, threads = 0;
     int json = 0, have_mean = 0, have_std = 0;
     double mean[3], stdv[3];
-    int first_image = argc;
+    /* Images may come before, between or after the flags; after "--" everything is
+     * an image. They are gathered at the front of argv + 1 (never past the reader). */
+    char **images = argv + 1;
+    int n_images = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -82,17 +85,15 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else if (!strcmp(a, "--")) {
-            first_image = i + 1;
-            break;
+            while (++i < argc) images[n_images++] = argv[i];
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(prog, "unknown argument '%s'", a);
         } else {
-            first_image = i;
-            break;
+            images[n_images++] = argv[i];
         }
     }
     if (!checkpoint) return cli_usage_error(prog, "--checkpoint is required");
-    if (first_image >= argc) return cli_usage_error(prog, "no IMAGE given");
+    if (!n_images) return cli_usage_error(prog, "no IMAGE given");
     if (have_mean != have_std) return cli_usage_error(prog, "--mean and --std go together");
 
     int rc = 0;
@@ -147,8 +148,8 @@ int main(int argc, char **argv) {
     const char *names = NULL;
     vit_model_get_metadata(model, "class_names", &names);
 
-    for (int i = first_image; i < argc; i++) {
-        const char *path = argv[i];
+    for (int i = 0; i < n_images; i++) {
+        const char *path = images[i];
         s = vit_image_load(tf, path, image);
         if (s == VIT_OK) s = vit_model_forward(model, image, logits);
         if (s == VIT_OK) s = vit_topk(logits, (int)topk, idx, prob);

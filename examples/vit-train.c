@@ -31,10 +31,12 @@ static const char usage[] =
     "  --steps-per-epoch N    stop each epoch after N batches (0 = all)\n"
     "  --val-batches N        evaluate on the first N validation batches (0 = all)\n"
     "model\n"
-    "  --model PRESET         timm preset, e.g. vit_tiny_patch16_224 (sets dim/depth/heads/patch/img)\n"
+    "  --model PRESET         timm preset, e.g. vit_tiny_patch16_224: timm's sizes and layout (no patch\n"
+    "                         norm, LayerNorm eps 1e-6); the flags below override it\n"
     "  --img-size N (224)  --patch-size N (16)  --in-channels N (the data's: 1 for IDX, else 3)\n"
     "  --dim N (768)  --depth N (12)  --heads N (12)  --mlp-ratio R (4)\n"
-    "  --qkv-bias / --no-qkv-bias (on)   --patch-norm / --no-patch-norm (on: the seed's variant)\n"
+    "  --qkv-bias / --no-qkv-bias (on)   --patch-norm / --no-patch-norm (on: the seed's variant;\n"
+    "                         off with --model)\n"
     "  --global-pool token|avg (token)   --ln-eps E (1e-5 with --patch-norm as nn.LayerNorm, else 1e-6)\n"
     "  --drop P (0.1)  --attn-drop P (0.1)  --drop-path P (0.1)\n"
     "  --pretrained FILE      start from these weights (head re-initialised when the class\n"
@@ -55,7 +57,7 @@ typedef struct options {
     long long steps_per_epoch, val_batches;
     int qkv_bias, patch_norm, avg_pool, decay_exempt, json;
     double mlp_ratio, drop, attn_drop, drop_path, lr, wd, smoothing, clip, ln_eps;
-    bool set_img, set_patch, set_dim, set_depth, set_heads;
+    bool set_img, set_patch, set_dim, set_depth, set_heads, set_seed;
 } options;
 
 static volatile sig_atomic_t interrupted;
@@ -68,7 +70,7 @@ static void on_sigint(int sig) {
 static int parse(int argc, char **argv, options *o) {
     *o = (options){.format = NULL, .augment = "flip+rotate", .out = ".", .schedule = "constant", .device = "cpu",
                    .img = 224, .patch = 16, .channels = 0, .dim = 768, .depth = 12, .heads = 12, .epochs = 50,
-                   .batch = 4, .workers = 4, .qkv_bias = 1, .patch_norm = 1, .mlp_ratio = 4.0, .drop = 0.1,
+                   .batch = 4, .workers = 4, .qkv_bias = -1, .patch_norm = -1, .mlp_ratio = 0, .drop = 0.1,
                    .attn_drop = 0.1, .drop_path = 0.1, .lr = 1e-4, .wd = 0.01, .ln_eps = 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -92,7 +94,8 @@ static int parse(int argc, char **argv, options *o) {
         if (cli_is(a, "--depth")) { VALUE(); if (!cli_int(prog, "--depth", v, 1, 1024, &o->depth)) return 2; o->set_depth = true; continue; }
         if (cli_is(a, "--heads")) { VALUE(); if (!cli_int(prog, "--heads", v, 1, 1024, &o->heads)) return 2; o->set_heads = true; continue; }
         INT("--in-channels", channels, 1, 3) INT("--epochs", epochs, 1, 1000000) INT("--batch-size", batch, 1, 65536)
-        INT("--workers", workers, 0, 256) INT("--warmup-epochs", warmup, 0, 1000000) INT("--seed", seed, 0, INT64_MAX)
+        INT("--workers", workers, 0, 256) INT("--warmup-epochs", warmup, 0, 1000000)
+        if (cli_is(a, "--seed")) { VALUE(); if (!cli_int(prog, "--seed", v, 0, INT64_MAX, &o->seed)) return 2; o->set_seed = true; continue; }
         INT("--threads", threads, 0, 4096) INT("--steps-per-epoch", steps_per_epoch, 0, INT64_MAX)
         INT("--val-batches", val_batches, 0, INT64_MAX)
         REAL("--mlp-ratio", mlp_ratio, 1e-3, 64) REAL("--drop", drop, 0, 0.999) REAL("--attn-drop", attn_drop, 0, 0.999)
@@ -127,7 +130,10 @@ static int parse(int argc, char **argv, options *o) {
     if (!known) return cli_usage_error(prog, "--augment: '%s' is not one of none, flip, rotate, flip+rotate, crop+flip", o->augment);
     if (o->normalize && strcmp(o->normalize, "none") && strcmp(o->normalize, "imagenet") && strcmp(o->normalize, "half"))
         return cli_usage_error(prog, "--normalize: '%s' is not none, imagenet or half", o->normalize);
-    if (o->ln_eps == 0) o->ln_eps = o->patch_norm ? 1e-5 : 1e-6;
+    /* Unset model flags: the seed's variant, or with --model the preset's timm layout
+     * (qkv bias, MLP ratio and eps come from the preset; no patch norm). */
+    if (o->patch_norm < 0) o->patch_norm = !o->preset;
+    if (o->ln_eps == 0 && !o->preset) o->ln_eps = o->patch_norm ? 1e-5 : 1e-6;
     return 0;
 }
 
@@ -158,6 +164,11 @@ typedef struct run {
     history *hist;
     long long epochs_done;
     double best_acc;
+    /* The epoch in progress: steps taken and running sums, saved on Ctrl-C so
+     * that --resume continues mid-epoch exactly. */
+    int64_t step, correct_sum, seen;
+    double loss_sum;
+    bool saved; /* this run has written last.safetensors */
     char path[4096];
 } run;
 
@@ -285,11 +296,11 @@ static int build_model(run *r) {
         if (s == VIT_OK && (!r->o.preset || r->o.set_heads)) s = vit_config_set_int(cfg, VIT_CFG_HEADS, r->o.heads);
         if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_IN_CHANNELS, r->channels);
         if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_NUM_CLASSES, r->classes);
-        if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_QKV_BIAS, r->o.qkv_bias);
+        if (s == VIT_OK && r->o.qkv_bias >= 0) s = vit_config_set_int(cfg, VIT_CFG_QKV_BIAS, r->o.qkv_bias);
         if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_PATCH_NORM, r->o.patch_norm);
         if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_GLOBAL_POOL, r->o.avg_pool ? VIT_POOL_AVG : VIT_POOL_TOKEN);
-        if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_MLP_RATIO, r->o.mlp_ratio);
-        if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_LN_EPS, r->o.ln_eps);
+        if (s == VIT_OK && r->o.mlp_ratio) s = vit_config_set_float(cfg, VIT_CFG_MLP_RATIO, r->o.mlp_ratio);
+        if (s == VIT_OK && r->o.ln_eps) s = vit_config_set_float(cfg, VIT_CFG_LN_EPS, r->o.ln_eps);
         if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_DROP_RATE, r->o.drop);
         if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_ATTN_DROP_RATE, r->o.attn_drop);
         if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_DROP_PATH_RATE, r->o.drop_path);
@@ -334,17 +345,20 @@ static double learning_rate(const run *r, int64_t step) {
 }
 
 /* --------------------------------------------------------- state files */
-/* The run's own state (epochs done, best accuracy, dropout stream, history)
- * travels as metadata of the optimizer file, so it is written atomically
- * with the optimizer state it belongs to. */
+/* The run's own state (epochs done, best accuracy, dropout stream, data-order
+ * seed, the epoch in progress, history) travels as metadata of the optimizer
+ * file, so it is written atomically with the optimizer state it belongs to. */
 static int save_state(run *r) {
     TRY("saving last.safetensors", vit_model_save(r->model, out_path(r, "last.safetensors")));
     uint64_t rng;
     vit_model_get_rng_state(r->model, &rng);
-    char epochs[32], best[32], rng_text[32];
+    char epochs[32], best[32], rng_text[32], seed[32], step[32], partial[96];
     snprintf(epochs, sizeof epochs, "%lld", r->epochs_done);
     snprintf(best, sizeof best, "%.17g", r->best_acc);
     snprintf(rng_text, sizeof rng_text, "%llu", (unsigned long long)rng);
+    snprintf(seed, sizeof seed, "%lld", r->o.seed);
+    snprintf(step, sizeof step, "%lld", (long long)r->step);
+    snprintf(partial, sizeof partial, "%.17g %lld %lld", r->loss_sum, (long long)r->correct_sum, (long long)r->seen);
     size_t cap = 64 + (size_t)r->epochs_done * 180, len = 0;
     char *hist = malloc(cap);
     if (!hist) return 1;
@@ -354,17 +368,20 @@ static int save_state(run *r) {
         len += (size_t)snprintf(hist + len, cap - len, "%.17g %.17g %.17g %.17g %.17g %.17g %.17g;", h->train_loss,
                                 h->train_acc, h->val_loss, h->val_acc, h->lr, h->seconds, h->images_per_s);
     }
-    const char *keys[] = {"train.epochs_done", "train.best_acc", "train.rng", "train.history"};
-    const char *values[] = {epochs, best, rng_text, hist};
-    vit_status s = vit_optimizer_save_ex(r->opt, r->model, out_path(r, "last.optim.safetensors"), 4, keys, values);
+    const char *keys[] = {"train.epochs_done", "train.best_acc", "train.rng", "train.history",
+                          "train.seed", "train.step", "train.partial"};
+    const char *values[] = {epochs, best, rng_text, hist, seed, step, partial};
+    vit_status s = vit_optimizer_save_ex(r->opt, r->model, out_path(r, "last.optim.safetensors"), 7, keys, values);
     free(hist);
+    r->saved |= s == VIT_OK;
     return s == VIT_OK ? 0 : cli_fail(prog, "saving last.optim.safetensors", s);
 }
 
 typedef struct resume_state {
     run *r;
-    bool has_epochs, bad;
+    bool has_epochs, has_seed, bad;
     unsigned long long rng;
+    long long seed;
 } resume_state;
 
 static void read_state_entry(void *user, const char *key, const char *value) {
@@ -376,6 +393,17 @@ static void read_state_entry(void *user, const char *key, const char *value) {
         st->bad |= sscanf(value, "%lg", &r->best_acc) != 1;
     } else if (!strcmp(key, "train.rng")) {
         st->bad |= sscanf(value, "%llu", &st->rng) != 1;
+    } else if (!strcmp(key, "train.seed")) {
+        st->has_seed = sscanf(value, "%lld", &st->seed) == 1;
+    } else if (!strcmp(key, "train.step")) {
+        long long step = 0;
+        st->bad |= sscanf(value, "%lld", &step) != 1;
+        r->step = step;
+    } else if (!strcmp(key, "train.partial")) {
+        long long correct = 0, seen = 0;
+        st->bad |= sscanf(value, "%lg %lld %lld", &r->loss_sum, &correct, &seen) != 3;
+        r->correct_sum = correct;
+        r->seen = seen;
     } else if (!strcmp(key, "train.history")) {
         const char *p = value;
         for (long long e = 0; *p && e < r->o.epochs; e++) {
@@ -400,16 +428,27 @@ static int load_state(run *r) {
     TRY(path, vit_optimizer_load(r->opt, r->model, path));
     resume_state st = {.r = r};
     TRY(path, vit_checkpoint_read_metadata(path, read_state_entry, &st));
-    if (!st.has_epochs || st.bad || r->epochs_done < 0 || r->epochs_done > r->o.epochs) {
-        fprintf(stderr, "%s: %s holds no vit-train state for at most %lld epochs\n", prog, path, r->o.epochs);
+    if (!st.has_epochs || st.bad || r->epochs_done < 0 || r->epochs_done > r->o.epochs || r->step < 0 ||
+        r->step > r->steps_per_epoch || (r->step && r->epochs_done == r->o.epochs)) {
+        fprintf(stderr, "%s: %s holds no vit-train state for at most %lld epochs of %lld steps\n", prog, path,
+                r->o.epochs, (long long)r->steps_per_epoch);
         return 1;
+    }
+    /* Data order, augmentation and dropout follow the seed: keep the run's. */
+    if (st.has_seed && st.seed != r->o.seed) {
+        if (r->o.set_seed) {
+            fprintf(stderr, "%s: %s was trained with --seed %lld, not %lld\n", prog, path, st.seed, r->o.seed);
+            return 2;
+        }
+        r->o.seed = st.seed;
+        TRY("--seed", vit_context_set_int(r->ctx, VIT_CTX_SEED, st.seed));
     }
     vit_model_set_rng_state(r->model, (uint64_t)st.rng);
     return 0;
 }
 
 static int write_metrics(run *r) {
-    size_t cap = 128 + (size_t)r->epochs_done * 160;
+    size_t cap = 128 + (size_t)r->epochs_done * 256; /* a row is at most ~170 bytes (losses up to FLT_MAX) */
     char *csv = malloc(cap);
     if (!csv) return 1;
     size_t len = (size_t)snprintf(csv, cap, "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s\n");
@@ -442,17 +481,38 @@ static int write_metrics(run *r) {
 }
 
 /* ---------------------------------------------------------------- epochs */
+/* Where a failed run can be resumed from. */
+static const char *last_good(run *r) {
+    static char text[4200];
+    if (r->saved)
+        snprintf(text, sizeof text, "The last good checkpoint is %s", out_path(r, "last.safetensors"));
+    else if (r->o.resume)
+        snprintf(text, sizeof text, "The last good checkpoint is %s", r->o.resume);
+    else
+        snprintf(text, sizeof text, "No checkpoint was saved");
+    return text;
+}
+
+/* Trains one epoch from step r->step (non-zero only when resuming a run that
+ * was interrupted mid-epoch, with r->loss_sum etc. restored), leaving r->step
+ * at the steps done: r->steps_per_epoch unless interrupted. */
 static int train_epoch(run *r, long long epoch, history *h) {
     TRY("loader", vit_loader_start_epoch(r->train_ld, epoch));
     TRY("model", vit_model_set_training(r->model, 1));
     TRY("model", vit_model_set_grad(r->model, 1));
     char label[64];
     snprintf(label, sizeof label, "Epoch %lld/%lld", epoch + 1, r->o.epochs);
+    /* The batches already trained on: the order depends only on (seed, epoch). */
+    for (int64_t skip = 0; skip < r->step; skip++) {
+        int count;
+        TRY("loading a batch", vit_loader_next(r->train_ld, r->images, r->labels, &count));
+    }
     cli_progress bar;
     cli_progress_start(&bar, label, r->steps_per_epoch);
-    double loss_sum = 0;
-    int64_t correct_sum = 0, seen = 0;
-    for (int64_t step = 0; step < r->steps_per_epoch; step++) {
+    double loss_sum = r->loss_sum;
+    int64_t correct_sum = r->correct_sum, seen = r->seen;
+    h->lr = learning_rate(r, epoch * r->steps_per_epoch + (r->step ? r->step - 1 : 0));
+    for (int64_t step = r->step; step < r->steps_per_epoch; step++) {
         int count;
         TRY("loading a batch", vit_loader_next(r->train_ld, r->images, r->labels, &count));
         if (count < r->o.batch) break;
@@ -465,9 +525,8 @@ static int train_epoch(run *r, long long epoch, history *h) {
         vit_status s = vit_model_loss(r->model, r->labels, (float)r->o.smoothing, &loss);
         if (s == VIT_ERR_NUMERIC) {
             cli_progress_end(&bar);
-            fprintf(stderr, "%s: the loss is not finite at epoch %lld, step %lld (global step %lld); stopping. "
-                    "The last good checkpoint is %s\n", prog, epoch + 1, (long long)step + 1, (long long)global + 1,
-                    out_path(r, "last.safetensors"));
+            fprintf(stderr, "%s: the loss is not finite at epoch %lld, step %lld (global step %lld); stopping. %s\n",
+                    prog, epoch + 1, (long long)step + 1, (long long)global + 1, last_good(r));
             return 3;
         }
         TRY("loss", s);
@@ -475,8 +534,8 @@ static int train_epoch(run *r, long long epoch, history *h) {
         s = vit_optimizer_step(r->opt);
         if (s == VIT_ERR_NUMERIC) {
             cli_progress_end(&bar);
-            fprintf(stderr, "%s: non-finite gradients at epoch %lld, step %lld; stopping. The last good checkpoint is %s\n",
-                    prog, epoch + 1, (long long)step + 1, out_path(r, "last.safetensors"));
+            fprintf(stderr, "%s: non-finite gradients at epoch %lld, step %lld (global step %lld); stopping. %s\n",
+                    prog, epoch + 1, (long long)step + 1, (long long)global + 1, last_good(r));
             return 3;
         }
         TRY("optimizer step", s);
@@ -485,6 +544,10 @@ static int train_epoch(run *r, long long epoch, history *h) {
         loss_sum += (double)loss * count;
         correct_sum += correct;
         seen += count;
+        r->step = step + 1;
+        r->loss_sum = loss_sum;
+        r->correct_sum = correct_sum;
+        r->seen = seen;
         cli_progress_update(&bar, step + 1, seen, loss_sum / (double)seen);
         if (interrupted) break;
     }
@@ -551,17 +614,21 @@ static int train(run *r) {
     for (long long epoch = r->epochs_done; epoch < r->o.epochs; epoch++) {
         history *h = &r->hist[epoch];
         double t0 = cli_now();
+        int64_t first_step = r->step;
         int rc = train_epoch(r, epoch, h);
         if (rc) return rc;
         if (interrupted) {
-            fprintf(stderr, "%s: interrupted in epoch %lld; saving %s\n", prog, epoch + 1, out_path(r, "last.safetensors"));
+            fprintf(stderr, "%s: interrupted in epoch %lld after step %lld of %lld; saving %s\n", prog, epoch + 1,
+                    (long long)r->step, (long long)r->steps_per_epoch, out_path(r, "last.safetensors"));
             return save_state(r) ? 1 : 130;
         }
         double train_s = cli_now() - t0;
         if ((rc = evaluate(r, h))) return rc;
         h->seconds = cli_now() - t0;
-        h->images_per_s = (double)(r->steps_per_epoch * r->o.batch) / train_s;
+        h->images_per_s = (double)((r->steps_per_epoch - first_step) * r->o.batch) / train_s;
         r->epochs_done = epoch + 1;
+        r->step = r->correct_sum = r->seen = 0;
+        r->loss_sum = 0;
         char line[256];
         snprintf(line, sizeof line, "Epoch %lld: Train Loss=%.4f, Train Acc=%.4f, Val Loss=%.4f, Val Acc=%.4f", epoch + 1,
                  h->train_loss, h->train_acc, h->val_loss, h->val_acc);
@@ -579,6 +646,11 @@ static int train(run *r) {
             TRY("saving best.safetensors", vit_model_save(r->model, out_path(r, "best.safetensors")));
         }
         if (save_state(r) || write_metrics(r)) return 1;
+        if (interrupted && epoch + 1 < r->o.epochs) {
+            fprintf(stderr, "%s: interrupted after epoch %lld; %s is saved\n", prog, epoch + 1,
+                    out_path(r, "last.safetensors"));
+            return 130;
+        }
     }
     if (!r->o.json) printf("Training finished, best validation accuracy: %.4f\n", r->best_acc);
     return 0;
@@ -595,6 +667,7 @@ int main(int argc, char **argv) {
     }
     struct sigaction sa = {0};
     sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C stops at once (every write is atomic) */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "cpu/kernels.h"
+#include "cpu/vmath.h"
 
 /* Offset of qkv[b, t, part, h, 0]; part 0 = q, 1 = k, 2 = v. */
 static inline size_t qkv_at(int b, int t, int part, int h, int T, int H, int hd) {
@@ -86,7 +87,7 @@ VIT_VECTORIZED static void block_forward(float *restrict out, float *restrict pr
         for (int j = 1; j < T; j++) mx = s[j] > mx ? s[j] : mx;
         double sum = 0.0;
         for (int j = 0; j < T; j++) {
-            s[j] = expf(s[j] - mx);
+            s[j] = vit_expf(s[j] - mx);
             sum += s[j];
         }
         const float inv = (float)(1.0 / sum);
