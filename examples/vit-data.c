@@ -16,13 +16,19 @@
 
 #include "vit/vit.h"
 
-static int usage(void) {
-    fprintf(stderr,
+#include "cli.h"
+
+static int usage_to(FILE *f) {
+    fprintf(f,
             "usage: vit-data info --data DIR [--format folder|cifar10|idx] [--json]\n"
             "       vit-data preview --data DIR --out grid.png [--format F] [--split train|val]\n"
-            "                [--augment] [--count N] [--cols N] [--size S] [--seed N]\n");
+            "                [--augment] [--count N] [--cols N] [--size S] [--seed N]\n"
+            "       vit-data export --data DIR --index I --out sample.png [--format F] [--split train|val]\n"
+            "                (one sample as decoded, e.g. to try vit-predict on it; its label on stdout)\n");
     return 2;
 }
+
+static int usage(void) { return usage_to(stderr); }
 
 static int fail(const char *what, vit_status s) {
     fprintf(stderr, "vit-data: %s: %s: %s\n", what, vit_status_string(s), vit_last_error());
@@ -32,10 +38,11 @@ static int fail(const char *what, vit_status s) {
 typedef struct opts {
     const char *cmd, *data, *out, *format;
     int json, augment, count, cols, size, val;
-    long long seed;
+    long long seed, index;
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
+    static const char prog[] = "vit-data";
     memset(o, 0, sizeof *o);
     o->count = 32;
     o->cols = 8;
@@ -43,20 +50,23 @@ static int parse(int argc, char **argv, opts *o) {
     if (argc < 2) return 0;
     o->cmd = argv[1];
     for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json")) o->json = 1;
-        else if (!strcmp(a, "--augment")) o->augment = 1;
-        else if (!v) return 0;
-        else if (!strcmp(a, "--data")) o->data = argv[++i];
-        else if (!strcmp(a, "--out")) o->out = argv[++i];
-        else if (!strcmp(a, "--format")) o->format = argv[++i];
-        else if (!strcmp(a, "--split")) o->val = !strcmp(argv[++i], "val");
-        else if (!strcmp(a, "--count")) o->count = atoi(argv[++i]);
-        else if (!strcmp(a, "--cols")) o->cols = atoi(argv[++i]);
-        else if (!strcmp(a, "--size")) o->size = atoi(argv[++i]);
-        else if (!strcmp(a, "--seed")) o->seed = atoll(argv[++i]);
-        else return 0;
+        const char *a = argv[i], *v;
+        long long n;
+        if (!strcmp(a, "--json")) { o->json = 1; continue; }
+        if (!strcmp(a, "--augment")) { o->augment = 1; continue; }
+        if (!(v = cli_value(prog, argc, argv, &i, a))) return -1;
+        if (cli_is(a, "--data")) o->data = v;
+        else if (cli_is(a, "--out")) o->out = v;
+        else if (cli_is(a, "--format")) o->format = v;
+        else if (cli_is(a, "--split")) {
+            if (strcmp(v, "val") && strcmp(v, "train")) return cli_usage_error(prog, "--split: '%s' is not train or val", v), -1;
+            o->val = !strcmp(v, "val");
+        } else if (cli_is(a, "--count")) { if (!cli_int(prog, a, v, 1, 4096, &n)) return -1; o->count = (int)n; }
+        else if (cli_is(a, "--cols")) { if (!cli_int(prog, a, v, 1, 256, &n)) return -1; o->cols = (int)n; }
+        else if (cli_is(a, "--size")) { if (!cli_int(prog, a, v, 8, 1024, &n)) return -1; o->size = (int)n; }
+        else if (cli_is(a, "--seed")) { if (!cli_int(prog, a, v, 0, INT64_MAX, &o->seed)) return -1; }
+        else if (cli_is(a, "--index")) { if (!cli_int(prog, a, v, 0, INT64_MAX, &o->index)) return -1; }
+        else return cli_usage_error(prog, "unknown argument '%s'", a), -1;
     }
     return o->data != NULL;
 }
@@ -267,9 +277,33 @@ done:
     return rc;
 }
 
+static int cmd_export(vit_context *ctx, const opts *o, vit_data_format fmt) {
+    if (!o->out) return usage();
+    vit_dataset *ds;
+    vit_status s = vit_dataset_open(ctx, o->data, fmt, o->val ? VIT_SPLIT_VAL : VIT_SPLIT_TRAIN, &ds);
+    if (s != VIT_OK) return fail(o->data, s);
+    vit_tensor *img = NULL;
+    int32_t label;
+    const char *name = NULL;
+    s = vit_dataset_get(ds, o->index, &img, &label);
+    if (s == VIT_OK) s = vit_image_write_png(o->out, img);
+    if (s == VIT_OK) s = vit_dataset_class_name(ds, label, &name);
+    if (s == VIT_OK) printf("%s: sample %lld of the %s split, label %d (%s)\n", o->out, o->index,
+                            o->val ? "val" : "train", label, name);
+    vit_tensor_destroy(img);
+    vit_dataset_destroy(ds);
+    return s == VIT_OK ? 0 : fail("export", s);
+}
+
 int main(int argc, char **argv) {
     opts o;
-    if (!parse(argc, argv, &o)) return usage();
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage_to(stdout);
+        return 0;
+    }
+    int parsed = parse(argc, argv, &o);
+    if (parsed < 0) return 2;
+    if (!parsed) return usage();
     vit_data_format fmt;
     if (!parse_format(o.format, &fmt)) return 2;
     vit_context *ctx;
@@ -277,6 +311,7 @@ int main(int argc, char **argv) {
     int rc;
     if (!strcmp(o.cmd, "info")) rc = cmd_info(ctx, &o, fmt);
     else if (!strcmp(o.cmd, "preview")) rc = cmd_preview(ctx, &o, fmt);
+    else if (!strcmp(o.cmd, "export")) rc = cmd_export(ctx, &o, fmt);
     else rc = usage();
     vit_context_destroy(ctx);
     return rc;

@@ -48,7 +48,8 @@ static const char usage[] =
     "  --label-smoothing R (0)  --clip-grad R (0 = off)\n"
     "run\n"
     "  --seed N (0)  --threads N (all cores)  --device cpu|cuda (cpu)\n"
-    "  --out DIR (.)  --resume FILE (a last.safetensors to continue from)\n"
+    "  --out DIR (.)  --resume FILE (a last.safetensors to continue from, exactly: the model and\n"
+    "                         seed are the run's; give the same data and optimisation flags)\n"
     "  --json                 one JSON object per epoch on stdout\n";
 
 typedef struct options {

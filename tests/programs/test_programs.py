@@ -343,6 +343,26 @@ def test_train_idx_preset(d):
     check(r["samples"] == 18 and len(r["per_class"]) == 10, r)
 
 
+def test_train_cifar10(d):
+    """The CIFAR-10 python layout (as torchvision downloads it, written by tests/data/gen_fixtures.py): class names
+    from batches.meta, ImageNet normalization by default (the seed's CIFAR10DataLoad), resize 32 -> 8."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "data"))
+    import gen_fixtures
+    data = os.path.join(d, "cifar-10-batches-py")
+    gen_fixtures.write_cifar_py(data)
+    out = os.path.join(d, "run")
+    p = run(TRAIN, "--data", d, "--out", out, "--epochs", "1", "--batch-size", "8", "--steps-per-epoch", "3",
+            "--val-batches", "2", *TINY)
+    check(p.stdout.startswith("Epoch 1: Train Loss="), p.stdout)
+    check("10 classes" in p.stderr and "3 steps per epoch of 8 images" in p.stderr, p.stderr)
+    _, meta = read_safetensors(os.path.join(out, "best.safetensors"))
+    check(json.loads(meta["class_names"]) == gen_fixtures.CIFAR_NAMES, meta["class_names"])
+    check(meta["mean"] == "0.485,0.456,0.406" and meta["std"] == "0.229,0.224,0.225", meta)
+    r = json.loads(run(EVAL, "--checkpoint", os.path.join(out, "best.safetensors"), "--data", data, "--format",
+                       "cifar10", "--json", "--workers", "1", "--threads", "1").stdout)
+    check(r["samples"] == 50 and [c["class"] for c in r["per_class"]] == gen_fixtures.CIFAR_NAMES, r)
+
+
 def test_checkpoint_roundtrip(d):
     """A trained checkpoint loads, saves and loads again with identical logits, and equals a fresh model
     given the file's tensors; PyTorch on the same tensors agrees to 1e-5."""
@@ -586,20 +606,26 @@ def test_interrupt_resume(d):
             for f in os.listdir(cut):
                 os.unlink(os.path.join(cut, f))
         proc = subprocess.Popen([TRAIN, *common, "--seed", "5", "--out", cut], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        time.sleep(max(0.05, frac * epoch_s))
+                                stderr=subprocess.PIPE, bufsize=0)
+        # "vit-train: N classes, ..." comes once the handler is installed, just before the first epoch
+        first = b""
+        while not first.endswith(b"\n"):
+            c = os.read(proc.stderr.fileno(), 1)
+            check(c, f"vit-train ended before training: {first!r}")
+            first += c
+        check(b"classes" in first, first)
+        time.sleep(frac * epoch_s)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
+        stdout, stderr = stdout.decode(), (first + stderr).decode()
         if proc.returncode == 0:
             continue  # finished before the signal: try earlier
         check(proc.returncode == 130, f"SIGINT: exit {proc.returncode}\n{stderr}")
         check("interrupted" in stderr and "last.safetensors" in stderr, stderr)
         check(os.path.exists(os.path.join(cut, "last.safetensors")), "no last.safetensors after SIGINT")
         _, meta = read_safetensors(os.path.join(cut, "last.optim.safetensors"))
-        interrupted_mid_epoch = meta["train.step"] != "0"
-        # resuming with another --seed is an error: the data order and dropout follow the seed
-        p = run(TRAIN, *common, "--seed", "6", "--out", cut, "--resume", os.path.join(cut, "last.safetensors"), rc=2)
-        check("--seed 5" in p.stderr, p.stderr)
+        interrupted_mid_epoch = meta.get("train.step", "?") != "0"
+        # no --seed: the run's own (5) is used
         c = resume_rows(run(TRAIN, *common, "--out", cut, "--resume", os.path.join(cut, "last.safetensors")).stdout)
         check(max(c) == 3, c)
         for e, row in c.items():
@@ -607,6 +633,9 @@ def test_interrupt_resume(d):
                 check(f"{row[k]:.6f}" == f"{a[e][k]:.6f}", f"epoch {e} {k}: resumed {row[k]}, uninterrupted {a[e][k]}")
         check(state_history(full)[0] == state_history(cut)[0], "history differs")
         same_weights(full, cut)
+        # resuming with another --seed is an error: the data order and dropout follow the seed
+        p = run(TRAIN, *common, "--seed", "6", "--out", cut, "--resume", os.path.join(cut, "last.safetensors"), rc=2)
+        check("--seed 5" in p.stderr, p.stderr)
         if interrupted_mid_epoch:
             break
     check(interrupted_mid_epoch, "no SIGINT landed inside an epoch (the machine is too fast or too slow?)")
