@@ -350,7 +350,17 @@ static double learning_rate(const run *r, int64_t step) {
  * seed, the epoch in progress, history) travels as metadata of the optimizer
  * file, so it is written atomically with the optimizer state it belongs to. */
 static int save_state(run *r) {
-    TRY("saving last.safetensors", vit_model_save(r->model, out_path(r, "last.safetensors")));
+    /* The model file carries the optimizer step too, so that a model and an
+     * optimizer file from different moments (a crash between the two writes)
+     * are told apart on resume. */
+    int64_t optim_step = 0;
+    char optim_step_text[32];
+    vit_optimizer_get_int(r->opt, VIT_OPT_STEP, &optim_step);
+    snprintf(optim_step_text, sizeof optim_step_text, "%lld", (long long)optim_step);
+    TRY("metadata", vit_model_set_metadata(r->model, "train.optim_step", optim_step_text));
+    vit_status ms = vit_model_save(r->model, out_path(r, "last.safetensors"));
+    vit_model_set_metadata(r->model, "train.optim_step", NULL);
+    TRY("saving last.safetensors", ms);
     uint64_t rng;
     vit_model_get_rng_state(r->model, &rng);
     char epochs[32], best[32], rng_text[32], seed[32], step[32], partial[96];
@@ -427,6 +437,16 @@ static int load_state(run *r) {
     int dir_len = slash ? (int)(slash - r->o.resume) : 1;
     snprintf(path, sizeof path, "%.*s/last.optim.safetensors", dir_len, slash ? r->o.resume : ".");
     TRY(path, vit_optimizer_load(r->opt, r->model, path));
+    const char *model_step = NULL;
+    int64_t optim_step = 0;
+    vit_model_get_metadata(r->model, "train.optim_step", &model_step);
+    vit_optimizer_get_int(r->opt, VIT_OPT_STEP, &optim_step);
+    if (model_step && strtoll(model_step, NULL, 10) != optim_step) {
+        fprintf(stderr, "%s: %s (optimizer step %s) and %s (step %lld) are not from the same moment of a run\n", prog,
+                r->o.resume, model_step, path, (long long)optim_step);
+        return 1;
+    }
+    vit_model_set_metadata(r->model, "train.optim_step", NULL);
     resume_state st = {.r = r};
     TRY(path, vit_checkpoint_read_metadata(path, read_state_entry, &st));
     if (!st.has_epochs || st.bad || r->epochs_done < 0 || r->epochs_done > r->o.epochs || r->step < 0 ||

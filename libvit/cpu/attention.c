@@ -10,6 +10,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "cpu/kernels.h"
@@ -52,13 +53,20 @@ static void mask_row(float *restrict m, int T, float drop_p, float keep, uint64_
 static size_t forward_scratch(int T, int hd) { return 2 * (size_t)T * hd + 2 * (size_t)T + 2 * (size_t)hd; }
 static size_t backward_scratch(int T, int hd) { return 2 * (size_t)T * T + (size_t)T * hd + (size_t)T + hd; }
 
-/* One scratch area per thread, carved from a single allocation per call. */
-static float *alloc_scratch(int *threads, int blocks, size_t per) {
+size_t vit_attention_scratch_floats(int T, int hd, int threads) {
+    size_t f = forward_scratch(T, hd), b = backward_scratch(T, hd);
+    return (size_t)(threads > 1 ? threads : 1) * (f > b ? f : b);
+}
+
+/* One scratch area per thread: the caller's (from its arena) when given,
+ * else one allocation for this call. */
+static float *take_scratch(float *given, int *threads, int blocks, size_t per, bool *owned) {
     int nt = omp_get_max_threads();
     if (nt > blocks) nt = blocks;
     if (nt < 1) nt = 1;
     *threads = nt;
-    return malloc((size_t)nt * per * sizeof(float));
+    *owned = !given;
+    return given ? given : malloc((size_t)nt * per * sizeof(float));
 }
 
 VIT_VECTORIZED static void block_forward(float *restrict out, float *restrict probs, const float *restrict qkv,
@@ -107,18 +115,19 @@ VIT_VECTORIZED static void block_forward(float *restrict out, float *restrict pr
 }
 
 vit_status vit_attention_forward(float *out, float *probs, const float *qkv, int B, int T, int H, int hd,
-                                 float scale, float drop_p, uint64_t drop_key) {
+                                 float scale, float drop_p, uint64_t drop_key, float *given_scratch) {
     VIT_CHECK_ARG(out && qkv && B > 0 && T > 0 && H > 0 && hd > 0, "attention: bad arguments");
     const int blocks = B * H;
     const size_t per = forward_scratch(T, hd);
     int nt;
-    float *scratch = alloc_scratch(&nt, blocks, per);
+    bool owned;
+    float *scratch = take_scratch(given_scratch, &nt, blocks, per, &owned);
     if (!scratch) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "attention: %d x %zu floats of scratch", nt, per);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int bh = 0; bh < blocks; bh++)
         block_forward(out, probs ? probs + (size_t)bh * T * T : NULL, qkv, bh / H, bh % H, T, H, hd, scale, drop_p,
                       drop_key, scratch + (size_t)omp_get_thread_num() * per);
-    free(scratch);
+    if (owned) free(scratch);
     return VIT_OK;
 }
 
@@ -183,18 +192,20 @@ VIT_VECTORIZED static void block_backward(float *restrict dqkv, const float *res
 }
 
 vit_status vit_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs, int B,
-                                  int T, int H, int hd, float scale, float drop_p, uint64_t drop_key) {
+                                  int T, int H, int hd, float scale, float drop_p, uint64_t drop_key,
+                                  float *given_scratch) {
     VIT_CHECK_ARG(dqkv && dout && qkv && B > 0 && T > 0 && H > 0 && hd > 0, "attention backward: bad arguments");
     VIT_CHECK_ARG(probs, "attention backward: probs were not kept by the forward pass");
     const int blocks = B * H;
     const size_t per = backward_scratch(T, hd);
     int nt;
-    float *scratch = alloc_scratch(&nt, blocks, per);
+    bool owned;
+    float *scratch = take_scratch(given_scratch, &nt, blocks, per, &owned);
     if (!scratch) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "attention backward: %d x %zu floats of scratch", nt, per);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int bh = 0; bh < blocks; bh++)
         block_backward(dqkv, dout, qkv, probs + (size_t)bh * T * T, bh / H, bh % H, T, H, hd, scale, drop_p,
                        drop_key, scratch + (size_t)omp_get_thread_num() * per);
-    free(scratch);
+    if (owned) free(scratch);
     return VIT_OK;
 }

@@ -4,8 +4,8 @@
  *   - outputs first, shapes in the comment;
  *   - every gradient ACCUMULATES (+=) into its buffer, so a value used twice
  *     (a residual) simply receives both contributions;
- *   - reductions over rows (parameter gradients) are deterministic for a given
- *     thread count: per-thread partials over a static split, summed in order;
+ *   - reductions (parameter gradients, losses, norms) give the same bits
+ *     whatever the thread count: column strips or fixed chunks summed in order;
  *   - randomness comes from vit_rng_uniform(key, element index): the same key
  *     gives the same mask whatever the thread count.
  */
@@ -50,10 +50,15 @@ void vit_softmax_backward(float *dinp, const float *out, const float *dout, int6
  * (NULL in inference). Attention dropout with probability drop_p drops
  * element ((b * H + h) * T + i) * T + j iff vit_rng_uniform(drop_key, that) < drop_p
  * and scales the rest by 1 / (1 - drop_p). */
+/* scratch: vit_attention_scratch_floats(T, hd, omp_get_max_threads()) floats
+ * (from the caller's arena, so a training step allocates nothing), or NULL to
+ * allocate for the call. */
+size_t vit_attention_scratch_floats(int T, int hd, int threads);
 vit_status vit_attention_forward(float *out, float *probs, const float *qkv, int B, int T, int H, int hd,
-                                 float scale, float drop_p, uint64_t drop_key);
+                                 float scale, float drop_p, uint64_t drop_key, float *scratch);
 vit_status vit_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs, int B,
-                                  int T, int H, int hd, float scale, float drop_p, uint64_t drop_key);
+                                  int T, int H, int hd, float scale, float drop_p, uint64_t drop_key,
+                                  float *scratch);
 
 /* ------------------------------------------------------------ cross-entropy */
 /* probs [B, C] (softmax, saved for backward); labels [B] in 0..C-1. Label

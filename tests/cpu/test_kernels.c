@@ -353,7 +353,7 @@ START_TEST(test_attention) {
         at_ctx c = {B, T, H, hd, scale, drop_p, 0x5eedull + s, to_d(qkv, nqkv), to_d(W, nout)};
 
         float *out = fvec(nout), *probs = fvec(np), *out_inf = fvec(nout);
-        ck_assert_int_eq(vit_attention_forward(out, probs, qkv, B, T, H, hd, scale, drop_p, c.key), VIT_OK);
+        ck_assert_int_eq(vit_attention_forward(out, probs, qkv, B, T, H, hd, scale, drop_p, c.key, NULL), VIT_OK);
         double *ref = dvec(nout), *rprobs = dvec(np);
         attn_ref(ref, rprobs, &c);
         /* out is a weighted mean of v and cancels: judged against sum p |v|,
@@ -366,17 +366,17 @@ START_TEST(test_attention) {
         expect_close_to("attention out", out, ref, mag, nout, FWD_TOL);
         expect_close("attention probs", probs, rprobs, np, FWD_TOL);
         /* inference (probs NULL) takes the scratch path: same bits */
-        ck_assert_int_eq(vit_attention_forward(out_inf, NULL, qkv, B, T, H, hd, scale, drop_p, c.key), VIT_OK);
+        ck_assert_int_eq(vit_attention_forward(out_inf, NULL, qkv, B, T, H, hd, scale, drop_p, c.key, NULL), VIT_OK);
         ck_assert_msg(memcmp(out, out_inf, (size_t)nout * sizeof(float)) == 0, "attention: probs NULL changed out");
 
         if (!attn_shapes[s][5]) continue;
         float *dqkv = grad_base(nqkv), *dqkv0 = fcopy(dqkv, nqkv);
-        ck_assert_int_eq(vit_attention_backward(dqkv, W, qkv, probs, B, T, H, hd, scale, drop_p, c.key), VIT_OK);
+        ck_assert_int_eq(vit_attention_backward(dqkv, W, qkv, probs, B, T, H, hd, scale, drop_p, c.key, NULL), VIT_OK);
         expect_grad("attention dqkv", attn_loss, &c, c.qkv, nqkv, dqkv, dqkv0);
     }
     /* backward without the saved probabilities is refused, not a crash */
     float x[3 * 4] = {0}, g[4] = {0};
-    ck_assert_int_eq(vit_attention_backward(x, g, x, NULL, 1, 1, 1, 4, 1.0f, 0.0f, 0), VIT_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(vit_attention_backward(x, g, x, NULL, 1, 1, 1, 4, 1.0f, 0.0f, 0, NULL), VIT_ERR_INVALID_ARGUMENT);
 }
 END_TEST
 
@@ -399,8 +399,8 @@ START_TEST(test_attention_dropout_mask) {
     for (int k = 0; k < 3; k++) {
         omp_set_num_threads(k + 1);
         out[k] = fvec(nout), probs[k] = fvec(np), dqkv[k] = fvec(nqkv);
-        ck_assert_int_eq(vit_attention_forward(out[k], probs[k], qkv, B, T, H, hd, scale, p, key), VIT_OK);
-        ck_assert_int_eq(vit_attention_backward(dqkv[k], dout, qkv, probs[k], B, T, H, hd, scale, p, key), VIT_OK);
+        ck_assert_int_eq(vit_attention_forward(out[k], probs[k], qkv, B, T, H, hd, scale, p, key, NULL), VIT_OK);
+        ck_assert_int_eq(vit_attention_backward(dqkv[k], dout, qkv, probs[k], B, T, H, hd, scale, p, key, NULL), VIT_OK);
     }
     omp_set_num_threads(threads0);
     for (int k = 1; k < 3; k++) {
@@ -906,7 +906,7 @@ START_TEST(test_accumulate_twice) {
     float *grads[2][12];
     int32_t labels[7] = {0, 5, 36, 1, 2, 3, 4};
     float *qkv = frand(nqkv, -1, 1), *probs = fvec((int64_t)B * H * T * T), *o = fvec(nout);
-    ck_assert_int_eq(vit_attention_forward(o, probs, qkv, B, T, H, hd, 0.4f, 0.2f, 9), VIT_OK);
+    ck_assert_int_eq(vit_attention_forward(o, probs, qkv, B, T, H, hd, 0.4f, 0.2f, 9, NULL), VIT_OK);
     float *smax = fvec(n);
     vit_softmax_forward(smax, x, rows, C);
     float *ce = fvec(n);
@@ -918,7 +918,7 @@ START_TEST(test_accumulate_twice) {
             vit_layernorm_backward(grads[k][0], grads[k][1], grads[k][2], g, x, w, mean, rstd, rows, C);
             vit_gelu_backward(grads[k][3], x, g, n);
             vit_softmax_backward(grads[k][4], smax, g, rows, C);
-            ck_assert_int_eq(vit_attention_backward(grads[k][5], o, qkv, probs, B, T, H, hd, 0.4f, 0.2f, 9), VIT_OK);
+            ck_assert_int_eq(vit_attention_backward(grads[k][5], o, qkv, probs, B, T, H, hd, 0.4f, 0.2f, 9, NULL), VIT_OK);
             vit_cross_entropy_backward(grads[k][6], ce, labels, rows, C, 0.1f, 1.5f);
             vit_resample_bicubic_backward(grads[k][7], gh, gw, gr, 5, 6, C);
             vit_bias_backward(grads[k][8], g, rows, C);

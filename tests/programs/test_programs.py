@@ -762,6 +762,19 @@ def test_malformed_checkpoints(d):
     os.link(os.path.join(out, "last.safetensors"), os.path.join(lone, "last.safetensors"))
     p = run(TRAIN, *train_args(data, os.path.join(d, "r2"), "--resume", os.path.join(lone, "last.safetensors")), rc=1)
     check(os.path.join(lone, "last.optim.safetensors") in p.stderr, p.stderr)
+    # a model file and an optimizer file from different moments (a crash between the two writes)
+    mixed = os.path.join(d, "mixed")
+    os.makedirs(mixed)
+    os.link(os.path.join(out, "last.safetensors"), os.path.join(mixed, "last.safetensors"))  # after epoch 1
+    run(TRAIN, *train_args(data, out, "--resume", os.path.join(out, "last.safetensors"), epochs=2))
+    os.link(os.path.join(out, "last.optim.safetensors"), os.path.join(mixed, "last.optim.safetensors"))  # epoch 2
+    p = run(TRAIN, *train_args(data, mixed, "--resume", os.path.join(mixed, "last.safetensors"), epochs=3), rc=1)
+    check("not from the same moment" in p.stderr, p.stderr)
+    _, meta = read_safetensors(os.path.join(out, "last.safetensors"))
+    _, ometa = read_safetensors(os.path.join(out, "last.optim.safetensors"))
+    check(meta["train.optim_step"] == ometa["optim.step"], (meta, ometa))
+    _, meta = read_safetensors(os.path.join(out, "best.safetensors"))
+    check("train.optim_step" not in meta, meta)
     # a checkpoint for other data (IDX: 10 classes, 1 channel)
     p = run(EVAL, "--checkpoint", os.path.join(out, "last.safetensors"), "--data", make_idx(os.path.join(d, "idx")),
             rc=1)
