@@ -1,6 +1,7 @@
 /* vit-train: train a Vision Transformer on an image folder, CIFAR-10 or an
  * IDX dataset (Fashion-MNIST), the seed tutorial's train.py over libvit's
  * public API. Run with --help for the flags. */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -449,6 +450,10 @@ static int load_state(run *r) {
     vit_model_set_metadata(r->model, "train.optim_step", NULL);
     resume_state st = {.r = r};
     TRY(path, vit_checkpoint_read_metadata(path, read_state_entry, &st));
+    if (st.has_epochs && !st.bad && r->epochs_done > r->o.epochs) {
+        fprintf(stderr, "%s: %s has %lld epochs done, more than --epochs %lld\n", prog, path, r->epochs_done, r->o.epochs);
+        return 2;
+    }
     if (!st.has_epochs || st.bad || r->epochs_done < 0 || r->epochs_done > r->o.epochs || r->step < 0 ||
         r->step > r->steps_per_epoch || (r->step && r->epochs_done == r->o.epochs)) {
         fprintf(stderr, "%s: %s holds no vit-train state for at most %lld epochs of %lld steps\n", prog, path,
@@ -682,7 +687,9 @@ int main(int argc, char **argv) {
     memset(&r, 0, sizeof r);
     int rc = parse(argc, argv, &r.o);
     if (rc) return rc;
-    if (mkdir(r.o.out, 0755) && access(r.o.out, W_OK)) {
+    struct stat st;
+    if ((mkdir(r.o.out, 0755) && errno != EEXIST) || stat(r.o.out, &st) || !S_ISDIR(st.st_mode) ||
+        access(r.o.out, W_OK)) {
         fprintf(stderr, "%s: --out %s: cannot create or write the folder\n", prog, r.o.out);
         return 1;
     }

@@ -404,7 +404,8 @@ vit_status vit_loader_next(vit_loader *ld, vit_tensor *images, vit_tensor *label
     if (ld->next_out >= ld->nb) return VIT_OK; /* end of the epoch: count 0 */
     int64_t b = ld->next_out;
     slot *sl = &ld->slots[b % ld->depth];
-    int n = sl->count;
+    /* Without workers no slot is refilled, so the count comes from the batch itself. */
+    int n = ld->nthreads == 0 ? (int)batch_count(ld, b) : sl->count;
     vit_status err = VIT_OK;
     if (ld->nthreads == 0) {
         /* No workers: decode straight into the caller's tensors. */

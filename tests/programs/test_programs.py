@@ -221,6 +221,10 @@ def test_cli_errors(d):
     check("--format" in p.stderr, p.stderr)
     p = run(TRAIN, "--data", os.path.join(d, "missing"), "--out", os.path.join(d, "o"), *TINY, rc=1)
     check("missing" in p.stderr, p.stderr)
+    a_file = os.path.join(d, "a_file")
+    open(a_file, "w").close()
+    p = run(TRAIN, "--data", data, "--out", a_file, *TINY, rc=1)  # refused before any training
+    check("--out" in p.stderr and "Epoch" not in p.stderr, p.stderr)
     for args, needle in (([], "--checkpoint is required"), (["--checkpoint", "x"], "no IMAGE"),
                          (["--checkpoint", "x", "--top-k", "0", "a.png"], "--top-k"),
                          (["--checkpoint", "x", "--mean", "0.5,0.5,0.5", "a.png"], "--mean and --std"),
@@ -535,6 +539,43 @@ def test_predict_torch_timm(d):
             check([t["class"] for t in r["top"]] == want_names, r)
 
 
+def test_seed_pth(d):
+    """docs/seed.md's pth2safetensors.py on a state_dict with the seed's names (blocks.N.norm_1, patch norm,
+    eps 1e-5, heads not inferable from the shapes): vit-predict then agrees with PyTorch within 1e-4."""
+    import torch
+    from torch_vit import VisionTransformer
+    with open(os.path.join(ROOT, "docs", "seed.md"), encoding="utf-8") as f:
+        doc = f.read()
+    start = doc.index("```python\n# pth2safetensors.py") + len("```python\n")
+    script = os.path.join(d, "pth2safetensors.py")
+    with open(script, "w") as f:
+        f.write(doc[start:doc.index("```", start)])
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=16, patch_size=4, num_classes=3, dim=24, depth=2, heads=4, patch_norm=True,
+                              ln_eps=1e-5).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    seed_sd = {k.replace(".norm1.", ".norm_1.").replace(".norm2.", ".norm_2."): v for k, v in model.state_dict().items()}
+    check(any(".norm_1." in k for k in seed_sd), list(seed_sd))
+    pth, out = os.path.join(d, "best_vit.pth"), os.path.join(d, "best_vit.safetensors")
+    torch.save(seed_sd, pth)
+    subprocess.run([sys.executable, script, pth, out, "4", "cat,dog,bird"], check=True)
+    rng = np.random.default_rng(2)
+    images = []
+    for i in range(3):
+        images.append(os.path.join(d, f"{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(images[-1])
+    for r, path in zip(json_lines(run(PREDICT, "--checkpoint", out, "--json", "--top-k", "3", *images).stdout), images):
+        x = torch.from_numpy(np.asarray(Image.open(path), np.float32) / 255).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            prob = torch.softmax(model.double()(x.double()), -1)[0].numpy()
+        order = list(np.argsort(-prob, kind="stable"))
+        check([t["index"] for t in r["top"]] == order, f"{path}: {r['top']} vs {prob}")
+        check(max(abs(t["prob"] - prob[t["index"]]) for t in r["top"]) < 1e-4, f"{path}: {r['top']} vs {prob}")
+        check([t["class"] for t in r["top"]] == [["cat", "dog", "bird"][i] for i in order], r)
+
+
 def resume_rows(stdout):
     return {r["epoch"]: r for r in json_lines(stdout)}
 
@@ -583,6 +624,9 @@ def test_resume_exact(d):
     for k in ("optim.step", "train.rng", "train.epochs_done", "train.best_acc"):
         check(ma[k] == mb[k], f"{k}: {ma[k]} vs {mb[k]}")
     same_weights(full, part)
+    # fewer --epochs than the checkpoint has done is a usage error
+    p = run(TRAIN, *train_args(data, part, *common, "--resume", os.path.join(part, "last.safetensors"), epochs=1), rc=2)
+    check("2 epochs done" in p.stderr, p.stderr)
     # dropout really is on: another seed gives other losses
     other = resume_rows(run(TRAIN, *train_args(data, os.path.join(d, "other"), *common[2:], "--seed", "12",
                                                epochs=1)).stdout)
@@ -795,7 +839,7 @@ def test_malformed_images(d):
     with open(good[0], "rb") as f:
         png = f.read()
     bad = {"missing.png": None, "empty.png": b"", "truncated.png": png[:len(png) // 2],
-           "text.png": b"hello, world\n" * 10, "bad_crc.png": png[:40] + bytes([png[40] ^ 0xFF]) + png[41:],
+           "text.png": b"hello, world\n" * 10, "bad_chunk.png": png[:40] + bytes([png[40] ^ 0xFF]) + png[41:],
            "truncated.jpg": None, "a_folder.png": None}
     paths = {}
     for name, blob in bad.items():
