@@ -2,7 +2,7 @@
 #include "cpu/kernels.h"
 #include "ops/ops.h"
 
-/* node: in = {x, w, b}, saved = {mean, rstd}, dims = {rows (low 31 bits), C} */
+/* node: in = {x, w, b}, saved = {mean, rstd}, dims = {rows, C} */
 static vit_status layernorm_backward(vit_tape *tape, const vit_node *node) {
     vit_value *x = node->in[0], *w = node->in[1], *b = node->in[2];
     float *dx = x->requires_grad ? vit_tape_grad(tape, x) : NULL;

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""The README's Fashion-MNIST recipe in PyTorch, for comparison with vit-train.
+
+Same model (tests/parity/torch_vit.py, timm layout), same data (Debian's
+dataset-fashion-mnist IDX files), same recipe: AdamW lr 1e-3, weight decay
+0.05 except biases/norms/pos_embed/cls_token, 1 warm-up epoch then cosine per
+step, label smoothing 0.1, random horizontal flip, normalisation 0.5/0.5,
+DropPath 0.1, batch 128, drop_last for training. Prints one JSON object per
+epoch like vit-train --json.
+
+    /usr/bin/python3 bench/torch_fmnist.py --epochs 15 --threads 2
+"""
+import argparse
+import gzip
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
+from torch_vit import VisionTransformer  # noqa: E402
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps-per-epoch", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+
+    def load(prefix):
+        x = read_idx(os.path.join(args.data, f"{prefix}-images-idx3-ubyte.gz")).astype(np.float32) / 255.0
+        y = read_idx(os.path.join(args.data, f"{prefix}-labels-idx1-ubyte.gz")).astype(np.int64)
+        return torch.from_numpy((x - 0.5) / 0.5).unsqueeze(1), torch.from_numpy(y)
+
+    xtr, ytr = load("train")
+    xte, yte = load("t10k")
+    model = VisionTransformer(img_size=28, patch_size=4, in_channels=1, num_classes=10, dim=96, depth=6, heads=3,
+                              drop_path_rate=0.1)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if name.endswith(".bias") or "norm" in name or name in ("pos_embed", "cls_token") else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-3)
+    batch = 128
+    steps = len(xtr) // batch
+    if args.steps_per_epoch:
+        steps = min(steps, args.steps_per_epoch)
+    total, warm = steps * args.epochs, steps
+
+    def lr_at(step):
+        if step < warm:
+            return 1e-3 * (step + 1) / warm
+        return 0.5 * 1e-3 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+    for epoch in range(args.epochs):
+        model.train()
+        order = rng.permutation(len(xtr))
+        t0 = time.time()
+        loss_sum = correct = seen = 0
+        for s in range(steps):
+            idx = torch.from_numpy(order[s * batch:(s + 1) * batch])
+            x, y = xtr[idx], ytr[idx]
+            flip = torch.from_numpy(rng.random(batch) < 0.5)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(epoch * steps + s)
+            opt.zero_grad()
+            out = model(x)
+            loss = F.cross_entropy(out, y, label_smoothing=0.1)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * batch
+            correct += (out.argmax(1) == y).sum().item()
+            seen += batch
+        train_s = time.time() - t0
+        model.eval()
+        vl = vc = 0
+        with torch.no_grad():
+            for i in range(0, len(xte), 500):
+                out = model(xte[i:i + 500])
+                vl += F.cross_entropy(out, yte[i:i + 500], reduction="sum").item()
+                vc += (out.argmax(1) == yte[i:i + 500]).sum().item()
+        print(json.dumps({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                          "val_loss": vl / len(xte), "val_acc": vc / len(xte), "lr": lr_at(epoch * steps + steps - 1),
+                          "seconds": time.time() - t0, "images_per_s": seen / train_s}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
