@@ -1,7 +1,9 @@
 /*
  * bench_gemm: GFLOP/s of vit_cpu_gemm at ViT shapes.
  *
- *   bench_gemm [--threads N] [--reps R] [--warmup W] [--quick] [--no-any]
+ *   bench_gemm [--threads N] [--reps R] [--warmup W] [--quick] [--no-any] [--only TEXT]
+ *
+ * --only keeps the rows whose name contains TEXT (e.g. "vitb", "dW", "attn").
  *
  * Each row is 2*M*N*K / time, the median (and best) of R timed calls after W
  * warm-up calls, on 64-byte aligned buffers of uniform random values.
@@ -231,7 +233,7 @@ out:
 
 /* Attention's batched products for one ViT-B image: 12 heads, T = 197,
  * hd = 64, heads interleaved in the qkv rows. */
-static void bench_attention(int warmup, int reps) {
+static void bench_attention(int warmup, int reps, const char *only) {
     const int T = 197, H = 12, hd = 64, W = 3 * H * hd;
     float *qkv = rand_floats((size_t)T * W, 7), *S = rand_floats((size_t)H * T * T, 8);
     float *O = rand_floats((size_t)T * H * hd, 9);
@@ -254,6 +256,7 @@ static void bench_attention(int warmup, int reps) {
     double *t = malloc((size_t)reps * sizeof *t);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const vit_gemm *g = &cases[c].g;
+        if (only && !strstr(cases[c].name, only)) continue;
         int ok = 1;
         for (int i = 0; i < warmup + reps && ok; i++) {
             double t0 = now();
@@ -276,14 +279,17 @@ static void bench_attention(int warmup, int reps) {
 
 int main(int argc, char **argv) {
     int threads = 2, reps = 20, warmup = 3, do_any = 1;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) reps = 5, warmup = 1;
         else if (!strcmp(argv[i], "--no-any")) do_any = 0;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--reps R] [--warmup W] [--quick] [--no-any]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--reps R] [--warmup W] [--quick] [--no-any] [--only TEXT]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -310,6 +316,7 @@ int main(int argc, char **argv) {
     int failures = 0;
     for (int i = 0; i < NSHAPES; i++) {
         const shape *s = &shapes[i];
+        if (only && !strstr(s->name, only)) continue;
         vit_gemm g = {.M = s->M, .N = s->N, .K = s->K, .trans_a = s->ta, .trans_b = s->tb, .accumulate = s->acc,
                       .epilogue = s->gelu ? VIT_EPILOGUE_GELU : VIT_EPILOGUE_NONE};
         g.lda = s->ta ? s->M : s->K;
@@ -342,7 +349,7 @@ int main(int argc, char **argv) {
         }
         vit_free(A), vit_free(B), vit_free(C), vit_free(bias);
     }
-    bench_attention(warmup, reps);
+    bench_attention(warmup, reps, only);
     vit_cpu_gemm_release_cache();
     if (strm) dnnl_stream_destroy(strm);
     if (eng) dnnl_engine_destroy(eng);

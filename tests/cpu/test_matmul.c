@@ -34,7 +34,9 @@ static float *rand_buf(size_t n) {
 static double gelu_ref(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 
 /* Floats a row-major operand of `rows` rows and leading dimension ld spans. */
-static size_t span(int rows, int width, int ld) { return rows == 0 || width == 0 ? 0 : (size_t)(rows - 1) * ld + width; }
+static size_t span(int rows, int width, int ld) {
+    return rows == 0 || width == 0 ? 0 : (size_t)(rows - 1) * ld + width;
+}
 
 /* Check g->C (already computed) against the reference made from C0, the
  * contents of C before the call (same layout as C). With check_pad, elements
