@@ -12,7 +12,7 @@
  *            cancelling sums (attention's weighted mean of v, the bicubic
  *            taps) are judged against the sum of the |terms| instead.
  *   GRAD_TOL 1e-3: the float analytic gradient against a double finite
- *            difference (step 1e-5, truncation ~1e-10), as the brief asks.
+ *            difference (step 1e-5, truncation ~1e-10).
  * Gradient buffers start from small nonzero values, and the test subtracts
  * them, so a kernel that assigns instead of accumulating fails.
  */
