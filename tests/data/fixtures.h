@@ -162,4 +162,15 @@ static inline vit_context *fx_ctx(void) {
     return ctx;
 }
 
+/* The tests' main: argv[1] names the Python interpreter for the fixture
+ * scripts; exit status 1 when any check failed. */
+static inline int fx_main(int argc, char **argv, Suite *suite) {
+    if (argc > 1) fx_python = argv[1];
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
+
 #endif

@@ -192,11 +192,4 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(int argc, char **argv) {
-    if (argc > 1) fx_python = argv[1];
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
-}
+int main(int argc, char **argv) { return fx_main(argc, argv, suite()); }
