@@ -2,8 +2,13 @@
  * bench_gemm: GFLOP/s of vit_cpu_gemm at ViT shapes.
  *
  *   bench_gemm [--threads N] [--reps R] [--warmup W] [--quick] [--no-any] [--only TEXT]
+ *   bench_gemm --workload NAME [--threads N] [--reps R] [--warmup W]
  *
  * --only keeps the rows whose name contains TEXT (e.g. "vitb", "dW", "attn").
+ * --workload prints one JSON line: the rate of the matrix products of one of
+ * vit-bench's workloads (patch embedding, qkv, proj, fc1 + GELU, fc2, head at
+ * the workload's batch; with their dX and dW products for training), as total
+ * FLOPs over the sum of median times: the ceiling a whole step is compared to.
  *
  * Each row is 2*M*N*K / time, the median (and best) of R timed calls after W
  * warm-up calls, on 64-byte aligned buffers of uniform random values.
@@ -27,6 +32,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "cpu/matmul.h"
+#include "workloads.h"
 
 typedef struct shape {
     const char *name;
@@ -277,18 +283,64 @@ static void bench_attention(int warmup, int reps, const char *only) {
     vit_free(qkv), vit_free(S), vit_free(O);
 }
 
+/* Median seconds of one product of shape s on fresh random operands; < 0 on failure. */
+static double median_gemm(const shape *s, int warmup, int reps, uint64_t seed) {
+    vit_gemm g = {.M = s->M, .N = s->N, .K = s->K, .trans_a = s->ta, .trans_b = s->tb, .accumulate = s->acc,
+                  .epilogue = s->gelu ? VIT_EPILOGUE_GELU : VIT_EPILOGUE_NONE};
+    g.lda = s->ta ? s->M : s->K;
+    g.ldb = s->tb ? s->K : s->N;
+    g.ldc = s->N;
+    float *A = rand_floats((size_t)s->M * s->K, seed), *B = rand_floats((size_t)s->K * s->N, seed + 1);
+    float *C = rand_floats((size_t)s->M * s->N, seed + 2), *bias = s->bias ? rand_floats((size_t)s->N, seed + 3) : NULL;
+    g.A = A, g.B = B, g.C = C, g.bias = bias;
+    timing tm;
+    double r = time_gemm(&g, warmup, reps, &tm) == 0 ? tm.median : -1.0;
+    vit_free(A), vit_free(B), vit_free(C), vit_free(bias);
+    return r;
+}
+
+static int bench_workload(const vit_bench_workload *w, int threads, int warmup, int reps) {
+    const int grid = w->img / w->patch, n = grid * grid, t = n + 1, d = w->dim, hid = (int)(w->dim * w->mlp);
+    const int pk = w->channels * w->patch * w->patch, rows = w->batch * t;
+    /* {M, N, K, with GELU, count per step}: the forward linear products y = x W^T + b. */
+    struct { int M, N, K, gelu, count; } layers[] = {
+        {w->batch * n, d, pk, 0, 1}, {rows, 3 * d, d, 0, w->depth}, {rows, d, d, 0, w->depth},
+        {rows, hid, d, 1, w->depth}, {rows, d, hid, 0, w->depth}, {w->batch, w->classes, d, 0, 1},
+    };
+    double flops = 0.0, seconds = 0.0;
+    uint64_t seed = 1;
+    for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
+        const int M = layers[i].M, N = layers[i].N, K = layers[i].K;
+        shape fwd = {"fwd", M, N, K, false, true, false, true, layers[i].gelu != 0};
+        shape dx = {"dX", M, K, N, false, false, true, false, false};   /* dX += dY W */
+        shape dw = {"dW", N, K, M, true, false, true, false, false};    /* dW += dY^T X */
+        const shape *todo[3] = {&fwd, w->train ? &dw : NULL, w->train && i > 0 ? &dx : NULL};
+        for (int k = 0; k < 3; k++) {
+            if (!todo[k]) continue;
+            double sec = median_gemm(todo[k], warmup, reps, seed += 4);
+            if (sec < 0) return 1;
+            flops += 2.0 * M * N * K * layers[i].count;
+            seconds += sec * layers[i].count;
+        }
+    }
+    printf("{\"workload\": \"%s\", \"threads\": %d, \"matmul_gflops\": %.2f}\n", w->name, threads,
+           flops / seconds * 1e-9);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int threads = 2, reps = 20, warmup = 3, do_any = 1;
-    const char *only = NULL;
+    const char *only = NULL, *workload = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--workload") && i + 1 < argc) workload = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) reps = 5, warmup = 1;
         else if (!strcmp(argv[i], "--no-any")) do_any = 0;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--reps R] [--warmup W] [--quick] [--no-any] [--only TEXT]\n",
+            fprintf(stderr, "usage: %s [--threads N] [--reps R] [--warmup W] [--quick] [--no-any] [--only TEXT | --workload NAME]\n",
                     argv[0]);
             return 2;
         }
@@ -298,6 +350,16 @@ int main(int argc, char **argv) {
         return 2;
     }
     omp_set_num_threads(threads);
+    if (workload) {
+        for (size_t k = 0; k < VIT_BENCH_WORKLOADS; k++)
+            if (!strcmp(vit_bench_workloads[k].name, workload)) {
+                int rc = bench_workload(&vit_bench_workloads[k], threads, warmup, reps);
+                vit_cpu_gemm_release_cache();
+                return rc;
+            }
+        fprintf(stderr, "bench_gemm: unknown workload '%s'\n", workload);
+        return 2;
+    }
 
     const dnnl_version_t *v = dnnl_version();
     printf("bench_gemm: oneDNN %d.%d.%d, cpu isa %d, %d threads, median (best) of %d after %d warm-up\n", v->major,

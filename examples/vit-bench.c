@@ -7,34 +7,9 @@
 #include <vit/vit.h>
 
 #include "cli.h"
+#include "workloads.h"
 
 static const char *prog = "vit-bench";
-
-typedef struct workload {
-    const char *name;
-    int img, patch, channels, dim, depth, heads;
-    double mlp;
-    int classes, batch, train;
-} workload;
-
-static const workload workloads[] = {
-    {"fmnist-train", 28, 4, 1, 96, 6, 3, 4.0, 10, 128, 1},
-    {"tiny-c32-train", 32, 4, 3, 192, 12, 3, 4.0, 10, 64, 1},
-    {"seed-b16-train", 224, 16, 3, 768, 12, 12, 4.0, 2, 4, 1},
-    {"b16-infer-b1", 224, 16, 3, 768, 12, 12, 4.0, 1000, 1, 0},
-    {"b16-infer-b16", 224, 16, 3, 768, 12, 12, 4.0, 1000, 16, 0},
-};
-
-/* Forward FLOPs per image (2 x multiply-adds) of every matrix product,
- * attention included; docs/performance.md derives it. Training counts 3x
- * (forward, and two products per product in backward). */
-static double forward_flops(const workload *w) {
-    double n = (double)(w->img / w->patch) * (w->img / w->patch), t = n + 1, d = w->dim;
-    double hidden = (double)(int)(w->dim * w->mlp);
-    double patch = 2 * n * w->channels * w->patch * w->patch * d;
-    double block = 2 * t * d * 3 * d + 2 * 2 * t * t * d + 2 * t * d * d + 2 * 2 * t * d * hidden;
-    return patch + w->depth * block + 2 * d * w->classes;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -43,7 +18,7 @@ static int cmp_double(const void *a, const void *b) {
 
 #define TRY(what, call) do { vit_status s_ = (call); if (s_ != VIT_OK) return cli_fail(prog, what, s_); } while (0)
 
-static int run(const workload *w, int threads, int steps, int warmup, int json) {
+static int run(const vit_bench_workload *w, int threads, int steps, int warmup, int json) {
     vit_context *ctx;
     vit_config *cfg;
     vit_model *model;
@@ -100,7 +75,7 @@ static int run(const workload *w, int threads, int steps, int warmup, int json) 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss = (double)ru.ru_maxrss / 1024.0;
-    double flops = forward_flops(w) * w->batch * (w->train ? 3 : 1);
+    double flops = vit_bench_forward_flops(w) * w->batch * (w->train ? 3 : 1);
     double gflops = flops / median * 1e-9, ips = w->batch / median;
     if (json)
         printf("{\"workload\": \"%s\", \"threads\": %d, \"batch\": %d, \"median_step_s\": %.6f, \"img_per_s\": %.3f, "
@@ -126,7 +101,7 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: vit-bench --workload NAME [--threads N] [--steps S] [--warmup W] [--json]\n"
                    "workloads (peak RSS is the process's, so run one workload per process):\n");
-            for (size_t k = 0; k < sizeof workloads / sizeof *workloads; k++) printf("  %s\n", workloads[k].name);
+            for (size_t k = 0; k < VIT_BENCH_WORKLOADS; k++) printf("  %s\n", vit_bench_workloads[k].name);
             return 0;
         }
         if (cli_is(a, "--workload")) { if (!(name = cli_value(prog, argc, argv, &i, "--workload"))) return 2; continue; }
@@ -137,7 +112,7 @@ int main(int argc, char **argv) {
         return cli_usage_error(prog, "unknown argument '%s'", a);
     }
     if (!name) return cli_usage_error(prog, "--workload is required");
-    for (size_t k = 0; k < sizeof workloads / sizeof *workloads; k++)
-        if (!strcmp(workloads[k].name, name)) return run(&workloads[k], (int)threads, (int)steps, (int)warmup, json);
+    for (size_t k = 0; k < VIT_BENCH_WORKLOADS; k++)
+        if (!strcmp(vit_bench_workloads[k].name, name)) return run(&vit_bench_workloads[k], (int)threads, (int)steps, (int)warmup, json);
     return cli_usage_error(prog, "--workload: unknown workload '%s'", name);
 }

@@ -1,11 +1,30 @@
 #!/bin/sh
 # Install what libvit needs to build, test and run its demo on Debian 12.
+#   tools/install-deps.sh           build, tests, demo
+#   tools/install-deps.sh --bench   also what bench/compare.sh needs: an
+#                                   optimised BLAS for Debian's torch, Node.js
+#                                   and ONNX Runtime in bench/node_modules
 # Idempotent; run as root (or through sudo).
 set -eu
 packages="build-essential g++ meson ninja-build pkg-config binutils
   libdnnl-dev libpng-dev libturbojpeg0-dev zlib1g-dev check
   python3 python3-numpy python3-torch python3-pil
   dataset-fashion-mnist python3-skimage"
+bench=false
+case "${1:-}" in
+    --bench) bench=true ;;
+    "") ;;
+    *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+esac
+if $bench; then
+    # Without libopenblas0-pthread, Debian's torch runs its matrix products on
+    # the reference (netlib) libblas, which would make PyTorch look several
+    # times slower than it is.
+    packages="$packages libopenblas0-pthread"
+    # Node.js may come from elsewhere (with its own npm), so only what is missing.
+    command -v node >/dev/null 2>&1 || packages="$packages nodejs"
+    command -v npm >/dev/null 2>&1 || packages="$packages npm"
+fi
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -15,4 +34,11 @@ if [ -n "$missing" ]; then
     apt-get update -q
     # shellcheck disable=SC2086
     apt-get install -y -q --no-install-recommends $missing
+fi
+if $bench; then
+    # The CPU library ships inside onnxruntime-node; its install script only
+    # downloads GPU binaries, hence --ignore-scripts. npm ls fails when the
+    # pinned version (bench/package.json) is missing or another one is there.
+    cd "$(dirname "$0")/../bench"
+    npm ls onnxruntime-node >/dev/null 2>&1 || npm ci --ignore-scripts --no-audit --no-fund
 fi

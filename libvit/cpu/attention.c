@@ -24,7 +24,7 @@ static inline size_t qkv_at(int b, int t, int part, int h, int T, int H, int hd)
 /* acc[0..w) += sum over s < n of c[s * cs] * x[s * xs + 0..w). Four rows per
  * pass: each load and store of acc then carries four multiply-adds, which is
  * what keeps these loops from being bound by acc's memory traffic. */
-static inline void rows_axpy(float *restrict acc, const float *restrict c, size_t cs, const float *restrict x,
+VIT_INLINE void rows_axpy(float *restrict acc, const float *restrict c, size_t cs, const float *restrict x,
                              size_t xs, int n, int w) {
     int s = 0;
     for (; s + 4 <= n; s += 4) {
@@ -36,6 +36,44 @@ static inline void rows_axpy(float *restrict acc, const float *restrict c, size_
         const float c0 = c[s * cs], *x0 = x + s * xs;
         for (int k = 0; k < w; k++) acc[k] += c0 * x0[k];
     }
+}
+
+/* For r < 4: c[r * cr + 0..w) += sum over s < n of a[r * ar + s * as] * x[s * xs + 0..w).
+ * The workhorse of the small per-head products: four output rows share every
+ * load of x, and a 4 x 16 block of c stays in registers over the whole sum
+ * (eight AVX2 vectors), so the loop is bound by multiply-adds rather than by
+ * loads and stores of c. Columns past the last multiple of 16 go through
+ * rows_axpy one row at a time. */
+VIT_INLINE void tile4_axpy(float *restrict c, size_t cr, const float *restrict a, size_t ar, size_t as,
+                              const float *restrict x, size_t xs, int n, int w) {
+    int k0 = 0;
+    for (; k0 + 16 <= w; k0 += 16) {
+        float acc[4][16];
+        for (int r = 0; r < 4; r++)
+            for (int k = 0; k < 16; k++) acc[r][k] = c[r * cr + k0 + k];
+        for (int s = 0; s < n; s++) {
+            const float *xr = x + s * xs + k0;
+            const float a0 = a[s * as], a1 = a[ar + s * as], a2 = a[2 * ar + s * as], a3 = a[3 * ar + s * as];
+            for (int k = 0; k < 16; k++) {
+                acc[0][k] += a0 * xr[k];
+                acc[1][k] += a1 * xr[k];
+                acc[2][k] += a2 * xr[k];
+                acc[3][k] += a3 * xr[k];
+            }
+        }
+        for (int r = 0; r < 4; r++)
+            for (int k = 0; k < 16; k++) c[r * cr + k0 + k] = acc[r][k];
+    }
+    if (k0 < w)
+        for (int r = 0; r < 4; r++) rows_axpy(c + r * cr + k0, a + r * ar, as, x + k0, xs, n, w - k0);
+}
+
+/* Rows r < rows of the same product: whole tiles of four, then single rows. */
+VIT_INLINE void block_axpy(float *restrict c, size_t cr, const float *restrict a, size_t ar, size_t as,
+                              const float *restrict x, size_t xs, int n, int w, int rows) {
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) tile4_axpy(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w);
+    for (; r < rows; r++) rows_axpy(c + r * cr, a + r * ar, as, x, xs, n, w);
 }
 
 /* 1 / (1 - p) for kept elements; p >= 1 drops everything. */
@@ -50,8 +88,8 @@ static void mask_row(float *restrict m, int T, float drop_p, float keep, uint64_
     for (int j = 0; j < T; j++) m[j] = vit_rng_uniform(key, base + (uint64_t)j) >= drop_p ? keep : 0.0f;
 }
 
-static size_t forward_scratch(int T, int hd) { return 2 * (size_t)T * hd + 2 * (size_t)T + 2 * (size_t)hd; }
-static size_t backward_scratch(int T, int hd) { return 2 * (size_t)T * T + (size_t)T * hd + (size_t)T + hd; }
+static size_t forward_scratch(int T, int hd) { return 3 * (size_t)T * hd + 8 * (size_t)T + 4 * (size_t)hd; }
+static size_t backward_scratch(int T, int hd) { return 2 * (size_t)T * T + (size_t)T * hd + (size_t)T + 4 * (size_t)hd; }
 
 size_t vit_attention_scratch_floats(int T, int hd, int threads) {
     size_t f = forward_scratch(T, hd), b = backward_scratch(T, hd);
@@ -69,48 +107,47 @@ static float *take_scratch(float *given, int *threads, int blocks, size_t per, b
     return given ? given : malloc((size_t)nt * per * sizeof(float));
 }
 
+/* Rows are done four at a time (see tile4_axpy): scores, softmax, dropout,
+ * then the four output rows. */
 VIT_VECTORIZED static void block_forward(float *restrict out, float *restrict probs, const float *restrict qkv,
                                          int b, int h, int T, int H, int hd, float scale, float drop_p,
                                          uint64_t key, float *restrict scratch) {
-    const size_t ts = (size_t)3 * H * hd; /* qkv stride between tokens */
+    const size_t ts = (size_t)3 * H * hd, os = (size_t)H * hd; /* token strides of qkv and out */
     const float *q = qkv + qkv_at(b, 0, 0, h, T, H, hd);
     const float *k = qkv + qkv_at(b, 0, 1, h, T, H, hd);
     const float *v = qkv + qkv_at(b, 0, 2, h, T, H, hd);
-    float *kt = scratch, *vp = kt + (size_t)T * hd, *srow = vp + (size_t)T * hd, *arow = srow + T,
-          *qs = arow + T, *o = qs + hd;
+    float *kt = scratch, *vp = kt + (size_t)T * hd, *qs = vp + (size_t)T * hd, *srows = qs + (size_t)T * hd,
+          *arows = srows + 4 * (size_t)T, *o = arows + 4 * (size_t)T;
     for (int j = 0; j < T; j++)
         for (int d = 0; d < hd; d++) {
             kt[(size_t)d * T + j] = k[j * ts + d];
             vp[(size_t)j * hd + d] = v[j * ts + d];
+            qs[(size_t)j * hd + d] = q[j * ts + d] * scale; /* timm scales q before the product */
         }
     const float keep = keep_scale(drop_p);
-    for (int i = 0; i < T; i++) {
+    for (int i0 = 0; i0 < T; i0 += 4) {
+        const int rows = T - i0 < 4 ? T - i0 : 4;
         /* probs keeps the pre-dropout softmax for backward; inference uses scratch. */
-        float *s = probs ? probs + (size_t)i * T : srow;
-        for (int d = 0; d < hd; d++) qs[d] = q[i * ts + d] * scale; /* timm scales q before the product */
-        for (int j = 0; j < T; j++) s[j] = 0.0f;
-        rows_axpy(s, qs, 1, kt, T, hd, T);
-
-        float mx = s[0];
-        for (int j = 1; j < T; j++) mx = s[j] > mx ? s[j] : mx;
-        double sum = 0.0;
-        for (int j = 0; j < T; j++) {
-            s[j] = vit_expf(s[j] - mx);
-            sum += s[j];
+        float *sr = probs ? probs + (size_t)i0 * T : srows;
+        for (size_t e = 0; e < (size_t)rows * T; e++) sr[e] = 0.0f;
+        block_axpy(sr, T, qs + (size_t)i0 * hd, hd, 1, kt, T, hd, T, rows);
+        const float *ar = sr;
+        for (int r = 0; r < rows; r++) {
+            float *sri = sr + (size_t)r * T;
+            vit_softmax_row(sri, sri, T);
+            if (drop_p > 0.0f) {
+                float *ari = arows + (size_t)r * T;
+                mask_row(ari, T, drop_p, keep, key, (((uint64_t)b * H + h) * T + i0 + r) * T);
+                for (int j = 0; j < T; j++) ari[j] *= sri[j];
+                ar = arows;
+            }
         }
-        const float inv = (float)(1.0 / sum);
-        for (int j = 0; j < T; j++) s[j] *= inv;
-
-        const float *a = s;
-        if (drop_p > 0.0f) {
-            mask_row(arow, T, drop_p, keep, key, (((uint64_t)b * H + h) * T + i) * T);
-            for (int j = 0; j < T; j++) arow[j] *= s[j];
-            a = arow;
+        for (size_t e = 0; e < (size_t)rows * hd; e++) o[e] = 0.0f;
+        block_axpy(o, hd, ar, T, 1, vp, hd, T, hd, rows);
+        for (int r = 0; r < rows; r++) {
+            float *oi = out + ((size_t)b * T + i0 + r) * os + (size_t)h * hd;
+            for (int d = 0; d < hd; d++) oi[d] = o[(size_t)r * hd + d];
         }
-        for (int d = 0; d < hd; d++) o[d] = 0.0f;
-        rows_axpy(o, a, 1, vp, hd, T, hd);
-        float *oi = out + (((size_t)b * T + i) * H + h) * hd;
-        for (int d = 0; d < hd; d++) oi[d] = o[d];
     }
 }
 
@@ -155,39 +192,46 @@ VIT_VECTORIZED static void block_backward(float *restrict dqkv, const float *res
     for (int j = 0; j < T; j++)
         for (int d = 0; d < hd; d++) vt[(size_t)d * T + j] = qkv[v0 + j * ts + d];
     const float keep = keep_scale(drop_p);
+    for (size_t e = 0; e < (size_t)T * T; e++) ds[e] = 0.0f;
 
-    for (int i = 0; i < T; i++) {
-        const float *p = probs + (size_t)i * T;
-        float *dsi = ds + (size_t)i * T;
-        for (int j = 0; j < T; j++) dsi[j] = 0.0f;
-        rows_axpy(dsi, go + i * os, 1, vt, T, hd, T); /* dA row */
-        if (drop) {
-            mask_row(mrow, T, drop_p, keep, key, (((uint64_t)b * H + h) * T + i) * T);
-            for (int j = 0; j < T; j++) {
-                am[(size_t)i * T + j] = p[j] * mrow[j];
-                dsi[j] *= mrow[j];
+    for (int i0 = 0; i0 < T; i0 += 4) {
+        const int rows = T - i0 < 4 ? T - i0 : 4;
+        block_axpy(ds + (size_t)i0 * T, T, go + i0 * os, os, 1, vt, T, hd, T, rows); /* dA rows */
+        for (int i = i0; i < i0 + rows; i++) {
+            const float *p = probs + (size_t)i * T;
+            float *dsi = ds + (size_t)i * T;
+            if (drop) {
+                mask_row(mrow, T, drop_p, keep, key, (((uint64_t)b * H + h) * T + i) * T);
+                for (int j = 0; j < T; j++) {
+                    am[(size_t)i * T + j] = p[j] * mrow[j];
+                    dsi[j] *= mrow[j];
+                }
             }
+            const float dd = vit_dot(dsi, p, T);
+            for (int j = 0; j < T; j++) dsi[j] = p[j] * (dsi[j] - dd) * scale; /* scale * dS */
         }
-        double dot = 0.0;
-        for (int j = 0; j < T; j++) dot += dsi[j] * p[j];
-        const float dd = (float)dot;
-        for (int j = 0; j < T; j++) dsi[j] = p[j] * (dsi[j] - dd) * scale; /* scale * dS */
-
-        for (int d = 0; d < hd; d++) acc[d] = 0.0f;
-        rows_axpy(acc, dsi, 1, qkv + k0, ts, T, hd);
-        float *dq = dqkv + q0 + i * ts;
-        for (int d = 0; d < hd; d++) dq[d] += acc[d];
+        for (size_t e = 0; e < (size_t)rows * hd; e++) acc[e] = 0.0f;
+        block_axpy(acc, hd, ds + (size_t)i0 * T, T, 1, qkv + k0, ts, T, hd, rows);
+        for (int r = 0; r < rows; r++) {
+            float *dq = dqkv + q0 + (i0 + r) * ts;
+            for (int d = 0; d < hd; d++) dq[d] += acc[(size_t)r * hd + d];
+        }
     }
-    for (int j = 0; j < T; j++) {
-        for (int d = 0; d < hd; d++) acc[d] = 0.0f;
-        rows_axpy(acc, ds + j, T, qkv + q0, ts, T, hd);
-        float *dk = dqkv + k0 + j * ts;
-        for (int d = 0; d < hd; d++) dk[d] += acc[d];
-
-        for (int d = 0; d < hd; d++) acc[d] = 0.0f;
-        rows_axpy(acc, a + j, T, go, os, T, hd);
-        float *dv = dqkv + v0 + j * ts;
-        for (int d = 0; d < hd; d++) dv[d] += acc[d];
+    /* Columns j of dS and A are the coefficients of dK and dV rows j. */
+    for (int j0 = 0; j0 < T; j0 += 4) {
+        const int rows = T - j0 < 4 ? T - j0 : 4;
+        for (size_t e = 0; e < (size_t)rows * hd; e++) acc[e] = 0.0f;
+        block_axpy(acc, hd, ds + j0, 1, T, qkv + q0, ts, T, hd, rows);
+        for (int r = 0; r < rows; r++) {
+            float *dk = dqkv + k0 + (j0 + r) * ts;
+            for (int d = 0; d < hd; d++) dk[d] += acc[(size_t)r * hd + d];
+        }
+        for (size_t e = 0; e < (size_t)rows * hd; e++) acc[e] = 0.0f;
+        block_axpy(acc, hd, a + j0, 1, T, go, os, T, hd, rows);
+        for (int r = 0; r < rows; r++) {
+            float *dv = dqkv + v0 + (j0 + r) * ts;
+            for (int d = 0; d < hd; d++) dv[d] += acc[(size_t)r * hd + d];
+        }
     }
 }
 

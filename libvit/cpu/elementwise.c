@@ -63,13 +63,22 @@ VIT_VECTORIZED static void axpy_to(float *out, const float *x, const float *rest
     for (int64_t i = 0; i < n; i++) out[i] = x[i] + s * y[i];
 }
 
+/* y = x + s * y: the residual written over its branch's storage. */
+VIT_VECTORIZED static void axpy_into(float *restrict y, const float *restrict x, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] + s * y[i];
+}
+
 void vit_residual_forward(float *out, const float *x, const float *y, const float *scale, int B, int64_t per) {
     const int64_t spans = (per + SPAN - 1) / SPAN;
 #pragma omp parallel for schedule(static) if (B * per > 65536)
     for (int64_t k = 0; k < B * spans; k++) {
         const int b = (int)(k / spans);
         const int64_t i0 = (k % spans) * SPAN, off = b * per + i0;
-        axpy_to(out + off, x + off, y + off, scale ? scale[b] : 1.0f, span_len(per, i0));
+        const float s = scale ? scale[b] : 1.0f;
+        if (out == y)
+            axpy_into(out + off, x + off, s, span_len(per, i0));
+        else
+            axpy_to(out + off, x + off, y + off, s, span_len(per, i0));
     }
 }
 

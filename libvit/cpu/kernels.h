@@ -24,6 +24,15 @@
 #define VIT_VECTORIZED
 #endif
 
+/* For helpers of VIT_VECTORIZED functions: a helper the compiler chooses not
+ * to inline is built once, for the default target, so it must be inlined into
+ * each clone to get that clone's vector width and FMA. */
+#if defined(__GNUC__)
+#define VIT_INLINE static inline __attribute__((always_inline))
+#else
+#define VIT_INLINE static inline
+#endif
+
 /* ---------------------------------------------------------------- LayerNorm */
 /* out [rows, C]; mean, rstd [rows] saved for backward (may be NULL). */
 void vit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
@@ -88,7 +97,7 @@ void vit_embed_tokens_backward(float *dpatch, float *dcls, float *dpos, const fl
                                int D);
 
 /* out [B, per] = x + scale[b] * y (DropPath: scale is 0 or 1 / keep per
- * sample; NULL means 1). out may alias x. */
+ * sample; NULL means 1). out may be x or y. */
 void vit_residual_forward(float *out, const float *x, const float *y, const float *scale, int B,
                           int64_t per);
 /* dx, dy [B, per] += (either may be NULL) */

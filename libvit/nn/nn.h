@@ -37,7 +37,7 @@ struct vit_model {
     int n_params;
     int64_t total;     /* floats in each flat buffer */
     float *weights;    /* all parameters, 64-byte aligned */
-    float *grads;      /* same layout */
+    float *grads;      /* same layout; NULL until a gradient is first needed (inference never pays for it) */
 
     /* Indices into params. */
     int cls_token, pos_embed, patch_w, patch_b, patch_norm_w, patch_norm_b, norm_w, norm_b, head_w, head_b;
@@ -55,5 +55,7 @@ struct vit_model {
 };
 
 int vit_model_find_param(const struct vit_model *model, const char *name);
+/* Allocate the (zeroed) gradient buffer if it is not there yet. */
+vit_status vit_model_ensure_grads(struct vit_model *model);
 
 #endif

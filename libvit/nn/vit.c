@@ -147,8 +147,7 @@ vit_status vit_model_create(vit_context *ctx, const vit_config *cfg, vit_model *
     vit_status s = build_params(m);
     if (s == VIT_OK) {
         m->weights = vit_alloc((size_t)m->total * sizeof(float));
-        m->grads = vit_alloc((size_t)m->total * sizeof(float));
-        if (!m->weights || !m->grads)
+        if (!m->weights)
             s = vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_create: cannot allocate %lld parameters",
                          (long long)m->total);
     }
@@ -158,6 +157,15 @@ vit_status vit_model_create(vit_context *ctx, const vit_config *cfg, vit_model *
     }
     init_params(m);
     *out = m;
+    return VIT_OK;
+}
+
+vit_status vit_model_ensure_grads(vit_model *m) {
+    if (m->grads) return VIT_OK;
+    m->grads = vit_alloc((size_t)m->total * sizeof(float));
+    if (!m->grads)
+        return vit_fail(VIT_ERR_OUT_OF_MEMORY, "model: cannot allocate gradients for %lld parameters",
+                        (long long)m->total);
     return VIT_OK;
 }
 
@@ -213,7 +221,7 @@ enum { STREAM_POS_DROP = 1, STREAM_BLOCK = 16 };
 static vit_value *param_value(vit_model *m, int idx) {
     if (idx < 0) return NULL;
     const vit_param *p = &m->params[idx];
-    return vit_tape_wrap(&m->tape, m->weights + p->offset, m->grads + p->offset, p->numel, true);
+    return vit_tape_wrap(&m->tape, m->weights + p->offset, m->grads ? m->grads + p->offset : NULL, p->numel, true);
 }
 
 /* Per-sample DropPath scales [B] (0 or 1 / keep), or NULL when off. */
@@ -312,6 +320,7 @@ vit_status vit_model_forward(vit_model *m, const vit_tensor *images, vit_tensor 
     if (images->numel > INT32_MAX || (int64_t)B * m->tokens * m->hidden > INT32_MAX)
         return vit_fail(VIT_ERR_SHAPE, "vit_model_forward: batch %d is too large for this model", B);
     vit_context_enter(m->ctx);
+    if (m->grad_enabled) VIT_TRY(vit_model_ensure_grads(m));
 
     vit_tape *t = &m->tape;
     vit_tape_reset(t, m->grad_enabled);
@@ -402,7 +411,7 @@ vit_status vit_model_backward_logits(vit_model *m, const vit_tensor *dlogits) {
 
 vit_status vit_model_zero_grad(vit_model *m) {
     VIT_CHECK_ARG(m, "vit_model_zero_grad: model is NULL");
-    memset(m->grads, 0, (size_t)m->total * sizeof(float));
+    if (m->grads) memset(m->grads, 0, (size_t)m->total * sizeof(float));
     return VIT_OK;
 }
 
@@ -469,7 +478,10 @@ vit_status vit_model_param_write(vit_model *model, const char *name, const float
 vit_status vit_model_grad_read(const vit_model *model, const char *name, float *dst, size_t bytes) {
     const vit_param *p = NULL;
     VIT_TRY(lookup(model, "vit_model_grad_read", name, bytes, dst, &p));
-    memcpy(dst, model->grads + p->offset, bytes);
+    if (model->grads)
+        memcpy(dst, model->grads + p->offset, bytes);
+    else
+        memset(dst, 0, bytes);
     return VIT_OK;
 }
 

@@ -25,8 +25,8 @@ static vit_status linear_backward(vit_tape *tape, const vit_node *node) {
         VIT_TRY(vit_cpu_gemm(&g));
     }
     if (W->requires_grad) {
-        vit_gemm g = {.M = N, .N = K, .K = M, .A = dy, .lda = N, .trans_a = true, .B = x->data, .ldb = K,
-                      .C = W->grad, .ldc = K, .accumulate = true};
+        vit_gemm g = {.M = N, .N = K, .K = M, .A = dy, .lda = N, .trans_a = true, .B = vit_tape_data(tape, x),
+                      .ldb = K, .C = W->grad, .ldc = K, .accumulate = true};
         VIT_TRY(vit_cpu_gemm(&g));
     }
     if (b && b->requires_grad) vit_bias_backward(b->grad, dy, M, N);

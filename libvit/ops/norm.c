@@ -2,7 +2,7 @@
 #include "cpu/kernels.h"
 #include "ops/ops.h"
 
-/* node: in = {x, w, b}, saved = {mean, rstd}, dims = {rows, C} */
+/* node: in = {x, w, b}, saved = {mean, rstd}, dims = {rows, C}, scalar = {eps} */
 static vit_status layernorm_backward(vit_tape *tape, const vit_node *node) {
     vit_value *x = node->in[0], *w = node->in[1], *b = node->in[2];
     float *dx = x->requires_grad ? vit_tape_grad(tape, x) : NULL;
@@ -13,18 +13,25 @@ static vit_status layernorm_backward(vit_tape *tape, const vit_node *node) {
     return VIT_OK;
 }
 
+/* The same code as the forward pass, so the output is bit for bit the same. */
+static void layernorm_recompute(const vit_node *node, float *out) {
+    const vit_value *x = node->in[0], *w = node->in[1], *b = node->in[2];
+    vit_layernorm_forward(out, NULL, NULL, x->data, w->data, b->data, node->dims[0], node->dims[1], node->scalar[0]);
+}
+
 vit_value *vit_op_layernorm(vit_tape *tape, vit_value *x, vit_value *w, vit_value *b, int64_t rows, int C,
                             float eps) {
     bool record = vit_tape_wants(tape, x, w, b);
-    vit_value *y = vit_tape_value(tape, rows * C, record);
+    vit_value *y = record ? vit_tape_transient(tape, rows * C, true) : vit_tape_value(tape, rows * C, false);
     float *mean = record ? vit_arena_floats(&tape->arena, (size_t)rows) : NULL;
     float *rstd = record ? vit_arena_floats(&tape->arena, (size_t)rows) : NULL;
     if (!y || (record && (!mean || !rstd))) return NULL;
     vit_layernorm_forward(y->data, mean, rstd, x->data, w->data, b->data, rows, C, eps);
     if (record) {
         vit_node node = {.backward = layernorm_backward, .out = y, .in = {x, w, b}, .saved = {mean, rstd},
-                         .dims = {(int)rows, C}};
+                         .dims = {(int)rows, C}, .scalar = {eps}, .recompute = layernorm_recompute};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
+        vit_tape_set_producer(tape, y);
     }
     return y;
 }
@@ -38,14 +45,19 @@ static vit_status gelu_backward(vit_tape *tape, const vit_node *node) {
     return VIT_OK;
 }
 
+static void gelu_recompute(const vit_node *node, float *out) {
+    vit_gelu_forward(out, node->in[0]->data, node->in[0]->numel);
+}
+
 vit_value *vit_op_gelu(vit_tape *tape, vit_value *x) {
     bool record = vit_tape_wants(tape, x, NULL, NULL);
-    vit_value *y = vit_tape_value(tape, x->numel, record);
+    vit_value *y = record ? vit_tape_transient(tape, x->numel, true) : vit_tape_value(tape, x->numel, false);
     if (!y) return NULL;
     vit_gelu_forward(y->data, x->data, x->numel);
     if (record) {
-        vit_node node = {.backward = gelu_backward, .out = y, .in = {x}};
+        vit_node node = {.backward = gelu_backward, .out = y, .in = {x}, .recompute = gelu_recompute};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
+        vit_tape_set_producer(tape, y);
     }
     return y;
 }

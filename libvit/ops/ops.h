@@ -18,6 +18,8 @@ typedef struct vit_value {
     float *grad;        /* NULL until needed; parameters point into the flat gradient buffer */
     int64_t numel;
     bool requires_grad; /* false for inputs (images) and for everything in inference */
+    bool grad_owned;    /* grad came from the tape (not a parameter's slot), so backward may recycle it */
+    int producer;       /* transient values: index of the node that recomputes data; else -1 */
 } vit_value;
 
 typedef struct vit_tape vit_tape;
@@ -35,13 +37,25 @@ struct vit_node {
     float scalar[2];
     uint64_t key;
     const int32_t *labels;
+    /* For an op whose output is transient: write the output again into out. */
+    void (*recompute)(const vit_node *node, float *out);
 };
+
+/* A gradient buffer whose value's backward has run, free for reuse. */
+typedef struct vit_spare_grad {
+    float *data;
+    int64_t numel;
+} vit_spare_grad;
 
 struct vit_tape {
     vit_arena arena;    /* activations, saved tensors, activation gradients; reset each step */
     vit_node *nodes;    /* grows once, kept across steps */
     int count, cap;
     bool recording;
+    vit_spare_grad *spare; /* during backward: gradients no node will read again (arena storage) */
+    int spare_count;
+    float *shared;         /* the data of transient values (see vit_tape_transient) */
+    int64_t shared_numel;
 };
 
 void vit_tape_init(vit_tape *tape);
@@ -50,11 +64,23 @@ void vit_tape_release(vit_tape *tape);
 void vit_tape_reset(vit_tape *tape, bool recording);
 /* A new activation of n floats (data uninitialised); requires_grad as given. */
 vit_value *vit_tape_value(vit_tape *tape, int64_t n, bool requires_grad);
+/* A transient activation: its data lives in one buffer that every transient
+ * value of the step shares, so it is valid only until the next transient
+ * value is made. For outputs that a single op consumes at once (LayerNorm
+ * before a linear layer, GELU before fc2): they then cost no memory per
+ * layer, and backward gets them back through vit_tape_data. The producing op
+ * must record a node with a recompute function and call vit_tape_set_producer. */
+vit_value *vit_tape_transient(vit_tape *tape, int64_t n, bool requires_grad);
+/* Mark v as recomputed by the node just pushed. */
+void vit_tape_set_producer(vit_tape *tape, vit_value *v);
+/* v's data for use in backward (recomputed when v is transient). */
+const float *vit_tape_data(vit_tape *tape, const vit_value *v);
 /* Wrap storage that is not the arena's (parameters, caller inputs). */
 vit_value *vit_tape_wrap(vit_tape *tape, float *data, float *grad, int64_t n, bool requires_grad);
 /* Append a node (copied); only called when the tape records and out requires grad. */
 vit_status vit_tape_push(vit_tape *tape, const vit_node *node);
-/* The gradient buffer of v, zero-filled on first use. NULL on failure. */
+/* The gradient buffer of v, zero-filled on first use (a recycled buffer of
+ * the same size when backward has one spare). NULL on failure. */
 float *vit_tape_grad(vit_tape *tape, vit_value *v);
 /* Seed out's gradient with seed_grad (n floats, or NULL for ones) and replay. */
 vit_status vit_tape_backward(vit_tape *tape, vit_value *out, const float *seed_grad);
@@ -80,7 +106,10 @@ vit_value *vit_op_attention(vit_tape *tape, vit_value *qkv, int B, int T, int H,
 /* tokens [B, 1 + N, D] = [cls; patch] + pos */
 vit_value *vit_op_embed_tokens(vit_tape *tape, vit_value *patch, vit_value *cls, vit_value *pos, int B, int N,
                                int D);
-/* x + DropPath(y): per-sample scale (NULL: plain residual) */
+/* x + DropPath(y): per-sample scale (NULL: plain residual). The result is
+ * written over y's storage, which is what makes a residual branch cost no
+ * memory of its own: y must be the branch's output, read by nothing else
+ * (no backward reads the data of a linear layer's or dropout's output). */
 vit_value *vit_op_residual(vit_tape *tape, vit_value *x, vit_value *y, const float *scale, int B, int64_t per);
 /* Dropout with probability p; p == 0 returns x itself. */
 vit_value *vit_op_dropout(vit_tape *tape, vit_value *x, float p, uint64_t key);

@@ -19,6 +19,10 @@ void vit_tape_reset(vit_tape *tape, bool recording) {
     vit_arena_reset(&tape->arena);
     tape->count = 0;
     tape->recording = recording;
+    tape->spare = NULL;
+    tape->spare_count = 0;
+    tape->shared = NULL;
+    tape->shared_numel = 0;
 }
 
 vit_value *vit_tape_wrap(vit_tape *tape, float *data, float *grad, int64_t n, bool requires_grad) {
@@ -28,6 +32,8 @@ vit_value *vit_tape_wrap(vit_tape *tape, float *data, float *grad, int64_t n, bo
     v->grad = grad;
     v->numel = n;
     v->requires_grad = requires_grad && tape->recording;
+    v->grad_owned = false;
+    v->producer = -1;
     return v;
 }
 
@@ -35,6 +41,29 @@ vit_value *vit_tape_value(vit_tape *tape, int64_t n, bool requires_grad) {
     float *data = vit_arena_floats(&tape->arena, (size_t)n);
     if (!data) return NULL;
     return vit_tape_wrap(tape, data, NULL, n, requires_grad);
+}
+
+vit_value *vit_tape_transient(vit_tape *tape, int64_t n, bool requires_grad) {
+    if (n > tape->shared_numel) {
+        /* Shapes repeat every block, so this grows once or twice per step;
+         * values made before keep pointing at the old buffer, which stays
+         * valid (they are recomputed before use anyway). */
+        float *grown = vit_arena_floats(&tape->arena, (size_t)n);
+        if (!grown) return NULL;
+        tape->shared = grown;
+        tape->shared_numel = n;
+    }
+    return vit_tape_wrap(tape, tape->shared, NULL, n, requires_grad);
+}
+
+void vit_tape_set_producer(vit_tape *tape, vit_value *v) { v->producer = tape->count - 1; }
+
+const float *vit_tape_data(vit_tape *tape, const vit_value *v) {
+    if (v->producer >= 0) {
+        const vit_node *node = &tape->nodes[v->producer];
+        node->recompute(node, v->data);
+    }
+    return v->data;
 }
 
 bool vit_tape_wants(const vit_tape *tape, const vit_value *a, const vit_value *b, const vit_value *c) {
@@ -54,8 +83,30 @@ vit_status vit_tape_push(vit_tape *tape, const vit_node *node) {
 }
 
 float *vit_tape_grad(vit_tape *tape, vit_value *v) {
-    if (!v->grad) v->grad = vit_arena_zeros(&tape->arena, (size_t)v->numel);
+    if (v->grad) return v->grad;
+    for (int i = 0; i < tape->spare_count; i++)
+        if (tape->spare[i].numel == v->numel) {
+            v->grad = tape->spare[i].data;
+            tape->spare[i] = tape->spare[--tape->spare_count];
+            memset(v->grad, 0, (size_t)v->numel * sizeof(float));
+            v->grad_owned = true;
+            return v->grad;
+        }
+    v->grad = vit_arena_zeros(&tape->arena, (size_t)v->numel);
+    v->grad_owned = v->grad != NULL;
     return v->grad;
+}
+
+/* A value is the output of exactly one node and only that node's backward
+ * reads its gradient, so once it has run the buffer can serve a later
+ * (earlier-layer) gradient of the same size: blocks repeat their shapes, so
+ * activation gradients then take about one block's worth of memory instead
+ * of the whole network's. */
+static void recycle_grad(vit_tape *tape, vit_value *v) {
+    if (!v->grad_owned) return;
+    tape->spare[tape->spare_count++] = (vit_spare_grad){v->grad, v->numel};
+    v->grad = NULL;
+    v->grad_owned = false;
 }
 
 vit_status vit_tape_backward(vit_tape *tape, vit_value *out, const float *seed_grad) {
@@ -64,11 +115,17 @@ vit_status vit_tape_backward(vit_tape *tape, vit_value *out, const float *seed_g
     float *g = vit_tape_grad(tape, out);
     if (!g) return VIT_ERR_OUT_OF_MEMORY;
     for (int64_t i = 0; i < out->numel; i++) g[i] += seed_grad ? seed_grad[i] : 1.0f;
+    tape->spare = vit_arena_alloc(&tape->arena, (size_t)tape->count * sizeof *tape->spare);
+    if (!tape->spare) return VIT_ERR_OUT_OF_MEMORY;
+    tape->spare_count = 0;
     for (int i = tape->count - 1; i >= 0; i--) {
         const vit_node *node = &tape->nodes[i];
         if (!node->out->grad) continue; /* nothing downstream of this node reached the loss */
         VIT_TRY(node->backward(tape, node));
+        recycle_grad(tape, node->out);
     }
+    tape->spare = NULL;
+    tape->spare_count = 0;
     /* A tape replays once: a second backward would double-count. */
     tape->count = 0;
     tape->recording = false;

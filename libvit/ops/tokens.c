@@ -41,7 +41,10 @@ static vit_status residual_backward(vit_tape *tape, const vit_node *node) {
 
 vit_value *vit_op_residual(vit_tape *tape, vit_value *x, vit_value *y, const float *scale, int B, int64_t per) {
     bool record = vit_tape_wants(tape, x, y, NULL);
-    vit_value *out = vit_tape_value(tape, B * per, record);
+    /* The sum takes over the branch's storage (see ops.h); a transient y's
+     * storage is shared, so that one gets a buffer of its own. */
+    vit_value *out = y->producer < 0 ? vit_tape_wrap(tape, y->data, NULL, B * per, record)
+                                     : vit_tape_value(tape, B * per, record);
     if (!out) return NULL;
     vit_residual_forward(out->data, x->data, y->data, scale, B, per);
     if (record) {

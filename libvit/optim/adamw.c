@@ -118,6 +118,7 @@ vit_status vit_optimizer_step(vit_optimizer *o) {
     VIT_CHECK_ARG(o, "vit_optimizer_step: optimizer is NULL");
     vit_model *m = o->model;
     vit_context_enter(m->ctx);
+    VIT_TRY(vit_model_ensure_grads(m));
     /* Padding between parameters is zero in every buffer, so the flat buffer's
      * norm is the parameters' norm. */
     double norm = sqrt(vit_sum_squares(m->grads, m->total));

@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""PyTorch side of the CPU benchmark: vit-bench's workloads on the same model.
+
+Same workloads, defaults, step and timing as examples/vit-bench.c: synthetic
+inputs, a training step is zero_grad + forward + cross-entropy + backward +
+AdamW step (torch.optim.AdamW defaults, lr 1e-3, weight decay 0.01), inference
+runs under torch.no_grad() in eval mode. The model is tests/parity/torch_vit.py
+(timm layout: qkv bias, no patch norm, LayerNorm eps 1e-6, cls-token pooling,
+dropout 0). Peak RSS is the process's, so run one workload per process.
+
+    /usr/bin/python3 bench/torch_ref.py --workload fmnist-train --threads 2 --json
+    /usr/bin/python3 bench/torch_ref.py --probe    # JSON: torch version and the BLAS it loaded
+"""
+import argparse
+import ctypes
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
+from torch_vit import VisionTransformer, flops_per_image  # noqa: E402
+
+# name: (img, patch, channels, dim, depth, heads, mlp, classes, batch, train), as in vit-bench.c
+WORKLOADS = {
+    "fmnist-train": (28, 4, 1, 96, 6, 3, 4.0, 10, 128, True),
+    "tiny-c32-train": (32, 4, 3, 192, 12, 3, 4.0, 10, 64, True),
+    "seed-b16-train": (224, 16, 3, 768, 12, 12, 4.0, 2, 4, True),
+    "b16-infer-b1": (224, 16, 3, 768, 12, 12, 4.0, 1000, 1, False),
+    "b16-infer-b16": (224, 16, 3, 768, 12, 12, 4.0, 1000, 16, False),
+}
+
+
+def loaded_blas():
+    """Path of the BLAS library this process has mapped (the first match by preference)."""
+    with open("/proc/self/maps") as f:
+        paths = {line.split()[-1] for line in f if "/" in line}
+    for key in ("libmkl", "libopenblas", "libblas"):
+        hits = sorted(p for p in paths if os.path.basename(p).startswith(key))
+        if hits:
+            return hits[0]
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workload", choices=sorted(WORKLOADS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--probe", action="store_true", help="print torch's version and BLAS as JSON, run nothing")
+    args = ap.parse_args()
+    if args.probe:
+        blas = loaded_blas()
+        print(json.dumps({"impl": "pytorch", "torch": torch.__version__,
+                          "blas": os.path.basename(blas) if blas else "none", "blas_path": blas or ""}))
+        return
+    if not args.workload:
+        ap.error("--workload is required")
+    if args.threads < 1 or args.steps < 1 or args.warmup < 0:
+        ap.error("--threads and --steps must be >= 1, --warmup >= 0")
+    img, patch, chans, dim, depth, heads, mlp, classes, batch, train = WORKLOADS[args.workload]
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=img, patch_size=patch, in_channels=chans, num_classes=classes, dim=dim,
+                              depth=depth, heads=heads, mlp_ratio=mlp)
+    x = torch.rand(batch, chans, img, img) - 0.5
+    y = torch.arange(batch) % classes
+
+    # torch.set_num_threads sizes OpenMP only; a pthread OpenBLAS keeps one
+    # thread per core unless told, so give it the same count (through its
+    # API: the OPENBLAS_* environment is left as the caller set it).
+    blas = loaded_blas()
+    if blas and "openblas" in os.path.basename(blas):
+        ctypes.CDLL(blas).openblas_set_num_threads(args.threads)
+
+    if train:
+        model.train()
+        opt = torch.optim.AdamW(model.parameters())
+
+        def step():
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    else:
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model(x)
+
+    times = []
+    for s in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        step()
+        if s >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    flops = flops_per_image(img, patch, chans, dim, depth, mlp, classes) * batch * (3 if train else 1)
+    ips, gflops = batch / median, flops / median * 1e-9
+    blas_name = os.path.basename(blas) if blas else "none"
+    if args.json:
+        print(json.dumps({"workload": args.workload, "threads": args.threads, "batch": batch,
+                          "median_step_s": round(median, 6), "img_per_s": round(ips, 3), "gflops": round(gflops, 2),
+                          "peak_rss_mib": round(rss, 1), "impl": "pytorch", "blas": blas_name,
+                          "blas_path": blas or ""}))
+    else:
+        print(f"{args.workload:<16} threads {args.threads} batch {batch:4d}  {median * 1e3:9.2f} ms/step  "
+              f"{ips:9.2f} img/s  {gflops:7.1f} GFLOP/s  peak RSS {rss:7.1f} MiB  (pytorch, {blas_name})")
+
+
+if __name__ == "__main__":
+    main()
