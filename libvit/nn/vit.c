@@ -155,6 +155,7 @@ vit_status vit_model_create(vit_context *ctx, const vit_config *cfg, vit_model *
         vit_model_destroy(m);
         return s;
     }
+    vit_context_enter(ctx); /* initialisation runs on the context's threads */
     init_params(m);
     *out = m;
     return VIT_OK;
