@@ -1,0 +1,151 @@
+/* What a step keeps in memory, read off the model's arena: a training step's
+ * cost per block is what backward reads and nothing more (LayerNorm and GELU
+ * outputs recomputed, residual sums over their branch, activation gradients
+ * recycled), inference keeps one block's temporaries, and a model used only
+ * for inference never allocates gradients. The expected sizes are counted
+ * from the architecture, not taken from a run. */
+#include <check.h>
+#include <stdlib.h>
+
+#include <vit/vit.h>
+
+#include "nn/nn.h"
+
+#define BATCH 16
+#define IMG 28
+#define PATCH 4
+#define DIM 96
+#define HEADS 3
+#define HIDDEN (4 * DIM)
+#define CLASSES 10
+#define TOKENS ((IMG / PATCH) * (IMG / PATCH) + 1)
+
+static vit_context *ctx;
+static vit_tensor *images, *logits, *labels;
+
+static vit_model *make_model(int depth) {
+    vit_config *cfg;
+    vit_model *m;
+    ck_assert_int_eq(vit_config_create(&cfg), VIT_OK);
+    vit_config_set_int(cfg, VIT_CFG_IMG_SIZE, IMG);
+    vit_config_set_int(cfg, VIT_CFG_PATCH_SIZE, PATCH);
+    vit_config_set_int(cfg, VIT_CFG_IN_CHANNELS, 1);
+    vit_config_set_int(cfg, VIT_CFG_DIM, DIM);
+    vit_config_set_int(cfg, VIT_CFG_DEPTH, depth);
+    vit_config_set_int(cfg, VIT_CFG_HEADS, HEADS);
+    vit_config_set_int(cfg, VIT_CFG_NUM_CLASSES, CLASSES);
+    ck_assert_int_eq(vit_model_create(ctx, cfg, &m), VIT_OK);
+    vit_config_destroy(cfg);
+    return m;
+}
+
+static void setup(void) {
+    ck_assert_int_eq(vit_context_create(&ctx), VIT_OK);
+    vit_context_set_int(ctx, VIT_CTX_THREADS, 2);
+    int64_t si[4] = {BATCH, 1, IMG, IMG}, so[2] = {BATCH, CLASSES}, sl[1] = {BATCH};
+    ck_assert_int_eq(vit_tensor_create(ctx, VIT_DTYPE_F32, 4, si, &images), VIT_OK);
+    ck_assert_int_eq(vit_tensor_create(ctx, VIT_DTYPE_F32, 2, so, &logits), VIT_OK);
+    ck_assert_int_eq(vit_tensor_create(ctx, VIT_DTYPE_I32, 1, sl, &labels), VIT_OK);
+    float *x;
+    int32_t *y;
+    vit_tensor_data(images, (void **)&x);
+    vit_tensor_data(labels, (void **)&y);
+    for (int i = 0; i < BATCH * IMG * IMG; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    for (int b = 0; b < BATCH; b++) y[b] = b % CLASSES;
+}
+
+static void teardown(void) {
+    vit_tensor_destroy(images);
+    vit_tensor_destroy(logits);
+    vit_tensor_destroy(labels);
+    vit_context_destroy(ctx);
+}
+
+/* Arena bytes of one training step (forward, loss, backward) of a model of this depth. */
+static double train_step_bytes(int depth) {
+    vit_model *m = make_model(depth);
+    float loss;
+    ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
+    ck_assert_int_eq(vit_model_loss(m, labels, 0.0f, &loss), VIT_OK);
+    ck_assert_int_eq(vit_model_backward(m), VIT_OK);
+    double bytes = (double)m->tape.arena.used_total;
+    vit_model_destroy(m);
+    return bytes;
+}
+
+static double inference_bytes(int depth, vit_model **keep) {
+    vit_model *m = make_model(depth);
+    ck_assert_int_eq(vit_model_set_grad(m, 0), VIT_OK);
+    /* The first forward grows the arena chunk by chunk, and a block that
+     * spans a new chunk cannot be rewound; from the second on it is one chunk. */
+    ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
+    ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
+    m->tape.arena.peak = 0; /* the next forward's reset folds in the last one's level */
+    ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
+    const vit_arena *a = &m->tape.arena; /* inference rewinds: the high-water mark is the peak */
+    double bytes = (double)(a->peak > a->used_total ? a->peak : a->used_total);
+    *keep = m;
+    return bytes;
+}
+
+START_TEST(training_block_keeps_what_backward_reads) {
+    const double M = (double)BATCH * TOKENS;
+    /* Kept per block for backward: the two LayerNorms' mean and rstd (4 M),
+     * qkv (3 M D, attention's input), the probabilities (B H T^2), attention's
+     * output (M D, proj's input), the two residual sums (2 M D, the next
+     * LayerNorms' inputs) and fc1's pre-activation (M Dh, GELU's input). */
+    const double kept = 4.0 * (4 * M + 6 * M * DIM + M * HIDDEN + (double)BATCH * HEADS * TOKENS * TOKENS);
+    const double per_block = (train_step_bytes(6) - train_step_bytes(2)) / 4;
+    /* Attention's per-call scratch, node and value records and 64-byte
+     * rounding come on top: a few percent. Keeping LayerNorm or GELU outputs,
+     * a residual's branch or one more block of gradients would add 10-60 %. */
+    ck_assert_msg(per_block <= 1.05 * kept, "a training block takes %.0f bytes, expected at most %.0f (1.05 x %.0f)",
+                  per_block, 1.05 * kept, kept);
+    ck_assert_msg(per_block >= kept, "a training block takes %.0f bytes, less than the %.0f backward reads",
+                  per_block, kept);
+}
+END_TEST
+
+START_TEST(inference_keeps_one_block) {
+    vit_model *m2, *m6;
+    const double b2 = inference_bytes(2, &m2), b6 = inference_bytes(6, &m6);
+    /* Each block's temporaries are released when it ends and its output
+     * replaces its input: more blocks add no memory at all. */
+    const double one_activation = 4.0 * BATCH * TOKENS * DIM;
+    ck_assert_msg(b6 - b2 < 0.1 * one_activation, "4 more blocks took %.0f more bytes in inference", b6 - b2);
+    /* and gradients are never allocated */
+    ck_assert_ptr_null(m2->grads);
+    ck_assert_ptr_null(m6->grads);
+    vit_model_destroy(m2);
+    vit_model_destroy(m6);
+}
+END_TEST
+
+START_TEST(gradients_allocated_on_first_training_forward) {
+    vit_model *m = make_model(1);
+    ck_assert_ptr_null(m->grads);
+    float g[CLASSES];
+    ck_assert_int_eq(vit_model_grad_read(m, "head.bias", g, sizeof g), VIT_OK); /* zeros, still no buffer */
+    for (int i = 0; i < CLASSES; i++) ck_assert_float_eq(g[i], 0.0f);
+    ck_assert_ptr_null(m->grads);
+    ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
+    ck_assert_ptr_nonnull(m->grads);
+    vit_model_destroy(m);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("memory");
+    TCase *tc = tcase_create("memory");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, training_block_keeps_what_backward_reads);
+    tcase_add_test(tc, inference_keeps_one_block);
+    tcase_add_test(tc, gradients_allocated_on_first_training_forward);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
