@@ -8,7 +8,9 @@
  * --workload prints one JSON line: the rate of the matrix products of one of
  * vit-bench's workloads (patch embedding, qkv, proj, fc1 + GELU, fc2, head at
  * the workload's batch; with their dX and dW products for training), as total
- * FLOPs over the sum of median times: the ceiling a whole step is compared to.
+ * FLOPs over the sum of best times: the ceiling a whole step is compared to
+ * (the best, not the median, as a ceiling should not move with the noise of
+ * a shared machine).
  *
  * Each row is 2*M*N*K / time, the median (and best) of R timed calls after W
  * warm-up calls, on 64-byte aligned buffers of uniform random values.
@@ -283,8 +285,8 @@ static void bench_attention(int warmup, int reps, const char *only) {
     vit_free(qkv), vit_free(S), vit_free(O);
 }
 
-/* Median seconds of one product of shape s on fresh random operands; < 0 on failure. */
-static double median_gemm(const shape *s, int warmup, int reps, uint64_t seed) {
+/* Best seconds of one product of shape s on fresh random operands; < 0 on failure. */
+static double best_gemm(const shape *s, int warmup, int reps, uint64_t seed) {
     vit_gemm g = {.M = s->M, .N = s->N, .K = s->K, .trans_a = s->ta, .trans_b = s->tb, .accumulate = s->acc,
                   .epilogue = s->gelu ? VIT_EPILOGUE_GELU : VIT_EPILOGUE_NONE};
     g.lda = s->ta ? s->M : s->K;
@@ -294,7 +296,7 @@ static double median_gemm(const shape *s, int warmup, int reps, uint64_t seed) {
     float *C = rand_floats((size_t)s->M * s->N, seed + 2), *bias = s->bias ? rand_floats((size_t)s->N, seed + 3) : NULL;
     g.A = A, g.B = B, g.C = C, g.bias = bias;
     timing tm;
-    double r = time_gemm(&g, warmup, reps, &tm) == 0 ? tm.median : -1.0;
+    double r = time_gemm(&g, warmup, reps, &tm) == 0 ? tm.best : -1.0;
     vit_free(A), vit_free(B), vit_free(C), vit_free(bias);
     return r;
 }
@@ -317,7 +319,7 @@ static int bench_workload(const vit_bench_workload *w, int threads, int warmup, 
         const shape *todo[3] = {&fwd, w->train ? &dw : NULL, w->train && i > 0 ? &dx : NULL};
         for (int k = 0; k < 3; k++) {
             if (!todo[k]) continue;
-            double sec = median_gemm(todo[k], warmup, reps, seed += 4);
+            double sec = best_gemm(todo[k], warmup, reps, seed += 4);
             if (sec < 0) return 1;
             flops += 2.0 * M * N * K * layers[i].count;
             seconds += sec * layers[i].count;

@@ -72,6 +72,14 @@ typedef struct vit_arena_mark {
 } vit_arena_mark;
 vit_arena_mark vit_arena_save(const vit_arena *a);
 void vit_arena_rewind(vit_arena *a, vit_arena_mark mark);
+/* Rewind to mark, keeping the last allocation made after it (bytes at data):
+ * it is moved down to the mark, or, when chunks were added since the mark,
+ * to the start of the newest chunk, the chunks in between being freed. So a
+ * pass that spills into a new chunk is still given back, which keeps the
+ * first step's memory close to the steady state's. Returns the moved data;
+ * *at (may be NULL) is the position where it begins. */
+void *vit_arena_rewind_keep(vit_arena *a, vit_arena_mark mark, const void *data, size_t bytes,
+                            vit_arena_mark *at);
 
 /* 64-byte aligned, NOT zeroed; NULL on failure (sets the thread error). */
 void *vit_arena_alloc(vit_arena *a, size_t bytes);

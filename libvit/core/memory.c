@@ -93,6 +93,34 @@ void *vit_arena_alloc(vit_arena *a, size_t bytes) {
     return p;
 }
 
+void *vit_arena_rewind_keep(vit_arena *a, vit_arena_mark mark, const void *data, size_t bytes,
+                            vit_arena_mark *at) {
+    if (a->used_total > a->peak) a->peak = a->used_total;
+    vit_arena_chunk *c = a->chunks;
+    if (c && c == mark.chunk) {
+        vit_arena_rewind(a, mark);
+        if (at) *at = vit_arena_save(a);
+        void *low = vit_arena_alloc(a, bytes); /* at the mark: below data, and it fits */
+        memmove(low, data, bytes);
+        return low;
+    }
+    /* data, the last allocation, is in the newest chunk c; mark is in an
+     * older one (or NULL: before the first chunk). */
+    vit_arena_chunk **link = &c->next;
+    while (*link && *link != mark.chunk) {
+        vit_arena_chunk *dead = *link;
+        *link = dead->next;
+        free(dead->base);
+        free(dead);
+    }
+    if (mark.chunk) mark.chunk->used = mark.used;
+    memmove(c->base, data, bytes);
+    c->used = (bytes + VIT_ALIGN - 1) / VIT_ALIGN * VIT_ALIGN;
+    a->used_total = mark.used_total + c->used;
+    if (at) *at = (vit_arena_mark){c, 0, mark.used_total};
+    return c->base;
+}
+
 float *vit_arena_floats(vit_arena *a, size_t n) {
     if (n > SIZE_MAX / sizeof(float)) {
         vit_fail(VIT_ERR_OUT_OF_MEMORY, "arena: %zu floats overflow", n);

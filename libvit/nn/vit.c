@@ -292,23 +292,16 @@ fail:
  * left its output (this block's input, now dead too) at *slot, down to
  * there. Inference memory then holds one block's activations and one block
  * output, however deep the network. */
-static vit_value *block_forward_inference(vit_model *m, vit_value *x, int i, int B, vit_arena_mark *slot) {
+static vit_value *block_forward_inference(vit_model *m, vit_value *x, int i, int B, vit_arena_mark *slot,
+                                          bool *have_slot) {
     vit_arena *arena = &m->tape.arena;
     vit_arena_mark mark = vit_arena_save(arena);
     vit_value *y = block_forward(m, x, i, B);
-    if (!y || mark.chunk != arena->chunks) {
-        slot->chunk = NULL;
-        return y;
-    }
-    vit_arena_mark to = slot->chunk == mark.chunk ? *slot : mark;
-    float *data = y->data;
-    int64_t n = y->numel;
-    vit_arena_rewind(arena, to);
-    float *low = vit_arena_floats(arena, (size_t)n); /* at the mark, below data */
-    if (!low) return NULL;
-    memmove(low, data, (size_t)n * sizeof(float));
-    *slot = to;
-    return vit_tape_wrap(&m->tape, low, NULL, n, false);
+    if (!y) return NULL;
+    float *low = vit_arena_rewind_keep(arena, *have_slot ? *slot : mark, y->data, (size_t)y->numel * sizeof(float),
+                                       slot);
+    *have_slot = true;
+    return vit_tape_wrap(&m->tape, low, NULL, y->numel, false);
 }
 
 static vit_status forward_failed(vit_model *m) {
@@ -353,9 +346,10 @@ vit_status vit_model_forward(vit_model *m, const vit_tensor *images, vit_tensor 
     x = vit_op_dropout(t, x, m->training ? (float)c->drop_rate : 0.0f,
                        vit_rng_key(m->ctx->seed, STREAM_POS_DROP, step));
     NEED(x);
-    vit_arena_mark slot = {0}; /* where the last inference block left its output */
+    vit_arena_mark slot; /* where the last inference block left its output */
+    bool have_slot = false;
     for (int i = 0; i < c->depth; i++) {
-        x = t->recording ? block_forward(m, x, i, B) : block_forward_inference(m, x, i, B, &slot);
+        x = t->recording ? block_forward(m, x, i, B) : block_forward_inference(m, x, i, B, &slot, &have_slot);
         NEED(x);
     }
     /* LayerNorm is per token, so pooling first and normalising only the
