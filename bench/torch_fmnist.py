@@ -4,13 +4,16 @@
 Same model (tests/parity/torch_vit.py, timm layout), same data (Debian's
 dataset-fashion-mnist IDX files), same recipe: AdamW lr 1e-3, weight decay
 0.05 except biases/norms/pos_embed/cls_token, 1 warm-up epoch then cosine per
-step, label smoothing 0.1, random horizontal flip, normalisation 0.5/0.5,
-DropPath 0.1, global average pooling, batch 128, drop_last for training.
-Prints one JSON object per epoch like vit-train --json. --stop-after K ends
-the run after K epochs of the full schedule (to compare the first epochs of
-a run that takes hours at PyTorch's speed on two cores).
+step, label smoothing 0.1, random horizontal flip (after a random resized
+crop with --crop-scale), normalisation 0.5/0.5,
+DropPath --drop-path, global average pooling, batch 128, drop_last for
+training. Prints one JSON object per epoch like vit-train --json.
+--stop-after K ends the run after K epochs of the full schedule; --state FILE
+saves everything the run depends on (model, optimiser, both random streams,
+the epoch) after each epoch and continues from it when it exists, so a run
+that takes hours at PyTorch's speed here can be made in pieces.
 
-    /usr/bin/python3 bench/torch_fmnist.py --epochs 24 --threads 2
+    /usr/bin/python3 bench/torch_fmnist.py --epochs 30 --drop-path 0 --threads 1 --state fmnist_torch.pt
 """
 import argparse
 import gzip
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
 from torch_vit import VisionTransformer  # noqa: E402
+from torch_ref import set_threads  # noqa: E402
 
 
 def read_idx(path):
@@ -36,16 +40,37 @@ def read_idx(path):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+def random_resized_crop(img, scale_min, rng):
+    """torchvision's RandomResizedCrop(scale=(scale_min, 1), ratio=(3/4, 4/3)) of one (C, H, W) image."""
+    _, H, W = img.shape
+    for _ in range(10):
+        area = H * W * rng.uniform(scale_min, 1.0)
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        w, h = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
+        if 0 < w <= W and 0 < h <= H:
+            y0, x0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+            break
+    else:  # torchvision's fallback for a square image: all of it
+        w, h, x0, y0 = W, H, 0, 0
+    crop = img[None, :, y0:y0 + h, x0:x0 + w]
+    return F.interpolate(crop, size=(H, W), mode="bilinear", align_corners=False)[0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
-    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--stop-after", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps-per-epoch", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--drop-path", type=float, default=0.0)
+    ap.add_argument("--crop-scale", type=float, default=0.0,
+                    help="random resized crops keeping at least this fraction of the area, as vit-train "
+                         "--augment crop+flip --crop-scale (0: no crops, the recipe's flips only)")
+    ap.add_argument("--state", help="checkpoint written after each epoch and resumed from when present")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
 
@@ -57,7 +82,7 @@ def main():
     xtr, ytr = load("train")
     xte, yte = load("t10k")
     model = VisionTransformer(img_size=28, patch_size=4, in_channels=1, num_classes=10, dim=96, depth=6, heads=3,
-                              drop_path_rate=0.1, global_pool="avg")
+                              drop_path_rate=args.drop_path, global_pool="avg")
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if name.endswith(".bias") or "norm" in name or name in ("pos_embed", "cls_token") else decay).append(p)
@@ -74,7 +99,16 @@ def main():
             return 1e-3 * (step + 1) / warm
         return 0.5 * 1e-3 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
-    for epoch in range(args.stop_after or args.epochs):
+    first = 0
+    if args.state and os.path.exists(args.state):
+        st = torch.load(args.state)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        torch.set_rng_state(st["torch_rng"])
+        rng.bit_generator.state = st["numpy_rng"]
+        first = st["epoch"]
+
+    for epoch in range(first, args.stop_after or args.epochs):
         model.train()
         order = rng.permutation(len(xtr))
         t0 = time.time()
@@ -82,6 +116,8 @@ def main():
         for s in range(steps):
             idx = torch.from_numpy(order[s * batch:(s + 1) * batch])
             x, y = xtr[idx], ytr[idx]
+            if args.crop_scale > 0:
+                x = torch.stack([random_resized_crop(img, args.crop_scale, rng) for img in x])
             flip = torch.from_numpy(rng.random(batch) < 0.5)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             for g in opt.param_groups:
@@ -105,6 +141,11 @@ def main():
         print(json.dumps({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                           "val_loss": vl / len(xte), "val_acc": vc / len(xte), "lr": lr_at(epoch * steps + steps - 1),
                           "seconds": time.time() - t0, "images_per_s": seen / train_s}), flush=True)
+        if args.state:
+            st = {"model": model.state_dict(), "opt": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                  "numpy_rng": rng.bit_generator.state, "epoch": epoch + 1}
+            torch.save(st, args.state + ".tmp")
+            os.replace(args.state + ".tmp", args.state)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,18 @@ def loaded_blas():
     return None
 
 
+def set_threads(n):
+    """Run torch on n threads: its OpenMP pool, one inter-op thread, and the BLAS."""
+    torch.set_num_threads(n)
+    torch.set_num_interop_threads(1)
+    # torch.set_num_threads sizes OpenMP only; a pthread OpenBLAS keeps one
+    # thread per core unless told, so give it the same count (through its
+    # API: the OPENBLAS_* environment is left as the caller set it).
+    blas = loaded_blas()
+    if blas and "openblas" in os.path.basename(blas):
+        ctypes.CDLL(blas).openblas_set_num_threads(n)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workload", choices=sorted(WORKLOADS))
@@ -67,20 +79,12 @@ def main():
         ap.error("--threads and --steps must be >= 1, --warmup >= 0")
     img, patch, chans, dim, depth, heads, mlp, classes, batch, train = WORKLOADS[args.workload]
 
-    torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(1)
+    set_threads(args.threads)
     torch.manual_seed(0)
     model = VisionTransformer(img_size=img, patch_size=patch, in_channels=chans, num_classes=classes, dim=dim,
                               depth=depth, heads=heads, mlp_ratio=mlp)
     x = torch.rand(batch, chans, img, img) - 0.5
     y = torch.arange(batch) % classes
-
-    # torch.set_num_threads sizes OpenMP only; a pthread OpenBLAS keeps one
-    # thread per core unless told, so give it the same count (through its
-    # API: the OPENBLAS_* environment is left as the caller set it).
-    blas = loaded_blas()
-    if blas and "openblas" in os.path.basename(blas):
-        ctypes.CDLL(blas).openblas_set_num_threads(args.threads)
 
     if train:
         model.train()
@@ -107,6 +111,7 @@ def main():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     flops = flops_per_image(img, patch, chans, dim, depth, mlp, classes) * batch * (3 if train else 1)
     ips, gflops = batch / median, flops / median * 1e-9
+    blas = loaded_blas()
     blas_name = os.path.basename(blas) if blas else "none"
     if args.json:
         print(json.dumps({"workload": args.workload, "threads": args.threads, "batch": batch,

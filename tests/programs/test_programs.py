@@ -212,6 +212,9 @@ def test_cli_errors(d):
                          (["--data", data, "--lr"], "--lr needs a value"),
                          (["--data", data, "--schedule", "linear"], "--schedule"),
                          (["--data", data, "--augment", "mixup"], "--augment"),
+                         (["--data", data, "--augment", "crop+flip", "--crop-scale", "0"], "--crop-scale"),
+                         (["--data", data, "--augment", "crop+flip", "--crop-scale", "1.5"], "--crop-scale"),
+                         (["--data", data, "--crop-scale", "0.5"], "--crop-scale"),
                          (["--data", data, "--normalize", "zscore"], "--normalize"),
                          (["--data", data, "--global-pool", "max"], "--global-pool"),
                          (["--data", data, "--drop", "1.5"], "--drop")):
@@ -244,8 +247,8 @@ def test_train_outputs(d):
     """Every output of vit-train: stdout (seed lines / JSON), stderr progress, the five files, checkpoint metadata."""
     data = make_folder(os.path.join(d, "data"))
     out = os.path.join(d, "run")
-    args = train_args(data, out, "--json", "--seed", "3", "--augment", "crop+flip", "--normalize", "imagenet",
-                      "--weight-decay", "0.05", "--decay-exempt", "--warmup-epochs", "1", "--schedule", "cosine",
+    args = train_args(data, out, "--json", "--seed", "3", "--augment", "crop+flip", "--crop-scale", "0.5",
+                      "--normalize", "imagenet", "--weight-decay", "0.05", "--decay-exempt", "--warmup-epochs", "1", "--schedule", "cosine",
                       "--label-smoothing", "0.1", "--clip-grad", "1.0", "--lr", "2e-3", "--mlp-ratio", "2",
                       "--drop", "0.1", "--attn-drop", "0.1", "--drop-path", "0.1", epochs=3)
     p = run(TRAIN, *args)
