@@ -4,16 +4,17 @@
 Same model (tests/parity/torch_vit.py, timm layout), same data (Debian's
 dataset-fashion-mnist IDX files), same recipe: AdamW lr 1e-3, weight decay
 0.05 except biases/norms/pos_embed/cls_token, 1 warm-up epoch then cosine per
-step, label smoothing 0.1, random horizontal flip (after a random resized
-crop with --crop-scale), normalisation 0.5/0.5,
-DropPath --drop-path, global average pooling, batch 128, drop_last for
+step, label smoothing 0.1, random horizontal flip (after a random shift by
+up to --shift pixels, or a random resized crop with --crop-scale),
+normalisation 0.5/0.5,
+DropPath --drop-path, width --dim and --heads, global average pooling, batch 128, drop_last for
 training. Prints one JSON object per epoch like vit-train --json.
 --stop-after K ends the run after K epochs of the full schedule; --state FILE
 saves everything the run depends on (model, optimiser, both random streams,
 the epoch) after each epoch and continues from it when it exists, so a run
 that takes hours at PyTorch's speed here can be made in pieces.
 
-    /usr/bin/python3 bench/torch_fmnist.py --epochs 30 --drop-path 0 --threads 1 --state fmnist_torch.pt
+    /usr/bin/python3 bench/torch_fmnist.py --epochs 30 --shift 2 --threads 1 --state fmnist_torch.pt
 """
 import argparse
 import gzip
@@ -56,6 +57,16 @@ def random_resized_crop(img, scale_min, rng):
     return F.interpolate(crop, size=(H, W), mode="bilinear", align_corners=False)[0]
 
 
+def random_shift(x, pad, rng):
+    """torchvision's RandomCrop(size, padding=pad) of each image of x (N, C, H, W): zero pixels around
+    (in normalised values: the value 0 maps to), a window at a corner drawn uniformly in 0..2*pad."""
+    n, _, H, W = x.shape
+    zero = (0.0 - 0.5) / 0.5
+    padded = F.pad(x, (pad, pad, pad, pad), value=zero)
+    corners = rng.integers(0, 2 * pad + 1, size=(n, 2))
+    return torch.stack([padded[i, :, y:y + H, x0:x0 + W] for i, (y, x0) in enumerate(corners)])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
@@ -68,6 +79,11 @@ def main():
     ap.add_argument("--crop-scale", type=float, default=0.0,
                     help="random resized crops keeping at least this fraction of the area, as vit-train "
                          "--augment crop+flip --crop-scale (0: no crops, the recipe's flips only)")
+    ap.add_argument("--shift", type=int, default=0,
+                    help="random shifts by up to this many pixels, zero filled, as vit-train --augment shift+flip "
+                         "--shift (0: none)")
+    ap.add_argument("--dim", type=int, default=96)
+    ap.add_argument("--heads", type=int, default=3)
     ap.add_argument("--state", help="checkpoint written after each epoch and resumed from when present")
     args = ap.parse_args()
     set_threads(args.threads)
@@ -81,7 +97,8 @@ def main():
 
     xtr, ytr = load("train")
     xte, yte = load("t10k")
-    model = VisionTransformer(img_size=28, patch_size=4, in_channels=1, num_classes=10, dim=96, depth=6, heads=3,
+    model = VisionTransformer(img_size=28, patch_size=4, in_channels=1, num_classes=10, dim=args.dim, depth=6,
+                              heads=args.heads,
                               drop_path_rate=args.drop_path, global_pool="avg")
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -116,6 +133,8 @@ def main():
         for s in range(steps):
             idx = torch.from_numpy(order[s * batch:(s + 1) * batch])
             x, y = xtr[idx], ytr[idx]
+            if args.shift > 0:
+                x = random_shift(x, args.shift, rng)
             if args.crop_scale > 0:
                 x = torch.stack([random_resized_crop(img, args.crop_scale, rng) for img in x])
             flip = torch.from_numpy(rng.random(batch) < 0.5)

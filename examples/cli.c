@@ -94,10 +94,11 @@ double cli_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void cli_progress_start(cli_progress *p, const char *label, int64_t total) {
+void cli_progress_start(cli_progress *p, const char *label, int64_t total, int64_t done, int64_t images) {
     p->label = label;
     p->total = total;
-    p->done = 0;
+    p->done = p->first_done = done;
+    p->first_images = images;
     p->start = p->last_print = cli_now();
     p->tty = isatty(STDERR_FILENO);
 }
@@ -118,8 +119,9 @@ void cli_progress_update(cli_progress *p, int64_t done, int64_t images, double l
     /* A terminal redraws at most 10 times a second; a log gets a line every 10 s. */
     if (!last && now - p->last_print < (p->tty ? 0.1 : 10.0)) return;
     p->last_print = now;
-    double elapsed = now - p->start, rate = elapsed > 0 ? (double)images / elapsed : 0;
-    double eta = done > 0 ? elapsed * (double)(p->total - done) / (double)done : 0;
+    double elapsed = now - p->start, rate = elapsed > 0 ? (double)(images - p->first_images) / elapsed : 0;
+    int64_t run = done - p->first_done;
+    double eta = run > 0 ? elapsed * (double)(p->total - done) / (double)run : 0;
     char el[16], et[16];
     format_duration(el, sizeof el, elapsed);
     format_duration(et, sizeof et, eta);

@@ -37,10 +37,12 @@ void cli_json_string(char *buf, size_t cap, const char *s);
 typedef struct cli_progress {
     const char *label;
     int64_t total, done;
+    int64_t first_done, first_images; /* where this process began (a resumed epoch starts midway) */
     double start, last_print;
     bool tty;
 } cli_progress;
-void cli_progress_start(cli_progress *p, const char *label, int64_t total);
+/* done and images: the counts already reached, so rate and ETA cover only this process's work. */
+void cli_progress_start(cli_progress *p, const char *label, int64_t total, int64_t done, int64_t images);
 void cli_progress_update(cli_progress *p, int64_t done, int64_t images, double loss);
 void cli_progress_end(cli_progress *p);
 

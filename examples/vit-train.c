@@ -25,10 +25,12 @@ static const char usage[] =
     "data\n"
     "  --data DIR             dataset root (required)\n"
     "  --format F             folder | cifar10 | idx (detected when omitted)\n"
-    "  --augment A            none | flip | rotate | flip+rotate | crop+flip (train only;\n"
-    "                         default flip+rotate: the seed's flip(0.5) + rotation(10))\n"
+    "  --augment A            none | flip | rotate | flip+rotate | crop+flip | shift+flip (train\n"
+    "                         only; default flip+rotate: the seed's flip(0.5) + rotation(10))\n"
     "  --crop-scale S         with crop+flip: the smallest area fraction of a random crop\n"
     "                         (0.08 as torchvision's RandomResizedCrop; at most 1)\n"
+    "  --shift N              with shift+flip: move the image by up to N pixels each way, zero\n"
+    "                         filled (torchvision's RandomCrop(size, padding=N); default 4)\n"
     "  --normalize N          none | imagenet | half (default: imagenet for cifar10, else none)\n"
     "  --workers N            loader threads (4)\n"
     "  --steps-per-epoch N    stop each epoch after N batches (0 = all)\n"
@@ -58,7 +60,7 @@ static const char usage[] =
 typedef struct options {
     const char *data, *format, *augment, *normalize, *preset, *pretrained, *out, *resume, *schedule, *device;
     long long img, patch, channels, dim, depth, heads, epochs, batch, workers, warmup, seed, threads;
-    long long steps_per_epoch, val_batches;
+    long long steps_per_epoch, val_batches, shift;
     int qkv_bias, patch_norm, avg_pool, decay_exempt, json;
     double mlp_ratio, drop, attn_drop, drop_path, lr, wd, smoothing, clip, ln_eps, crop_scale;
     bool set_img, set_patch, set_dim, set_depth, set_heads, set_seed;
@@ -105,7 +107,7 @@ static int parse(int argc, char **argv, options *o) {
         REAL("--mlp-ratio", mlp_ratio, 1e-3, 64) REAL("--drop", drop, 0, 0.999) REAL("--attn-drop", attn_drop, 0, 0.999)
         REAL("--drop-path", drop_path, 0, 0.999) REAL("--lr", lr, 0, 10) REAL("--weight-decay", wd, 0, 10)
         REAL("--label-smoothing", smoothing, 0, 0.999) REAL("--clip-grad", clip, 0, 1e9) REAL("--ln-eps", ln_eps, 1e-12, 0.5)
-        REAL("--crop-scale", crop_scale, 1e-3, 1)
+        REAL("--crop-scale", crop_scale, 1e-3, 1) INT("--shift", shift, 1, 8192)
         if (!strcmp(a, "--qkv-bias")) { o->qkv_bias = 1; continue; }
         if (!strcmp(a, "--no-qkv-bias")) { o->qkv_bias = 0; continue; }
         if (!strcmp(a, "--patch-norm")) { o->patch_norm = 1; continue; }
@@ -129,12 +131,15 @@ static int parse(int argc, char **argv, options *o) {
         return cli_usage_error(prog, "--schedule: '%s' is not cosine or constant", o->schedule);
     if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda"))
         return cli_usage_error(prog, "--device: '%s' is not cpu or cuda", o->device);
-    static const char *const augments[] = {"none", "flip", "rotate", "flip+rotate", "crop+flip"};
+    static const char *const augments[] = {"none", "flip", "rotate", "flip+rotate", "crop+flip", "shift+flip"};
     bool known = false;
     for (size_t k = 0; k < sizeof augments / sizeof *augments; k++) known |= !strcmp(o->augment, augments[k]);
-    if (!known) return cli_usage_error(prog, "--augment: '%s' is not one of none, flip, rotate, flip+rotate, crop+flip", o->augment);
+    if (!known) return cli_usage_error(prog, "--augment: '%s' is not one of none, flip, rotate, flip+rotate, crop+flip, shift+flip",
+                                        o->augment);
     if (o->crop_scale > 0 && !strstr(o->augment, "crop"))
         return cli_usage_error(prog, "--crop-scale: applies to --augment crop+flip, not '%s'", o->augment);
+    if (o->shift > 0 && !strstr(o->augment, "shift"))
+        return cli_usage_error(prog, "--shift: applies to --augment shift+flip, not '%s'", o->augment);
     if (o->normalize && strcmp(o->normalize, "none") && strcmp(o->normalize, "imagenet") && strcmp(o->normalize, "half"))
         return cli_usage_error(prog, "--normalize: '%s' is not none, imagenet or half", o->normalize);
     /* Unset model flags: the seed's variant, or with --model the preset's timm layout
@@ -216,6 +221,7 @@ static int build_transforms(run *r) {
     if (strstr(aug, "rotate")) TRY("--augment", vit_transform_set_float(r->train_tf, VIT_TF_ROTATION, 10.0));
     if (strstr(aug, "crop")) TRY("--augment", vit_transform_set_int(r->train_tf, VIT_TF_RANDOM_CROP, 1));
     if (r->o.crop_scale > 0) TRY("--crop-scale", vit_transform_set_float(r->train_tf, VIT_TF_CROP_SCALE_MIN, r->o.crop_scale));
+    if (strstr(aug, "shift")) TRY("--shift", vit_transform_set_int(r->train_tf, VIT_TF_PAD_CROP, r->o.shift ? r->o.shift : 4));
     TRY("transform", vit_transform_copy(r->train_tf, &r->eval_tf));
     TRY("transform", vit_transform_set_int(r->eval_tf, VIT_TF_TRAIN, 0));
 
@@ -539,10 +545,10 @@ static int train_epoch(run *r, long long epoch, history *h) {
         int count;
         TRY("loading a batch", vit_loader_next(r->train_ld, r->images, r->labels, &count));
     }
-    cli_progress bar;
-    cli_progress_start(&bar, label, r->steps_per_epoch);
     double loss_sum = r->loss_sum;
     int64_t correct_sum = r->correct_sum, seen = r->seen;
+    cli_progress bar;
+    cli_progress_start(&bar, label, r->steps_per_epoch, r->step, seen);
     h->lr = learning_rate(r, epoch * r->steps_per_epoch + (r->step ? r->step - 1 : 0));
     for (int64_t step = r->step; step < r->steps_per_epoch; step++) {
         int count;

@@ -97,7 +97,8 @@ typedef enum vit_normalize {
 } vit_normalize;
 
 /* Options of a transform. The pipeline is, per sample: (random resized crop |
- * resize) -> random horizontal flip -> random rotation -> to float -> normalize,
+ * resize) -> random shift (pad and crop) -> random horizontal flip -> random
+ * rotation -> to float -> normalize,
  * with gray<->RGB conversion to VIT_TF_CHANNELS first. With VIT_TF_TRAIN 0
  * (evaluation) only the deterministic part runs: resize and normalize. */
 typedef enum vit_transform_param {
@@ -108,6 +109,8 @@ typedef enum vit_transform_param {
     VIT_TF_RANDOM_CROP = 5,   /* int 0/1 (0): RandomResizedCrop instead of a plain resize */
     VIT_TF_NORMALIZE = 6,     /* int vit_normalize (NONE) */
     VIT_TF_TRAIN = 7,         /* int 0/1 (1): apply the random augmentations */
+    VIT_TF_PAD_CROP = 8,      /* int 0..size (0): pad N zero pixels on each side, crop back at a random
+                                 offset (torchvision RandomCrop(size, padding=N)): a shift by up to N */
     VIT_TF_FLIP_P = 32,       /* real in [0, 1]: horizontal flip probability (0) */
     VIT_TF_ROTATION = 33,     /* real >= 0: rotate by uniform(-deg, +deg), zero fill (0) */
     VIT_TF_CROP_SCALE_MIN = 34, /* real: RandomResizedCrop area fraction range (0.08 .. 1.0) */

@@ -40,6 +40,7 @@ typedef struct vit_scratch {
     vit_pixbuf decoded; /* file decoded */
     vit_pixbuf conv;    /* channel conversion */
     vit_pixbuf resized; /* after resize / crop */
+    vit_pixbuf shifted; /* after the random shift */
     vit_resampler rs;
 } vit_scratch;
 
@@ -121,7 +122,7 @@ void vit_resampler_release(vit_resampler *r);
 /* --------------------------------------------------------------- transform */
 struct vit_transform {
     vit_context *ctx;
-    int size, channels, resize, rot_interp, random_crop, normalize, train;
+    int size, channels, resize, rot_interp, random_crop, normalize, train, pad_crop;
     double flip_p, rotation, scale_min, scale_max, ratio_min, ratio_max;
     double mean[3], std[3]; /* VIT_NORM_CUSTOM values */
 };

@@ -42,6 +42,7 @@ void vit_scratch_release(vit_scratch *s) {
     vit_pixbuf_release(&s->decoded);
     vit_pixbuf_release(&s->conv);
     vit_pixbuf_release(&s->resized);
+    vit_pixbuf_release(&s->shifted);
     vit_resampler_release(&s->rs);
 }
 

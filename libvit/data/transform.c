@@ -1,7 +1,8 @@
 /* Per-sample transforms (vit/data.h): options and the pipeline.
  *
  * Order, as the seed's CIFAR10DataLoad / torchvision: (RandomResizedCrop |
- * Resize) -> RandomHorizontalFlip -> RandomRotation -> ToTensor -> Normalize.
+ * Resize) -> RandomCrop(padding) -> RandomHorizontalFlip -> RandomRotation ->
+ * ToTensor -> Normalize.
  * Geometry runs on u8 (so the resize equals Pillow's), the rotation samples
  * the u8 image straight into the f32 output, which is also where the flip is
  * folded in: one pass over the output, nothing allocated. */
@@ -14,7 +15,7 @@
 
 /* Draw indices within a sample's key: fixed, so adding a draw to one step
  * never shifts another step's numbers. */
-enum { DRAW_FLIP = 0, DRAW_ROTATE = 1, DRAW_CROP = 8 /* 4 per attempt, 10 attempts */ };
+enum { DRAW_FLIP = 0, DRAW_ROTATE = 1, DRAW_SHIFT_Y = 2, DRAW_SHIFT_X = 3, DRAW_CROP = 8 /* 4 per attempt, 10 attempts */ };
 
 static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f}, imagenet_std[3] = {0.229f, 0.224f, 0.225f};
 
@@ -82,6 +83,11 @@ vit_status vit_transform_set_int(vit_transform *tf, vit_transform_param param, i
                       param == VIT_TF_TRAIN ? "VIT_TF_TRAIN" : "VIT_TF_RANDOM_CROP", (long long)v);
         *(param == VIT_TF_TRAIN ? &tf->train : &tf->random_crop) = (int)v;
         return VIT_OK;
+    case VIT_TF_PAD_CROP:
+        VIT_CHECK_ARG(v >= 0 && v <= tf->size, "VIT_TF_PAD_CROP: %lld is outside 0..%d (the VIT_TF_SIZE)",
+                      (long long)v, tf->size);
+        tf->pad_crop = (int)v;
+        return VIT_OK;
     case VIT_TF_NORMALIZE:
         VIT_CHECK_ARG(v >= VIT_NORM_NONE && v <= VIT_NORM_CUSTOM, "VIT_TF_NORMALIZE: %lld is not a vit_normalize",
                       (long long)v);
@@ -107,6 +113,7 @@ vit_status vit_transform_get_int(const vit_transform *tf, vit_transform_param pa
     case VIT_TF_RANDOM_CROP: *v = tf->random_crop; return VIT_OK;
     case VIT_TF_NORMALIZE: *v = tf->normalize; return VIT_OK;
     case VIT_TF_TRAIN: *v = tf->train; return VIT_OK;
+    case VIT_TF_PAD_CROP: *v = tf->pad_crop; return VIT_OK;
     default: break;
     }
     return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_transform_get_int: parameter %d is not an integer parameter",
@@ -131,7 +138,7 @@ vit_status vit_transform_set_float(vit_transform *tf, vit_transform_param param,
     VIT_CHECK_ARG(tf, "vit_transform_set_float: tf is NULL");
     double *slot = float_slot(tf, param);
     if (!slot) {
-        if (param >= VIT_TF_SIZE && param <= VIT_TF_TRAIN)
+        if (param >= VIT_TF_SIZE && param <= VIT_TF_PAD_CROP)
             return vit_fail(VIT_ERR_INVALID_ARGUMENT,
                             "vit_transform_set_float: parameter %d is an integer: use vit_transform_set_int", (int)param);
         return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_transform_set_float: unknown parameter %d", (int)param);
@@ -258,7 +265,29 @@ vit_status vit_transform_apply(const vit_transform *tf, const vit_view *src, int
         img = s->resized.data;
     }
 
-    /* 2. Flip and rotation decided from the sample's key. */
+    /* 2. The shift: torchvision's RandomCrop on the image padded with P zeros
+     * draws the window's corner uniformly in 0..2P, i.e. moves the content by
+     * P - corner. Materialised (one u8 pass) so flip and rotation below read
+     * an ordinary image. */
+    const int P = tf->pad_crop < S ? tf->pad_crop : S;
+    if (train && P > 0) {
+        int dy = P - (int)(vit_rng_uniform(key, DRAW_SHIFT_Y) * (2 * P + 1));
+        int dx = P - (int)(vit_rng_uniform(key, DRAW_SHIFT_X) * (2 * P + 1));
+        if (dx || dy) {
+            VIT_TRY(vit_pixbuf_reserve(&s->shifted, (size_t)S * S * C));
+            uint8_t *out = s->shifted.data;
+            memset(out, 0, (size_t)S * S * C);
+            int x0 = dx > 0 ? dx : 0, x1 = dx < 0 ? S + dx : S; /* output columns with a source */
+            for (int y = 0; y < S; y++) {
+                int sy = y - dy;
+                if (sy < 0 || sy >= S) continue;
+                memcpy(out + ((size_t)y * S + x0) * C, img + ((size_t)sy * S + x0 - dx) * C, (size_t)(x1 - x0) * C);
+            }
+            img = out;
+        }
+    }
+
+    /* 3. Flip and rotation decided from the sample's key. */
     int flip = train && tf->flip_p > 0 && vit_rng_uniform(key, DRAW_FLIP) < tf->flip_p;
     double angle = 0;
     if (train && tf->rotation > 0) angle = -tf->rotation + 2 * tf->rotation * vit_rng_uniform(key, DRAW_ROTATE);
@@ -283,7 +312,7 @@ vit_status vit_transform_apply(const vit_transform *tf, const vit_view *src, int
         return VIT_OK;
     }
 
-    /* 3. Rotation as PIL's Image.rotate (what torchvision's RandomRotation
+    /* 4. Rotation as PIL's Image.rotate (what torchvision's RandomRotation
      * calls on PIL images): counter-clockwise by angle about the centre,
      * output pixel centre mapped back into the (flipped) input, points
      * outside filled with 0 before normalisation. */

@@ -35,6 +35,13 @@ static void *data(vit_tensor *t) {
     return d;
 }
 
+/* The IDX fixture's train split and a transform at its native 28 x 28, nothing random. */
+static void open_idx_native(vit_dataset **ds, vit_transform **tf) {
+    FX_OK(vit_dataset_open(ctx, dir, VIT_DATA_IDX, VIT_SPLIT_TRAIN, ds));
+    FX_OK(vit_transform_create(ctx, tf));
+    FX_OK(vit_transform_set_int(*tf, VIT_TF_SIZE, 28));
+}
+
 static vit_transform *augmenting(int size) {
     vit_transform *tf;
     FX_OK(vit_transform_create(ctx, &tf));
@@ -121,10 +128,8 @@ END_TEST
  * identifies sample n < 256: each epoch must hold every sample once. */
 START_TEST(epochs_are_permutations) {
     vit_dataset *ds;
-    FX_OK(vit_dataset_open(ctx, dir, VIT_DATA_IDX, VIT_SPLIT_TRAIN, &ds));
     vit_transform *tf;
-    FX_OK(vit_transform_create(ctx, &tf));
-    FX_OK(vit_transform_set_int(tf, VIT_TF_SIZE, 28));
+    open_idx_native(&ds, &tf);
     int64_t nb;
     int32_t *labels;
     for (int shuffle = 0; shuffle < 2; shuffle++) {
@@ -314,12 +319,13 @@ START_TEST(corrupt_files) {
 END_TEST
 
 /* ---------------------------------------------------------------- transforms */
-static void one_sample(vit_dataset *ds, const vit_transform *tf, float *out, size_t floats) {
+/* Sample 0 as the loader gives it in the given epoch (the random draws differ by epoch). */
+static void sample_in_epoch(vit_dataset *ds, const vit_transform *tf, int64_t epoch, float *out, size_t floats) {
     vit_loader *ld;
     FX_OK(vit_loader_create(ds, tf, 1, &ld));
     FX_OK(vit_loader_set_int(ld, VIT_LD_SHUFFLE, 0));
     FX_OK(vit_loader_set_int(ld, VIT_LD_WORKERS, 1));
-    FX_OK(vit_loader_start_epoch(ld, 0));
+    FX_OK(vit_loader_start_epoch(ld, epoch));
     int64_t C, S;
     FX_OK(vit_transform_get_int(tf, VIT_TF_SIZE, &S));
     FX_OK(vit_transform_get_int(tf, VIT_TF_CHANNELS, &C));
@@ -335,12 +341,76 @@ static void one_sample(vit_dataset *ds, const vit_transform *tf, float *out, siz
     vit_loader_destroy(ld);
 }
 
+static void one_sample(vit_dataset *ds, const vit_transform *tf, float *out, size_t floats) {
+    sample_in_epoch(ds, tf, 0, out, floats);
+}
+
+/* The (dx, dy) in -P..P for which out is the plain image moved right by dx and
+ * down by dy with zeros filled in, mirrored first when flip; 0 if none is. */
+static int find_shift(const float *out, const float *plain, int P, int flip, int *dx_out, int *dy_out) {
+    for (int dy = -P; dy <= P; dy++)
+        for (int dx = -P; dx <= P; dx++) {
+            int same = 1;
+            for (int y = 0; y < 28 && same; y++)
+                for (int x = 0; x < 28 && same; x++) {
+                    int sx = (flip ? 27 - x : x) - dx, sy = y - dy;
+                    float want = sx < 0 || sx >= 28 || sy < 0 || sy >= 28 ? 0.0f : plain[sy * 28 + sx];
+                    same = out[y * 28 + x] == want;
+                }
+            if (same) {
+                *dx_out = dx;
+                *dy_out = dy;
+                return 1;
+            }
+        }
+    return 0;
+}
+
+START_TEST(transform_shift) {
+    vit_dataset *ds;
+    vit_transform *tf;
+    open_idx_native(&ds, &tf);
+    float plain[784], out[784];
+    one_sample(ds, tf, plain, 784);
+    /* torchvision's RandomCrop(28, padding=2): every one of the 5 x 5 offsets,
+     * each about equally often (200 draws: 8 expected per offset). */
+    FX_OK(vit_transform_set_int(tf, VIT_TF_PAD_CROP, 2));
+    int64_t p;
+    FX_OK(vit_transform_get_int(tf, VIT_TF_PAD_CROP, &p));
+    ck_assert_int_eq(p, 2);
+    int seen[5][5] = {{0}};
+    for (int64_t epoch = 0; epoch < 200; epoch++) {
+        sample_in_epoch(ds, tf, epoch, out, 784);
+        int dx, dy;
+        ck_assert_msg(find_shift(out, plain, 2, 0, &dx, &dy), "epoch %lld: not a shift by at most 2", (long long)epoch);
+        seen[dy + 2][dx + 2]++;
+    }
+    for (int i = 0; i < 25; i++) ck_assert_msg(seen[i / 5][i % 5] >= 2, "offset (%d, %d) drawn %d times", i % 5 - 2, i / 5 - 2, seen[i / 5][i % 5]);
+    /* The flip mirrors the shifted image (torchvision: crop, then flip). */
+    FX_OK(vit_transform_set_float(tf, VIT_TF_FLIP_P, 1.0));
+    int dx, dy, shifted_seen = 0;
+    for (int64_t epoch = 0; epoch < 10; epoch++) {
+        sample_in_epoch(ds, tf, epoch, out, 784);
+        ck_assert(find_shift(out, plain, 2, 1, &dx, &dy));
+        shifted_seen |= dx != 0;
+    }
+    ck_assert(shifted_seen);
+    /* Evaluation ignores it; the padding is at most the size. */
+    FX_OK(vit_transform_set_int(tf, VIT_TF_TRAIN, 0));
+    one_sample(ds, tf, out, 784);
+    ck_assert(!memcmp(out, plain, sizeof plain));
+    FX_FAILS(vit_transform_set_int(tf, VIT_TF_PAD_CROP, 29), VIT_ERR_INVALID_ARGUMENT, "VIT_TF_PAD_CROP");
+    FX_FAILS(vit_transform_set_int(tf, VIT_TF_PAD_CROP, -1), VIT_ERR_INVALID_ARGUMENT, "VIT_TF_PAD_CROP");
+    FX_FAILS(vit_transform_set_float(tf, VIT_TF_PAD_CROP, 1), VIT_ERR_INVALID_ARGUMENT, "use vit_transform_set_int");
+    vit_transform_destroy(tf);
+    vit_dataset_destroy(ds);
+}
+END_TEST
+
 START_TEST(transform_steps) {
     vit_dataset *ds;
-    FX_OK(vit_dataset_open(ctx, dir, VIT_DATA_IDX, VIT_SPLIT_TRAIN, &ds));
     vit_transform *tf;
-    FX_OK(vit_transform_create(ctx, &tf));
-    FX_OK(vit_transform_set_int(tf, VIT_TF_SIZE, 28));
+    open_idx_native(&ds, &tf);
     float plain[784], flipped[784], rgb[3 * 784], norm[3 * 784], rot[784], crop[784];
     one_sample(ds, tf, plain, 784);
     for (int y = 0; y < 28; y++)
@@ -443,6 +513,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, clean_stops);
     tcase_add_test(tc, corrupt_files);
     tcase_add_test(tc, transform_steps);
+    tcase_add_test(tc, transform_shift);
     tcase_add_test(tc, image_load);
     suite_add_tcase(s, tc);
     return s;

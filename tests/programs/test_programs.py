@@ -215,6 +215,8 @@ def test_cli_errors(d):
                          (["--data", data, "--augment", "crop+flip", "--crop-scale", "0"], "--crop-scale"),
                          (["--data", data, "--augment", "crop+flip", "--crop-scale", "1.5"], "--crop-scale"),
                          (["--data", data, "--crop-scale", "0.5"], "--crop-scale"),
+                         (["--data", data, "--shift", "2"], "--shift"),
+                         (["--data", data, "--augment", "shift+flip", "--shift", "0"], "--shift"),
                          (["--data", data, "--normalize", "zscore"], "--normalize"),
                          (["--data", data, "--global-pool", "max"], "--global-pool"),
                          (["--data", data, "--drop", "1.5"], "--drop")):
@@ -224,6 +226,8 @@ def test_cli_errors(d):
     check("--format" in p.stderr, p.stderr)
     p = run(TRAIN, "--data", os.path.join(d, "missing"), "--out", os.path.join(d, "o"), *TINY, rc=1)
     check("missing" in p.stderr, p.stderr)
+    p = run(TRAIN, "--data", data, "--out", os.path.join(d, "o"), *TINY, "--augment", "shift+flip", "--shift", "9", rc=1)
+    check("--shift" in p.stderr and "VIT_TF_PAD_CROP" in p.stderr, p.stderr)  # more than the 8-pixel image
     a_file = os.path.join(d, "a_file")
     open(a_file, "w").close()
     p = run(TRAIN, "--data", data, "--out", a_file, *TINY, rc=1)  # refused before any training
@@ -319,12 +323,13 @@ def test_train_outputs(d):
 
 
 def test_train_idx_preset(d):
-    """IDX input (gzip, gray, detected), --model PRESET with overrides, --format, --steps-per-epoch/--val-batches."""
+    """IDX input (gzip, gray, detected), --model PRESET with overrides, --format, --steps-per-epoch/--val-batches,
+    --augment shift+flip."""
     data = make_idx(os.path.join(d, "idx"), gz=True)
     out = os.path.join(d, "run")
     p = run(TRAIN, "--data", data, "--format", "idx", "--out", out, "--model", "vit_tiny_patch16_224", "--img-size", "8",
             "--patch-size", "4", "--depth", "1", "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "2",
-            "--val-batches", "1", "--threads", "1", "--workers", "0", "--augment", "none", "--json")
+            "--val-batches", "1", "--threads", "1", "--workers", "0", "--augment", "shift+flip", "--shift", "2", "--json")
     row = json_lines(p.stdout)[0]
     check(row["images_per_s"] > 0, row)
     check("2 steps per epoch" in p.stderr and "10 classes" in p.stderr, p.stderr)
