@@ -7,14 +7,14 @@ dataset-fashion-mnist IDX files), same recipe: AdamW lr 1e-3, weight decay
 step, label smoothing 0.1, random horizontal flip (after a random shift by
 up to --shift pixels, or a random resized crop with --crop-scale),
 normalisation 0.5/0.5,
-DropPath --drop-path, width --dim and --heads, global average pooling, batch 128, drop_last for
+DropPath --drop-path, width --dim and --heads (128 and 4), global average pooling, batch 128, drop_last for
 training. Prints one JSON object per epoch like vit-train --json.
 --stop-after K ends the run after K epochs of the full schedule; --state FILE
 saves everything the run depends on (model, optimiser, both random streams,
 the epoch) after each epoch and continues from it when it exists, so a run
 that takes hours at PyTorch's speed here can be made in pieces.
 
-    /usr/bin/python3 bench/torch_fmnist.py --epochs 30 --shift 2 --threads 1 --state fmnist_torch.pt
+    /usr/bin/python3 bench/torch_fmnist.py --threads 1 --state fmnist_torch.pt
 """
 import argparse
 import gzip
@@ -82,8 +82,8 @@ def main():
     ap.add_argument("--shift", type=int, default=0,
                     help="random shifts by up to this many pixels, zero filled, as vit-train --augment shift+flip "
                          "--shift (0: none)")
-    ap.add_argument("--dim", type=int, default=96)
-    ap.add_argument("--heads", type=int, default=3)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--state", help="checkpoint written after each epoch and resumed from when present")
     args = ap.parse_args()
     set_threads(args.threads)

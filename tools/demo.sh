@@ -11,7 +11,7 @@ out=${VIT_DEMO_OUT:-"$build/demo"}
 bin="$build/examples"
 mkdir -p "$out"
 
-"$bin/vit-train" --data "$data" --img-size 28 --patch-size 4 --no-patch-norm --dim 96 --depth 6 --heads 3 --global-pool avg \
+"$bin/vit-train" --data "$data" --img-size 28 --patch-size 4 --no-patch-norm --dim 128 --depth 6 --heads 4 --global-pool avg \
     --drop 0 --attn-drop 0 --drop-path 0 --batch-size 128 --lr 1e-3 --weight-decay 0.05 --decay-exempt \
     --warmup-epochs 1 --schedule cosine --label-smoothing 0.1 --augment flip --normalize half \
     --workers 2 --seed 0 --out "$out" --epochs 1 --steps-per-epoch 100
