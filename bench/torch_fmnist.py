@@ -6,9 +6,9 @@ dataset-fashion-mnist IDX files), same recipe: AdamW lr 1e-3, weight decay
 0.05 except biases/norms/pos_embed/cls_token, 1 warm-up epoch then cosine per
 step, label smoothing 0.1, random horizontal flip (after a random shift by
 up to --shift pixels, or a random resized crop with --crop-scale),
-normalisation 0.5/0.5,
-DropPath --drop-path, width --dim and --heads (128 and 4), global average pooling, batch 128, drop_last for
-training. Prints one JSON object per epoch like vit-train --json.
+normalisation 0.5/0.5, DropPath --drop-path, width --dim and --heads (128
+and 4), global average pooling, batch 128, drop_last for training. Prints
+one JSON object per epoch like vit-train --json.
 --stop-after K ends the run after K epochs of the full schedule; --state FILE
 saves everything the run depends on (model, optimiser, both random streams,
 the epoch) after each epoch and continues from it when it exists, so a run
@@ -58,8 +58,8 @@ def random_resized_crop(img, scale_min, rng):
 
 
 def random_shift(x, pad, rng):
-    """torchvision's RandomCrop(size, padding=pad) of each image of x (N, C, H, W): zero pixels around
-    (in normalised values: the value 0 maps to), a window at a corner drawn uniformly in 0..2*pad."""
+    """torchvision's RandomCrop(size, padding=pad) of each image of x (N, C, H, W): black pixels around
+    (x is normalised, so black is -1), a window at a corner drawn uniformly in 0..2*pad."""
     n, _, H, W = x.shape
     zero = (0.0 - 0.5) / 0.5
     padded = F.pad(x, (pad, pad, pad, pad), value=zero)
@@ -98,8 +98,7 @@ def main():
     xtr, ytr = load("train")
     xte, yte = load("t10k")
     model = VisionTransformer(img_size=28, patch_size=4, in_channels=1, num_classes=10, dim=args.dim, depth=6,
-                              heads=args.heads,
-                              drop_path_rate=args.drop_path, global_pool="avg")
+                              heads=args.heads, drop_path_rate=args.drop_path, global_pool="avg")
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if name.endswith(".bias") or "norm" in name or name in ("pos_embed", "cls_token") else decay).append(p)
