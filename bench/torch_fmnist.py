@@ -13,8 +13,12 @@ one JSON object per epoch like vit-train --json.
 saves everything the run depends on (model, optimiser, both random streams,
 the epoch) after each epoch and continues from it when it exists, so a run
 that takes hours at PyTorch's speed here can be made in pieces.
+--procs P splits each batch of 128 over P processes of --threads threads each
+(the gradients averaged with torch.distributed's gloo backend before every
+step): the same batches, flips and updates as one process, up to the order of
+floating-point sums, for a torch that gains nothing from a second thread.
 
-    /usr/bin/python3 bench/torch_fmnist.py --threads 1 --state fmnist_torch.pt
+    /usr/bin/python3 bench/torch_fmnist.py --threads 1 --procs 2 --state fmnist_torch.pt
 """
 import argparse
 import gzip
@@ -26,6 +30,8 @@ import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
@@ -67,12 +73,22 @@ def random_shift(x, pad, rng):
     return torch.stack([padded[i, :, y:y + H, x0:x0 + W] for i, (y, x0) in enumerate(corners)])
 
 
+def all_sum(values, procs):
+    """values (a list of numbers) summed over the processes; unchanged with one."""
+    if procs == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--stop-after", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="threads of each process")
+    ap.add_argument("--procs", type=int, default=1, help="processes sharing each batch")
     ap.add_argument("--steps-per-epoch", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--drop-path", type=float, default=0.0)
@@ -86,6 +102,27 @@ def main():
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--state", help="checkpoint written after each epoch and resumed from when present")
     args = ap.parse_args()
+    if args.procs < 1 or 128 % args.procs:
+        ap.error(f"--procs {args.procs}: must divide the batch of 128")
+    if args.procs > 1 and args.drop_path > 0:
+        ap.error("--procs > 1 with --drop-path: DropPath masks would be drawn per process, unlike one process")
+    if args.procs == 1:
+        run(0, args, None)
+        return
+    store = f"/tmp/torch_fmnist.{os.getpid()}.store"
+    try:
+        mp.spawn(run, args=(args, store), nprocs=args.procs)
+    finally:
+        if os.path.exists(store):
+            os.remove(store)
+
+
+def run(rank, args, store):
+    """One process of the run: the whole run when args.procs is 1, else rows
+    [rank * 128 / procs, (rank + 1) * 128 / procs) of every batch."""
+    procs = args.procs
+    if procs > 1:
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=procs)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -105,6 +142,8 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=1e-3)
     batch = 128
+    share = slice(rank * batch // procs, (rank + 1) * batch // procs)
+    params = [p for p in model.parameters()]
     steps = len(xtr) // batch
     if args.steps_per_epoch:
         steps = min(steps, args.steps_per_epoch)
@@ -138,24 +177,37 @@ def main():
                 x = torch.stack([random_resized_crop(img, args.crop_scale, rng) for img in x])
             flip = torch.from_numpy(rng.random(batch) < 0.5)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            x, y = x[share], y[share]
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * steps + s)
             opt.zero_grad()
             out = model(x)
             loss = F.cross_entropy(out, y, label_smoothing=0.1)
             loss.backward()
+            if procs > 1:  # each process's loss is its share's mean: average them
+                grads = torch.cat([p.grad.reshape(-1) for p in params])
+                dist.all_reduce(grads)
+                grads /= procs
+                offset = 0
+                for p in params:
+                    p.grad.copy_(grads[offset:offset + p.numel()].view_as(p.grad))
+                    offset += p.numel()
             opt.step()
-            loss_sum += loss.item() * batch
+            loss_sum += loss.item() * len(y)
             correct += (out.argmax(1) == y).sum().item()
-            seen += batch
+            seen += len(y)
         train_s = time.time() - t0
+        loss_sum, correct, seen = all_sum([loss_sum, correct, seen], procs)
         model.eval()
         vl = vc = 0
         with torch.no_grad():
-            for i in range(0, len(xte), 500):
+            for i in range(rank * 500, len(xte), procs * 500):
                 out = model(xte[i:i + 500])
                 vl += F.cross_entropy(out, yte[i:i + 500], reduction="sum").item()
                 vc += (out.argmax(1) == yte[i:i + 500]).sum().item()
+        vl, vc = all_sum([vl, vc], procs)
+        if rank:
+            continue
         print(json.dumps({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                           "val_loss": vl / len(xte), "val_acc": vc / len(xte), "lr": lr_at(epoch * steps + steps - 1),
                           "seconds": time.time() - t0, "images_per_s": seen / train_s}), flush=True)
