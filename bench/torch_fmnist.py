@@ -143,7 +143,7 @@ def run(rank, args, store):
                             lr=1e-3)
     batch = 128
     share = slice(rank * batch // procs, (rank + 1) * batch // procs)
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     steps = len(xtr) // batch
     if args.steps_per_epoch:
         steps = min(steps, args.steps_per_epoch)
