@@ -1,6 +1,6 @@
 /*
- * bench_attention: one attention layer's forward and backward
- * (vit_attention_forward / vit_attention_backward), best of R calls.
+ * bench_attention: one attention layer's forward and backward through the
+ * CPU backend's table (the ISA level VIT_MAX_CPU_ISA allows), best of R calls.
  *
  *   bench_attention B T H HD [REPS]      e.g. 128 50 3 32 (fmnist), 4 197 12 64 (ViT-B/16)
  *
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "cpu/kernels.h"
+#include "core/backend.h"
 
 static double now(void) {
     struct timespec ts;
@@ -45,23 +45,30 @@ int main(int argc, char **argv) {
     }
     const size_t nqkv = (size_t)B * T * 3 * H * hd, nout = (size_t)B * T * H * hd;
     float *qkv = uniform(nqkv, 1), *dout = uniform(nout, 2), *dqkv = uniform(nqkv, 3);
-    float *out = vit_alloc(nout * sizeof(float)), *probs = vit_alloc((size_t)B * H * T * T * sizeof(float));
-    float *scratch = vit_alloc(vit_attention_scratch_floats(T, hd, omp_get_max_threads()) * sizeof(float));
-    if (!out || !probs || !scratch) return 1;
+    vit_backend *be;
+    if (vit_backend_create_cpu(&be) != VIT_OK) return 1;
+    size_t saved_bytes, scratch_bytes;
+    be->ops->attention_sizes(be, B, T, H, hd, &saved_bytes, &scratch_bytes);
+    float *out = vit_alloc(nout * sizeof(float));
+    void *saved = vit_alloc(saved_bytes), *scratch = vit_alloc(scratch_bytes);
+    if (!out || !saved || !scratch) return 1;
     const float scale = 1.0f / sqrtf((float)hd);
     double fwd = 1e30, bwd = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        if (vit_attention_forward(out, probs, qkv, B, T, H, hd, scale, 0.0f, 1, scratch) != VIT_OK) return 1;
+        if (be->ops->attention_forward(be, out, saved, qkv, B, T, H, hd, scale, 0.0f, 1, scratch) != VIT_OK) return 1;
         double t1 = now();
-        if (vit_attention_backward(dqkv, dout, qkv, probs, B, T, H, hd, scale, 0.0f, 1, scratch) != VIT_OK) return 1;
+        if (be->ops->attention_backward(be, dqkv, dout, qkv, out, saved, B, T, H, hd, scale, 0.0f, 1, scratch) !=
+            VIT_OK)
+            return 1;
         double t2 = now();
         if (t1 - t0 < fwd) fwd = t1 - t0;
         if (t2 - t1 < bwd) bwd = t2 - t1;
     }
     const double flops = 4.0 * T * T * hd * H * B;
-    printf("attention B %d T %d H %d hd %d, %d threads: forward %.2f ms (%.1f GFLOP/s), backward %.2f ms (%.1f GFLOP/s)\n",
-           B, T, H, hd, omp_get_max_threads(), fwd * 1e3, flops / fwd * 1e-9, bwd * 1e3, 2 * flops / bwd * 1e-9);
-    vit_free(qkv), vit_free(dout), vit_free(dqkv), vit_free(out), vit_free(probs), vit_free(scratch);
+    printf("attention (%s) B %d T %d H %d hd %d, %d threads: forward %.2f ms (%.1f GFLOP/s), backward %.2f ms (%.1f GFLOP/s)\n",
+           be->ops->name, B, T, H, hd, omp_get_max_threads(), fwd * 1e3, flops / fwd * 1e-9, bwd * 1e3, 2 * flops / bwd * 1e-9);
+    vit_free(qkv), vit_free(dout), vit_free(dqkv), vit_free(out), vit_free(saved), vit_free(scratch);
+    vit_backend_release(be);
     return 0;
 }

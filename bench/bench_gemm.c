@@ -1,5 +1,5 @@
 /*
- * bench_gemm: GFLOP/s of vit_cpu_gemm at ViT shapes.
+ * bench_gemm: GFLOP/s of the CPU backend's gemm at ViT shapes.
  *
  *   bench_gemm [--threads N] [--reps R] [--warmup W] [--quick] [--no-any] [--only TEXT]
  *   bench_gemm --workload NAME [--threads N] [--reps R] [--warmup W]
@@ -33,7 +33,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
-#include "cpu/matmul.h"
+#include "core/backend.h"
 #include "workloads.h"
 
 typedef struct shape {
@@ -110,16 +110,32 @@ static timing summarize(double *t, int reps) {
     return r;
 }
 
-/* ---------------------------------------------------------- vit_cpu_gemm */
+/* ------------------------------------------------------ the CPU backend */
+/* The backend (its primitive cache), made on first use. */
+static vit_backend *g_backend;
+
+static vit_backend *backend(void) {
+    if (!g_backend && vit_backend_create_cpu(&g_backend) != VIT_OK) {
+        fprintf(stderr, "bench_gemm: %s\n", vit_last_error());
+        exit(1);
+    }
+    return g_backend;
+}
+
+static void release_backend(void) {
+    vit_backend_release(g_backend);
+    g_backend = NULL;
+}
+
 
 static int time_gemm(const vit_gemm *g, int warmup, int reps, timing *out) {
     double *t = malloc((size_t)reps * sizeof *t);
     for (int i = 0; i < warmup + reps; i++) {
         double t0 = now();
-        vit_status st = vit_cpu_gemm(g);
+        vit_status st = backend()->ops->gemm(backend(), g);
         double dt = now() - t0;
         if (st != VIT_OK) {
-            fprintf(stderr, "bench_gemm: vit_cpu_gemm failed: %s\n", vit_last_error());
+            fprintf(stderr, "bench_gemm: gemm failed: %s\n", vit_last_error());
             free(t);
             return -1;
         }
@@ -268,7 +284,7 @@ static void bench_attention(int warmup, int reps, const char *only) {
         int ok = 1;
         for (int i = 0; i < warmup + reps && ok; i++) {
             double t0 = now();
-            if (vit_cpu_gemm_batched(g, H, cases[c].sa, cases[c].sb, cases[c].sc) != VIT_OK) {
+            if (backend()->ops->gemm_batched(backend(), g, H, cases[c].sa, cases[c].sb, cases[c].sc) != VIT_OK) {
                 fprintf(stderr, "bench_gemm: batched failed: %s\n", vit_last_error());
                 ok = 0;
             }
@@ -356,7 +372,7 @@ int main(int argc, char **argv) {
         for (size_t k = 0; k < VIT_BENCH_WORKLOADS; k++)
             if (!strcmp(vit_bench_workloads[k].name, workload)) {
                 int rc = bench_workload(&vit_bench_workloads[k], threads, warmup, reps);
-                vit_cpu_gemm_release_cache();
+                release_backend();
                 return rc;
             }
         fprintf(stderr, "bench_gemm: unknown workload '%s'\n", workload);
@@ -414,7 +430,7 @@ int main(int argc, char **argv) {
         vit_free(A), vit_free(B), vit_free(C), vit_free(bias);
     }
     bench_attention(warmup, reps, only);
-    vit_cpu_gemm_release_cache();
+    release_backend();
     if (strm) dnnl_stream_destroy(strm);
     if (eng) dnnl_engine_destroy(eng);
     return failures ? 1 : 0;

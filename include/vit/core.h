@@ -67,10 +67,23 @@ typedef void (*vit_log_fn)(void *user, vit_log_level level, const char *message)
 /* ---------------------------------------------------------------- context */
 typedef struct vit_context vit_context;
 
+/* Where tensors live and kernels run. A tensor keeps the device of its
+ * context at the time it was created. A build without a CUDA backend refuses
+ * VIT_DEVICE_CUDA with VIT_ERR_UNSUPPORTED. */
 typedef enum vit_device {
     VIT_DEVICE_CPU = 0,
     VIT_DEVICE_CUDA = 1
 } vit_device;
+
+/* The vector instruction set of libvit's CPU kernels (VIT_CTX_CPU_ISA): the
+ * widest the processor has, capped by the environment variable
+ * VIT_MAX_CPU_ISA=baseline|avx2|avx512, which is read once per process and
+ * caps oneDNN's products too. */
+typedef enum vit_cpu_isa {
+    VIT_CPU_ISA_BASELINE = 0, /* the architecture's baseline (x86-64: SSE2) */
+    VIT_CPU_ISA_AVX2 = 1,     /* AVX2 with FMA */
+    VIT_CPU_ISA_AVX512 = 2    /* AVX-512F */
+} vit_cpu_isa;
 
 /* Integer settings of a context (vit_context_set_int / vit_context_get_int). */
 typedef enum vit_context_param {
@@ -78,7 +91,8 @@ typedef enum vit_context_param {
     VIT_CTX_SEED = 2,         /* seed of every random draw (init, dropout, shuffling); default 0 */
     VIT_CTX_DEVICE = 3,       /* a vit_device; default VIT_DEVICE_CPU */
     VIT_CTX_DEVICE_INDEX = 4, /* which GPU; default 0 */
-    VIT_CTX_LOG_LEVEL = 5     /* most verbose vit_log_level passed to the log callback; default VIT_LOG_WARN */
+    VIT_CTX_LOG_LEVEL = 5,    /* most verbose vit_log_level passed to the log callback; default VIT_LOG_WARN */
+    VIT_CTX_CPU_ISA = 6       /* read-only: the vit_cpu_isa the CPU kernels use in this process */
 } vit_context_param;
 
 VIT_API vit_status vit_context_create(vit_context **out);
@@ -101,7 +115,7 @@ typedef enum vit_dtype {
 } vit_dtype;
 
 /* A dense row-major tensor of 1..VIT_MAX_DIMS dimensions, each > 0, on the
- * context's device, zero-filled. */
+ * context's device, zero-filled. A tensor may outlive its context. */
 VIT_API vit_status vit_tensor_create(vit_context *ctx, vit_dtype dtype, int ndim,
                                      const int64_t *shape, vit_tensor **out);
 VIT_API void vit_tensor_destroy(vit_tensor *t); /* NULL is a no-op */
@@ -114,8 +128,8 @@ VIT_API vit_status vit_tensor_device(const vit_tensor *t, vit_device *device);
 /* Size of one element of dtype in bytes; 0 for an unknown dtype. */
 VIT_API size_t vit_dtype_size(vit_dtype dtype);
 
-/* Copy the whole tensor in from / out to a caller buffer of exactly
- * numel * vit_dtype_size(dtype) bytes. */
+/* Copy the whole tensor in from / out to a host buffer of exactly
+ * numel * vit_dtype_size(dtype) bytes (a device transfer for a GPU tensor). */
 VIT_API vit_status vit_tensor_write(vit_tensor *t, const void *src, size_t bytes);
 VIT_API vit_status vit_tensor_read(const vit_tensor *t, void *dst, size_t bytes);
 /* Direct access to the storage of a CPU tensor (VIT_ERR_UNSUPPORTED on a GPU). */

@@ -1,7 +1,9 @@
-/* The context: device, threads, seed and logging shared by a family of handles. */
+/* The context: device (its backend), threads, seed and logging shared by a
+ * family of handles. */
 #include <omp.h>
 #include <stdlib.h>
 
+#include "core/backend.h"
 #include "core/core.h"
 
 vit_status vit_context_create(vit_context **out) {
@@ -13,11 +15,35 @@ vit_status vit_context_create(vit_context **out) {
     ctx->seed = 0;
     ctx->device = VIT_DEVICE_CPU;
     ctx->log_level = VIT_LOG_WARN;
+    vit_status s = vit_backend_create_cpu(&ctx->backend);
+    if (s != VIT_OK) {
+        free(ctx);
+        return s;
+    }
     *out = ctx;
     return VIT_OK;
 }
 
-void vit_context_destroy(vit_context *ctx) { free(ctx); }
+void vit_context_destroy(vit_context *ctx) {
+    if (!ctx) return;
+    vit_backend_release(ctx->backend);
+    free(ctx);
+}
+
+/* The one place a backend is chosen. Tensors made before keep theirs. */
+static vit_status set_device(vit_context *ctx, int64_t value) {
+    if (value == ctx->device) return VIT_OK;
+    if (value == VIT_DEVICE_CUDA)
+        return vit_fail(VIT_ERR_UNSUPPORTED, "VIT_CTX_DEVICE: this build of libvit has no CUDA backend");
+    if (value != VIT_DEVICE_CPU)
+        return vit_fail(VIT_ERR_INVALID_ARGUMENT, "VIT_CTX_DEVICE: unknown device %lld", (long long)value);
+    vit_backend *be;
+    VIT_TRY(vit_backend_create_cpu(&be));
+    vit_backend_release(ctx->backend);
+    ctx->backend = be;
+    ctx->device = VIT_DEVICE_CPU;
+    return VIT_OK;
+}
 
 vit_status vit_context_set_int(vit_context *ctx, vit_context_param param, int64_t value) {
     VIT_CHECK_ARG(ctx, "vit_context_set_int: ctx is NULL");
@@ -30,14 +56,7 @@ vit_status vit_context_set_int(vit_context *ctx, vit_context_param param, int64_
     case VIT_CTX_SEED:
         ctx->seed = (uint64_t)value;
         return VIT_OK;
-    case VIT_CTX_DEVICE:
-        if (value == VIT_DEVICE_CPU) {
-            ctx->device = VIT_DEVICE_CPU;
-            return VIT_OK;
-        }
-        if (value == VIT_DEVICE_CUDA)
-            return vit_fail(VIT_ERR_UNSUPPORTED, "VIT_CTX_DEVICE: this build of libvit has no CUDA backend");
-        return vit_fail(VIT_ERR_INVALID_ARGUMENT, "VIT_CTX_DEVICE: unknown device %lld", (long long)value);
+    case VIT_CTX_DEVICE: return set_device(ctx, value);
     case VIT_CTX_DEVICE_INDEX:
         VIT_CHECK_ARG(value >= 0 && value < 1024, "VIT_CTX_DEVICE_INDEX: %lld is out of range", (long long)value);
         ctx->device_index = (int)value;
@@ -47,6 +66,9 @@ vit_status vit_context_set_int(vit_context *ctx, vit_context_param param, int64_
                       "VIT_CTX_LOG_LEVEL: %lld is not a vit_log_level", (long long)value);
         ctx->log_level = (vit_log_level)value;
         return VIT_OK;
+    case VIT_CTX_CPU_ISA:
+        return vit_fail(VIT_ERR_INVALID_ARGUMENT,
+                        "VIT_CTX_CPU_ISA is read-only: cap it with the environment variable VIT_MAX_CPU_ISA");
     }
     return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_context_set_int: unknown parameter %d", (int)param);
 }
@@ -60,6 +82,7 @@ vit_status vit_context_get_int(const vit_context *ctx, vit_context_param param, 
     case VIT_CTX_DEVICE: *value = ctx->device; return VIT_OK;
     case VIT_CTX_DEVICE_INDEX: *value = ctx->device_index; return VIT_OK;
     case VIT_CTX_LOG_LEVEL: *value = ctx->log_level; return VIT_OK;
+    case VIT_CTX_CPU_ISA: *value = vit_cpu_isa_dispatched(); return VIT_OK;
     }
     return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_context_get_int: unknown parameter %d", (int)param);
 }

@@ -9,7 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/scalar.h"
 #include "vit/core.h"
+
+struct vit_backend;
 
 #if defined(__GNUC__)
 #define VIT_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
@@ -34,6 +37,7 @@ void vit_error_prefix(const char *fmt, ...) VIT_PRINTF(1, 2);
 
 /* ----------------------------------------------------------------- context */
 struct vit_context {
+    struct vit_backend *backend; /* of ctx->device: new tensors and models use it */
     int threads;
     uint64_t seed;
     vit_device device;
@@ -48,20 +52,24 @@ void vit_log(const vit_context *ctx, vit_log_level level, const char *fmt, ...) 
 void vit_context_enter(const vit_context *ctx);
 
 /* ------------------------------------------------------------------ memory */
-/* 64-byte aligned, zeroed allocations for big buffers; NULL on failure. */
+/* 64-byte aligned, zeroed host allocations for big buffers; NULL on failure. */
 void *vit_alloc(size_t bytes);
 void vit_free(void *p);
 
 /* A bump allocator: allocations live until vit_arena_reset. Chunks are kept
- * across resets, so a training loop allocates nothing in steady state. */
+ * across resets, so a training loop allocates nothing in steady state. An
+ * arena with a backend takes its chunks from the backend's allocator (device
+ * memory: the tape's data); without one, from the host heap (bookkeeping). */
 typedef struct vit_arena_chunk vit_arena_chunk;
 typedef struct vit_arena {
-    vit_arena_chunk *chunks; /* the active chunk first */
-    size_t used_total;       /* bytes handed out since the last reset */
-    size_t peak;             /* largest used_total seen: the next reset sizes one chunk to it */
+    struct vit_backend *backend; /* NULL: host memory */
+    vit_arena_chunk *chunks;     /* the active chunk first */
+    size_t used_total;           /* bytes handed out since the last reset */
+    size_t peak;                 /* largest used_total seen: the next reset sizes one chunk to it */
 } vit_arena;
 
-void vit_arena_init(vit_arena *a);
+/* backend may be NULL (host); the arena does not own it. */
+void vit_arena_init(vit_arena *a, struct vit_backend *backend);
 void vit_arena_release(vit_arena *a);
 void vit_arena_reset(vit_arena *a);
 /* A position in the arena; rewinding to it frees everything allocated since
@@ -73,30 +81,23 @@ typedef struct vit_arena_mark {
 vit_arena_mark vit_arena_save(const vit_arena *a);
 void vit_arena_rewind(vit_arena *a, vit_arena_mark mark);
 /* Rewind to mark, keeping the last allocation made after it (bytes at data):
- * it is moved down to the mark, or, when chunks were added since the mark,
+ * it is moved down (a copy on the arena's device) to the mark, or, when chunks were added since the mark,
  * to the start of the newest chunk, the chunks in between being freed. So a
  * pass that spills into a new chunk is still given back, which keeps the
- * first step's memory close to the steady state's. Returns the moved data;
- * *at (may be NULL) is the position where it begins. */
+ * first step's memory close to the steady state's. Returns the moved data
+ * (NULL when the device copy failed; the thread error says why); *at (may be
+ * NULL) is the position where it begins. */
 void *vit_arena_rewind_keep(vit_arena *a, vit_arena_mark mark, const void *data, size_t bytes,
                             vit_arena_mark *at);
 
 /* 64-byte aligned, NOT zeroed; NULL on failure (sets the thread error). */
 void *vit_arena_alloc(vit_arena *a, size_t bytes);
 float *vit_arena_floats(vit_arena *a, size_t n);          /* not zeroed */
-float *vit_arena_zeros(vit_arena *a, size_t n);           /* zeroed */
+float *vit_arena_zeros(vit_arena *a, size_t n);           /* zeroed (on the arena's device) */
 
 /* --------------------------------------------------------------------- RNG */
-/* Counter-based randomness: a draw is a pure function of (key, index), so the
- * same seed gives the same numbers whatever the thread count or order. */
-uint64_t vit_hash64(uint64_t x);
-static inline uint64_t vit_rng_key(uint64_t seed, uint64_t stream, uint64_t counter) {
-    return vit_hash64(seed ^ vit_hash64(stream * 0x9E3779B97F4A7C15ull ^ vit_hash64(counter)));
-}
-/* Uniform in [0, 1) with 24 random bits. */
-static inline float vit_rng_uniform(uint64_t key, uint64_t index) {
-    return (float)(vit_hash64(key + index * 0xD1B54A32D192ED03ull) >> 40) * (1.0f / 16777216.0f);
-}
+/* vit_hash64, vit_rng_key and vit_rng_uniform: core/scalar.h (shared with
+ * the device kernels). */
 /* Standard normal (Box-Muller on two counter draws). */
 double vit_rng_normal(uint64_t key, uint64_t index);
 /* Normal(0, std) redrawn until within [lo, hi], as torch.nn.init.trunc_normal_. */
@@ -104,7 +105,8 @@ void vit_rng_trunc_normal(float *out, size_t n, uint64_t key, float std, float l
 
 /* ------------------------------------------------------------------ tensor */
 struct vit_tensor {
-    vit_context *ctx;
+    struct vit_backend *backend; /* a reference: where data lives, fixed at creation */
+    vit_device device;
     vit_dtype dtype;
     int ndim;
     int64_t shape[VIT_MAX_DIMS];
@@ -117,6 +119,10 @@ struct vit_tensor {
 vit_status vit_tensor_expect(const vit_tensor *t, const char *name, vit_dtype dtype, int ndim,
                              const int64_t *dims);
 const char *vit_dtype_name(vit_dtype dtype);
+/* The host pointer of a tensor that callers' host code may read and write
+ * (the data layer's batches, metrics); VIT_ERR_UNSUPPORTED naming the
+ * argument for a tensor in device memory. */
+vit_status vit_tensor_host_data(const vit_tensor *t, const char *name, void **data);
 
 /* "[2, 3, 224, 224]" into buf. */
 const char *vit_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);

@@ -1,7 +1,8 @@
-/* Aligned allocations and the per-step arena. */
+/* Aligned host allocations and the per-step arena (host or device chunks). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/core.h"
 
 #define VIT_ALIGN 64
@@ -23,26 +24,36 @@ struct vit_arena_chunk {
     unsigned char *base;
 };
 
-void vit_arena_init(vit_arena *a) { memset(a, 0, sizeof *a); }
+void vit_arena_init(vit_arena *a, vit_backend *backend) {
+    memset(a, 0, sizeof *a);
+    a->backend = backend;
+}
 
-static void free_chunks(vit_arena_chunk *c) {
+static void free_chunk(vit_arena *a, vit_arena_chunk *c) {
+    if (a->backend)
+        a->backend->ops->free(a->backend, c->base);
+    else
+        free(c->base);
+    free(c);
+}
+
+static void free_chunks(vit_arena *a, vit_arena_chunk *c) {
     while (c) {
         vit_arena_chunk *next = c->next;
-        free(c->base);
-        free(c);
+        free_chunk(a, c);
         c = next;
     }
 }
 
 void vit_arena_release(vit_arena *a) {
-    free_chunks(a->chunks);
+    free_chunks(a, a->chunks);
     memset(a, 0, sizeof *a);
 }
 
-static vit_arena_chunk *new_chunk(size_t cap) {
+static vit_arena_chunk *new_chunk(vit_arena *a, size_t cap) {
     vit_arena_chunk *c = malloc(sizeof *c);
     if (!c) return NULL;
-    c->base = aligned_alloc(VIT_ALIGN, cap);
+    c->base = a->backend ? a->backend->ops->alloc(a->backend, cap) : aligned_alloc(VIT_ALIGN, cap);
     if (!c->base) {
         free(c);
         return NULL;
@@ -61,8 +72,8 @@ void vit_arena_reset(vit_arena *a) {
     if (!a->chunks) return;
     if (a->chunks->next || a->chunks->cap < a->peak) {
         size_t cap = a->peak;
-        free_chunks(a->chunks);
-        a->chunks = new_chunk(cap < VIT_ARENA_MIN_CHUNK ? VIT_ARENA_MIN_CHUNK : cap);
+        free_chunks(a, a->chunks);
+        a->chunks = new_chunk(a, cap < VIT_ARENA_MIN_CHUNK ? VIT_ARENA_MIN_CHUNK : cap);
         /* A failed allocation leaves no chunk; the next alloc retries. */
         return;
     }
@@ -79,7 +90,7 @@ void *vit_arena_alloc(vit_arena *a, size_t bytes) {
     if (!c || c->cap - c->used < need) {
         size_t cap = c ? c->cap * 2 : VIT_ARENA_MIN_CHUNK;
         if (cap < need) cap = need;
-        vit_arena_chunk *fresh = new_chunk(cap);
+        vit_arena_chunk *fresh = new_chunk(a, cap);
         if (!fresh) {
             vit_fail(VIT_ERR_OUT_OF_MEMORY, "arena: cannot allocate %zu bytes for activations", cap);
             return NULL;
@@ -93,6 +104,13 @@ void *vit_arena_alloc(vit_arena *a, size_t bytes) {
     return p;
 }
 
+/* The ranges may overlap (a backend's copy on the device is a memmove). */
+static bool move_down(vit_arena *a, void *dst, const void *src, size_t bytes) {
+    if (a->backend) return a->backend->ops->copy(a->backend, dst, src, bytes, VIT_COPY_ON_DEVICE) == VIT_OK;
+    memmove(dst, src, bytes);
+    return true;
+}
+
 void *vit_arena_rewind_keep(vit_arena *a, vit_arena_mark mark, const void *data, size_t bytes,
                             vit_arena_mark *at) {
     if (a->used_total > a->peak) a->peak = a->used_total;
@@ -101,8 +119,7 @@ void *vit_arena_rewind_keep(vit_arena *a, vit_arena_mark mark, const void *data,
         vit_arena_rewind(a, mark);
         if (at) *at = vit_arena_save(a);
         void *low = vit_arena_alloc(a, bytes); /* at the mark: below data, and it fits */
-        memmove(low, data, bytes);
-        return low;
+        return move_down(a, low, data, bytes) ? low : NULL;
     }
     /* data, the last allocation, is in the newest chunk c; mark is in an
      * older one (or NULL: before the first chunk). */
@@ -110,11 +127,10 @@ void *vit_arena_rewind_keep(vit_arena *a, vit_arena_mark mark, const void *data,
     while (*link && *link != mark.chunk) {
         vit_arena_chunk *dead = *link;
         *link = dead->next;
-        free(dead->base);
-        free(dead);
+        free_chunk(a, dead);
     }
     if (mark.chunk) mark.chunk->used = mark.used;
-    memmove(c->base, data, bytes);
+    if (!move_down(a, c->base, data, bytes)) return NULL;
     c->used = (bytes + VIT_ALIGN - 1) / VIT_ALIGN * VIT_ALIGN;
     a->used_total = mark.used_total + c->used;
     if (at) *at = (vit_arena_mark){c, 0, mark.used_total};
@@ -131,7 +147,8 @@ float *vit_arena_floats(vit_arena *a, size_t n) {
 
 float *vit_arena_zeros(vit_arena *a, size_t n) {
     float *p = vit_arena_floats(a, n);
-    if (p) memset(p, 0, n * sizeof(float));
+    if (p && a->backend && a->backend->ops->zero(a->backend, p, n * sizeof(float)) != VIT_OK) return NULL;
+    if (p && !a->backend) memset(p, 0, n * sizeof(float));
     return p;
 }
 

@@ -3,14 +3,6 @@
 
 #include "core/core.h"
 
-/* splitmix64's finaliser: a bijective mix with full avalanche. */
-uint64_t vit_hash64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 double vit_rng_normal(uint64_t key, uint64_t index) {
     /* 53-bit uniforms; u1 in (0, 1] so log never sees 0. */
     double u1 = ((double)(vit_hash64(key + 2 * index * 0xD1B54A32D192ED03ull) >> 11) + 1.0) * 0x1p-53;

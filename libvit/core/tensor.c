@@ -1,8 +1,10 @@
-/* Caller-owned tensors: dense, row-major, on the context's device. */
+/* Caller-owned tensors: dense, row-major, in the memory of the backend their
+ * context had when they were made. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/core.h"
 
 size_t vit_dtype_size(vit_dtype dtype) {
@@ -46,9 +48,6 @@ vit_status vit_tensor_create(vit_context *ctx, vit_dtype dtype, int ndim, const 
         return vit_fail(VIT_ERR_UNSUPPORTED, "vit_tensor_create: dtype bf16 is reserved and not yet supported");
     size_t esize = vit_dtype_size(dtype);
     VIT_CHECK_ARG(esize, "vit_tensor_create: unknown dtype %d", (int)dtype);
-    if (ctx->device != VIT_DEVICE_CPU)
-        return vit_fail(VIT_ERR_UNSUPPORTED, "vit_tensor_create: device %d has no tensor storage in this build",
-                        (int)ctx->device);
     int64_t numel = 1;
     for (int i = 0; i < ndim; i++) {
         VIT_CHECK_ARG(shape[i] > 0, "vit_tensor_create: shape[%d] = %lld must be positive", i, (long long)shape[i]);
@@ -58,7 +57,13 @@ vit_status vit_tensor_create(vit_context *ctx, vit_dtype dtype, int ndim, const 
     }
     vit_tensor *t = calloc(1, sizeof *t);
     if (!t) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_tensor_create: no memory for the handle");
-    t->data = vit_alloc((size_t)numel * esize);
+    vit_backend *be = ctx->backend;
+    const size_t bytes = (size_t)numel * esize;
+    t->data = be->ops->alloc(be, bytes);
+    if (t->data && be->ops->zero(be, t->data, bytes) != VIT_OK) {
+        be->ops->free(be, t->data);
+        t->data = NULL;
+    }
     if (!t->data) {
         free(t);
         char buf[96];
@@ -66,7 +71,8 @@ vit_status vit_tensor_create(vit_context *ctx, vit_dtype dtype, int ndim, const 
                         vit_dtype_name(dtype), vit_shape_str(buf, sizeof buf, ndim, shape),
                         (long long)(numel * (int64_t)esize));
     }
-    t->ctx = ctx;
+    t->backend = vit_backend_retain(be);
+    t->device = ctx->device;
     t->dtype = dtype;
     t->ndim = ndim;
     t->numel = numel;
@@ -77,7 +83,8 @@ vit_status vit_tensor_create(vit_context *ctx, vit_dtype dtype, int ndim, const 
 
 void vit_tensor_destroy(vit_tensor *t) {
     if (!t) return;
-    vit_free(t->data);
+    t->backend->ops->free(t->backend, t->data);
+    vit_backend_release(t->backend);
     free(t);
 }
 
@@ -107,7 +114,7 @@ vit_status vit_tensor_dtype(const vit_tensor *t, vit_dtype *dtype) {
 vit_status vit_tensor_device(const vit_tensor *t, vit_device *device) {
     VIT_CHECK_ARG(t, "vit_tensor_device: tensor is NULL");
     VIT_CHECK_ARG(device, "vit_tensor_device: device is NULL");
-    *device = t->ctx->device;
+    *device = t->device;
     return VIT_OK;
 }
 
@@ -125,21 +132,27 @@ vit_status vit_tensor_write(vit_tensor *t, const void *src, size_t bytes) {
     VIT_CHECK_ARG(t, "vit_tensor_write: tensor is NULL");
     VIT_CHECK_ARG(src, "vit_tensor_write: src is NULL");
     VIT_TRY(check_bytes(t, bytes, "vit_tensor_write"));
-    memcpy(t->data, src, bytes);
-    return VIT_OK;
+    return t->backend->ops->copy(t->backend, t->data, src, bytes, VIT_COPY_TO_DEVICE);
 }
 
 vit_status vit_tensor_read(const vit_tensor *t, void *dst, size_t bytes) {
     VIT_CHECK_ARG(t, "vit_tensor_read: tensor is NULL");
     VIT_CHECK_ARG(dst, "vit_tensor_read: dst is NULL");
     VIT_TRY(check_bytes(t, bytes, "vit_tensor_read"));
-    memcpy(dst, t->data, bytes);
-    return VIT_OK;
+    return t->backend->ops->copy(t->backend, dst, t->data, bytes, VIT_COPY_TO_HOST);
 }
 
 vit_status vit_tensor_data(vit_tensor *t, void **data) {
     VIT_CHECK_ARG(t, "vit_tensor_data: tensor is NULL");
     VIT_CHECK_ARG(data, "vit_tensor_data: data is NULL");
+    return vit_tensor_host_data(t, "vit_tensor_data", data);
+}
+
+vit_status vit_tensor_host_data(const vit_tensor *t, const char *name, void **data) {
+    *data = NULL;
+    if (!t->backend->host_memory)
+        return vit_fail(VIT_ERR_UNSUPPORTED, "%s: the tensor is in %s device memory; copy it with vit_tensor_read",
+                        name, t->backend->ops->name);
     *data = t->data;
     return VIT_OK;
 }

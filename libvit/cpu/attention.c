@@ -76,11 +76,6 @@ VIT_INLINE void block_axpy(float *restrict c, size_t cr, const float *restrict a
     for (; r < rows; r++) rows_axpy(c + r * cr, a + r * ar, as, x, xs, n, w);
 }
 
-/* 1 / (1 - p) for kept elements; p >= 1 drops everything. */
-static inline float keep_scale(float p) {
-    return p <= 0.0f ? 1.0f : p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-}
-
 /* m[j] = the dropout factor of row element j (0 or 1 / (1 - p)). The mask is a
  * pure function of (key, element index), so backward regenerates it instead
  * of storing B * H * T * T bytes. */
@@ -91,9 +86,14 @@ static void mask_row(float *restrict m, int T, float drop_p, float keep, uint64_
 static size_t forward_scratch(int T, int hd) { return 3 * (size_t)T * hd + 8 * (size_t)T + 4 * (size_t)hd; }
 static size_t backward_scratch(int T, int hd) { return 2 * (size_t)T * T + (size_t)T * hd + (size_t)T + 4 * (size_t)hd; }
 
-size_t vit_attention_scratch_floats(int T, int hd, int threads) {
-    size_t f = forward_scratch(T, hd), b = backward_scratch(T, hd);
-    return (size_t)(threads > 1 ? threads : 1) * (f > b ? f : b);
+/* saved: the probabilities [B, H, T, T] before dropout; scratch: one
+ * block's working set per thread of the team the call will fork. */
+void vit_attention_sizes(vit_backend *be, int B, int T, int H, int hd, size_t *saved_bytes, size_t *scratch_bytes) {
+    (void)be;
+    const int threads = omp_get_max_threads();
+    const size_t f = forward_scratch(T, hd), b = backward_scratch(T, hd);
+    *saved_bytes = (size_t)B * H * T * T * sizeof(float);
+    *scratch_bytes = (size_t)(threads > 1 ? threads : 1) * (f > b ? f : b) * sizeof(float);
 }
 
 /* One scratch area per thread: the caller's (from its arena) when given,
@@ -124,7 +124,7 @@ VIT_VECTORIZED static void block_forward(float *restrict out, float *restrict pr
             vp[(size_t)j * hd + d] = v[j * ts + d];
             qs[(size_t)j * hd + d] = q[j * ts + d] * scale; /* timm scales q before the product */
         }
-    const float keep = keep_scale(drop_p);
+    const float keep = vit_dropout_keep_scale(drop_p);
     for (int i0 = 0; i0 < T; i0 += 4) {
         const int rows = T - i0 < 4 ? T - i0 : 4;
         /* probs keeps the pre-dropout softmax for backward; inference uses scratch. */
@@ -151,8 +151,10 @@ VIT_VECTORIZED static void block_forward(float *restrict out, float *restrict pr
     }
 }
 
-vit_status vit_attention_forward(float *out, float *probs, const float *qkv, int B, int T, int H, int hd,
-                                 float scale, float drop_p, uint64_t drop_key, float *given_scratch) {
+vit_status vit_attention_forward(vit_backend *be, float *out, void *saved, const float *qkv, int B, int T, int H,
+                                 int hd, float scale, float drop_p, uint64_t drop_key, void *given_scratch) {
+    (void)be;
+    float *probs = saved;
     VIT_CHECK_ARG(out && qkv && B > 0 && T > 0 && H > 0 && hd > 0, "attention: bad arguments");
     const int blocks = B * H;
     const size_t per = forward_scratch(T, hd);
@@ -191,7 +193,7 @@ VIT_VECTORIZED static void block_backward(float *restrict dqkv, const float *res
     const float *a = drop ? am : probs;
     for (int j = 0; j < T; j++)
         for (int d = 0; d < hd; d++) vt[(size_t)d * T + j] = qkv[v0 + j * ts + d];
-    const float keep = keep_scale(drop_p);
+    const float keep = vit_dropout_keep_scale(drop_p);
     for (size_t e = 0; e < (size_t)T * T; e++) ds[e] = 0.0f;
 
     for (int i0 = 0; i0 < T; i0 += 4) {
@@ -235,9 +237,12 @@ VIT_VECTORIZED static void block_backward(float *restrict dqkv, const float *res
     }
 }
 
-vit_status vit_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs, int B,
-                                  int T, int H, int hd, float scale, float drop_p, uint64_t drop_key,
-                                  float *given_scratch) {
+vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
+                                  const void *saved, int B, int T, int H, int hd, float scale, float drop_p,
+                                  uint64_t drop_key, void *given_scratch) {
+    (void)be;
+    (void)out; /* the probabilities are kept whole: no need to rebuild them from out */
+    const float *probs = saved;
     VIT_CHECK_ARG(dqkv && dout && qkv && B > 0 && T > 0 && H > 0 && hd > 0, "attention backward: bad arguments");
     VIT_CHECK_ARG(probs, "attention backward: probs were not kept by the forward pass");
     const int blocks = B * H;

@@ -35,9 +35,11 @@ static double row_loss(float *restrict p, const float *restrict x, int32_t label
     return loss;
 }
 
-float vit_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int B, int C,
-                                float smoothing) {
-    if (B <= 0 || C <= 0) return 0.0f;
+vit_status vit_cross_entropy_forward(vit_backend *be, float *loss, float *probs, const float *logits,
+                                     const int32_t *labels, int B, int C, float smoothing) {
+    (void)be;
+    *loss = 0.0f;
+    if (B <= 0 || C <= 0) return VIT_OK;
     double part[CE_CHUNKS] = {0};
     const int chunks = B < CE_CHUNKS ? B : CE_CHUNKS;
 #pragma omp parallel for schedule(static) if ((int64_t)B * C > 16384)
@@ -50,12 +52,14 @@ float vit_cross_entropy_forward(float *probs, const float *logits, const int32_t
     }
     double total = 0.0;
     for (int k = 0; k < chunks; k++) total += part[k];
-    return (float)(total / B);
+    *loss = (float)(total / B);
+    return VIT_OK;
 }
 
-void vit_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int B, int C,
-                                float smoothing, float dloss) {
-    const float g = dloss / (float)B;
+vit_status vit_cross_entropy_backward(vit_backend *be, float *dlogits, const float *probs, const int32_t *labels,
+                                      int B, int C, float smoothing, const float *dloss) {
+    (void)be;
+    const float g = *dloss / (float)B;
     const float off = smoothing / (float)C, on = off + (1.0f - smoothing);
 #pragma omp parallel for schedule(static) if ((int64_t)B * C > 16384)
     for (int b = 0; b < B; b++) {
@@ -64,4 +68,5 @@ void vit_cross_entropy_backward(float *dlogits, const float *probs, const int32_
         const int32_t label = labels[b];
         for (int c = 0; c < C; c++) d[c] += g * (p[c] - (c == label ? on : off));
     }
+    return VIT_OK;
 }

@@ -13,18 +13,14 @@ static inline int64_t span_len(int64_t total, int64_t i0) {
     return total - i0 < SPAN ? total - i0 : SPAN;
 }
 
-/* 1 / (1 - p) for kept elements; p >= 1 drops everything. */
-static inline float keep_scale(float p) {
-    return p <= 0.0f ? 1.0f : p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-}
-
 /* ------------------------------------------------------- tokens */
 VIT_VECTORIZED static void add_rows(float *restrict out, const float *restrict a, const float *restrict b, int D) {
     for (int d = 0; d < D; d++) out[d] = a[d] + b[d];
 }
 
-void vit_embed_tokens_forward(float *tokens, const float *patch, const float *cls, const float *pos, int B,
-                              int N, int D) {
+vit_status vit_embed_tokens_forward(vit_backend *be, float *tokens, const float *patch, const float *cls,
+                                    const float *pos, int B, int N, int D) {
+    (void)be;
     const int T = N + 1;
 #pragma omp parallel for schedule(static) if ((int64_t)B * T * D > 65536)
     for (int64_t bt = 0; bt < (int64_t)B * T; bt++) {
@@ -32,6 +28,7 @@ void vit_embed_tokens_forward(float *tokens, const float *patch, const float *cl
         const float *src = t == 0 ? cls : patch + ((size_t)b * N + t - 1) * D;
         add_rows(tokens + bt * D, src, pos + (size_t)t * D, D);
     }
+    return VIT_OK;
 }
 
 /* dpos and dcls sum over the batch: each token row is one task that adds the
@@ -52,10 +49,12 @@ VIT_VECTORIZED static void embed_row_backward(float *dpatch, float *dcls, float 
     }
 }
 
-void vit_embed_tokens_backward(float *dpatch, float *dcls, float *dpos, const float *dtokens, int B, int N,
-                               int D) {
+vit_status vit_embed_tokens_backward(vit_backend *be, float *dpatch, float *dcls, float *dpos, const float *dtokens,
+                                     int B, int N, int D) {
+    (void)be;
 #pragma omp parallel for schedule(static) if ((int64_t)B * (N + 1) * D > 65536)
     for (int t = 0; t < N + 1; t++) embed_row_backward(dpatch, dcls, dpos, dtokens, B, N, D, t);
+    return VIT_OK;
 }
 
 /* ---------------------------------------------------- residuals */
@@ -68,7 +67,9 @@ VIT_VECTORIZED static void axpy_into(float *restrict y, const float *restrict x,
     for (int64_t i = 0; i < n; i++) y[i] = x[i] + s * y[i];
 }
 
-void vit_residual_forward(float *out, const float *x, const float *y, const float *scale, int B, int64_t per) {
+vit_status vit_residual_forward(vit_backend *be, float *out, const float *x, const float *y, const float *scale,
+                                int B, int64_t per) {
+    (void)be;
     const int64_t spans = (per + SPAN - 1) / SPAN;
 #pragma omp parallel for schedule(static) if (B * per > 65536)
     for (int64_t k = 0; k < B * spans; k++) {
@@ -80,6 +81,7 @@ void vit_residual_forward(float *out, const float *x, const float *y, const floa
         else
             axpy_to(out + off, x + off, y + off, s, span_len(per, i0));
     }
+    return VIT_OK;
 }
 
 VIT_VECTORIZED static void residual_span_backward(float *restrict dx, float *restrict dy, const float *restrict g,
@@ -90,7 +92,9 @@ VIT_VECTORIZED static void residual_span_backward(float *restrict dx, float *res
         for (int64_t i = 0; i < n; i++) dy[i] += s * g[i];
 }
 
-void vit_residual_backward(float *dx, float *dy, const float *dout, const float *scale, int B, int64_t per) {
+vit_status vit_residual_backward(vit_backend *be, float *dx, float *dy, const float *dout, const float *scale, int B,
+                                 int64_t per) {
+    (void)be;
     const int64_t spans = (per + SPAN - 1) / SPAN;
 #pragma omp parallel for schedule(static) if (B * per > 65536)
     for (int64_t k = 0; k < B * spans; k++) {
@@ -99,11 +103,12 @@ void vit_residual_backward(float *dx, float *dy, const float *dout, const float 
         residual_span_backward(dx ? dx + off : NULL, dy ? dy + off : NULL, dout + off, scale ? scale[b] : 1.0f,
                                span_len(per, i0));
     }
+    return VIT_OK;
 }
 
 /* ------------------------------------------------------ dropout */
-/* The hash per element is an out-of-line call, so these loops stay scalar;
- * they are not cloned. */
+/* Not vectorised: the 64-bit multiplies of the hash per element have no
+ * AVX2 form, so these loops stay scalar code. */
 static void dropout_span(float *out, const float *inp, int64_t i0, int64_t n, float p, float keep, uint64_t key,
                          int accumulate) {
     for (int64_t i = 0; i < n; i++) {
@@ -113,27 +118,31 @@ static void dropout_span(float *out, const float *inp, int64_t i0, int64_t n, fl
 }
 
 static void dropout_run(float *out, const float *inp, int64_t n, float p, uint64_t key, int accumulate) {
-    const float keep = keep_scale(p);
+    const float keep = vit_dropout_keep_scale(p);
     const int64_t spans = (n + SPAN - 1) / SPAN;
 #pragma omp parallel for schedule(static) if (spans > 1)
     for (int64_t k = 0; k < spans; k++)
         dropout_span(out + k * SPAN, inp + k * SPAN, k * SPAN, span_len(n, k * SPAN), p, keep, key, accumulate);
 }
 
-void vit_dropout_forward(float *out, const float *inp, int64_t n, float p, uint64_t key) {
+vit_status vit_dropout_forward(vit_backend *be, float *out, const float *inp, int64_t n, float p, uint64_t key) {
+    (void)be;
     if (p <= 0.0f) {
         if (out != inp) memcpy(out, inp, (size_t)n * sizeof(float));
-        return;
+        return VIT_OK;
     }
     dropout_run(out, inp, n, p, key, 0);
+    return VIT_OK;
 }
 
-void vit_dropout_backward(float *dinp, const float *dout, int64_t n, float p, uint64_t key) {
+vit_status vit_dropout_backward(vit_backend *be, float *dinp, const float *dout, int64_t n, float p, uint64_t key) {
+    (void)be;
     if (p <= 0.0f) {
-        vit_add(dinp, dinp, dout, n);
-        return;
+        vit_add(be, dinp, dinp, dout, n);
+        return VIT_OK;
     }
     dropout_run(dinp, dout, n, p, key, 1);
+    return VIT_OK;
 }
 
 /* ------------------------------------------------------ pooling */
@@ -150,9 +159,11 @@ VIT_VECTORIZED static void pool_sample(float *restrict out, const float *restric
     for (int d = 0; d < D; d++) out[d] *= inv;
 }
 
-void vit_pool_forward(float *out, const float *tokens, int B, int T, int D, int avg) {
+vit_status vit_pool_forward(vit_backend *be, float *out, const float *tokens, int B, int T, int D, int avg) {
+    (void)be;
 #pragma omp parallel for schedule(static) if ((int64_t)B * T * D > 65536)
     for (int b = 0; b < B; b++) pool_sample(out + (size_t)b * D, tokens + (size_t)b * T * D, T, D, avg);
+    return VIT_OK;
 }
 
 VIT_VECTORIZED static void pool_sample_backward(float *restrict dtok, const float *restrict g, int T, int D,
@@ -166,9 +177,11 @@ VIT_VECTORIZED static void pool_sample_backward(float *restrict dtok, const floa
         for (int d = 0; d < D; d++) dtok[(size_t)t * D + d] += g[d] * inv;
 }
 
-void vit_pool_backward(float *dtokens, const float *dout, int B, int T, int D, int avg) {
+vit_status vit_pool_backward(vit_backend *be, float *dtokens, const float *dout, int B, int T, int D, int avg) {
+    (void)be;
 #pragma omp parallel for schedule(static) if ((int64_t)B * T * D > 65536)
     for (int b = 0; b < B; b++) pool_sample_backward(dtokens + (size_t)b * T * D, dout + (size_t)b * D, T, D, avg);
+    return VIT_OK;
 }
 
 /* -------------------------------------------------------- sums */
@@ -176,10 +189,12 @@ VIT_VECTORIZED static void add_span(float *out, const float *a, const float *b, 
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-void vit_add(float *out, const float *a, const float *b, int64_t n) {
+vit_status vit_add(vit_backend *be, float *out, const float *a, const float *b, int64_t n) {
+    (void)be;
     const int64_t spans = (n + SPAN - 1) / SPAN;
 #pragma omp parallel for schedule(static) if (spans > 8)
     for (int64_t k = 0; k < spans; k++) add_span(out + k * SPAN, a + k * SPAN, b + k * SPAN, span_len(n, k * SPAN));
+    return VIT_OK;
 }
 
 /* Column strips, each walking every row in order: deterministic on any thread
@@ -191,11 +206,13 @@ VIT_VECTORIZED static void bias_strip(float *restrict dbias, const float *restri
     for (int l = 0; l < n; l++) dbias[l] += (float)acc[l];
 }
 
-void vit_bias_backward(float *dbias, const float *dout, int64_t rows, int C) {
+vit_status vit_bias_backward(vit_backend *be, float *dbias, const float *dout, int64_t rows, int C) {
+    (void)be;
     const int strips = (C + STRIP - 1) / STRIP;
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
     for (int s = 0; s < strips; s++) {
         const int c0 = s * STRIP;
         bias_strip(dbias + c0, dout + c0, rows, C, C - c0 < STRIP ? C - c0 : STRIP);
     }
+    return VIT_OK;
 }

@@ -1,6 +1,7 @@
 /*
- * CPU kernels on raw pointers and shapes. They know nothing of models, files
- * or the tape. Conventions:
+ * CPU kernels on raw pointers and shapes, reached only through the CPU
+ * backend's table (cpu/table.c). They know nothing of models, files or the
+ * tape. Conventions (those of core/backend.h):
  *   - outputs first, shapes in the comment;
  *   - every gradient ACCUMULATES (+=) into its buffer, so a value used twice
  *     (a residual) simply receives both contributions;
@@ -14,126 +15,123 @@
 
 #include <stdint.h>
 
+#include "core/backend.h"
 #include "core/core.h"
 
-/* GCC/Clang function multi-versioning: one binary, the widest vector path the
- * running CPU has is chosen when the library loads (no -march=native). */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang_analyzer__) && !defined(VIT_NO_CLONES)
-#define VIT_VECTORIZED __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+/* Multi-versioning: the kernel files are compiled once per ISA level with
+ * VIT_CPU_ISA = 0 (baseline), 1 (AVX2 + FMA) or 2 (AVX-512F); the
+ * vectorised loops carry that level's target attribute and every kernel
+ * symbol gets the level's suffix, so one binary holds all three, and
+ * cpu/backend.c picks a level's table at run time (no -march=native, and
+ * $VIT_MAX_CPU_ISA can cap it). Only the loops marked VIT_VECTORIZED are
+ * built for the wider ISA, the rest stays baseline code, exactly as in a
+ * target_clones build. */
+#if !defined(VIT_CPU_ISA)
+#error "cpu/kernels.h is compiled once per ISA level: define VIT_CPU_ISA (see libvit/cpu/meson.build)"
+#endif
+#if VIT_CPU_ISA == 2
+#define VIT_VECTORIZED __attribute__((target("avx512f")))
+#define VIT_ISA_NAME(f) f##_avx512
+#elif VIT_CPU_ISA == 1
+#define VIT_VECTORIZED __attribute__((target("avx2,fma")))
+#define VIT_ISA_NAME(f) f##_avx2
 #else
 #define VIT_VECTORIZED
+#define VIT_ISA_NAME(f) f##_baseline
 #endif
 
-/* For helpers of VIT_VECTORIZED functions: a helper the compiler chooses not
- * to inline is built once, for the default target, so it must be inlined into
- * each clone to get that clone's vector width and FMA. */
-#if defined(__GNUC__)
-#define VIT_INLINE static inline __attribute__((always_inline))
-#else
-#define VIT_INLINE static inline
-#endif
+#define vit_layernorm_forward VIT_ISA_NAME(vit_layernorm_forward)
+#define vit_layernorm_backward VIT_ISA_NAME(vit_layernorm_backward)
+#define vit_gelu_forward VIT_ISA_NAME(vit_gelu_forward)
+#define vit_gelu_backward VIT_ISA_NAME(vit_gelu_backward)
+#define vit_softmax_forward VIT_ISA_NAME(vit_softmax_forward)
+#define vit_softmax_backward VIT_ISA_NAME(vit_softmax_backward)
+#define vit_attention_sizes VIT_ISA_NAME(vit_attention_sizes)
+#define vit_attention_forward VIT_ISA_NAME(vit_attention_forward)
+#define vit_attention_backward VIT_ISA_NAME(vit_attention_backward)
+#define vit_cross_entropy_forward VIT_ISA_NAME(vit_cross_entropy_forward)
+#define vit_cross_entropy_backward VIT_ISA_NAME(vit_cross_entropy_backward)
+#define vit_patchify VIT_ISA_NAME(vit_patchify)
+#define vit_unpatchify_add VIT_ISA_NAME(vit_unpatchify_add)
+#define vit_embed_tokens_forward VIT_ISA_NAME(vit_embed_tokens_forward)
+#define vit_embed_tokens_backward VIT_ISA_NAME(vit_embed_tokens_backward)
+#define vit_residual_forward VIT_ISA_NAME(vit_residual_forward)
+#define vit_residual_backward VIT_ISA_NAME(vit_residual_backward)
+#define vit_dropout_forward VIT_ISA_NAME(vit_dropout_forward)
+#define vit_dropout_backward VIT_ISA_NAME(vit_dropout_backward)
+#define vit_pool_forward VIT_ISA_NAME(vit_pool_forward)
+#define vit_pool_backward VIT_ISA_NAME(vit_pool_backward)
+#define vit_add VIT_ISA_NAME(vit_add)
+#define vit_bias_backward VIT_ISA_NAME(vit_bias_backward)
+#define vit_resample_bicubic VIT_ISA_NAME(vit_resample_bicubic)
+#define vit_resample_bicubic_backward VIT_ISA_NAME(vit_resample_bicubic_backward)
+#define vit_adamw_update VIT_ISA_NAME(vit_adamw_update)
+#define vit_sum_squares VIT_ISA_NAME(vit_sum_squares)
 
-/* ---------------------------------------------------------------- LayerNorm */
-/* out [rows, C]; mean, rstd [rows] saved for backward (may be NULL). */
-void vit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                           const float *bias, int64_t rows, int C, float eps);
-/* dinp [rows, C], dweight, dbias [C] (each may be NULL). */
-void vit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                            const float *weight, const float *mean, const float *rstd, int64_t rows, int C);
+/* Each kernel has the signature of its backend table entry
+ * (core/backend.h, which gives the shapes and the contract), so cpu/table.c
+ * lists them as they are. */
 
-/* --------------------------------------------------------------------- GELU */
-/* Exact GELU, x * 0.5 * (1 + erf(x / sqrt 2)), as PyTorch's nn.GELU(). out [n] */
-void vit_gelu_forward(float *out, const float *inp, int64_t n);
-void vit_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
+/* LayerNorm */
+vit_status vit_layernorm_forward(vit_backend *be, float *out, float *mean, float *rstd, const float *inp,
+                                 const float *weight, const float *bias, int64_t rows, int C, float eps);
+vit_status vit_layernorm_backward(vit_backend *be, float *dinp, float *dweight, float *dbias, const float *dout,
+                                  const float *inp, const float *weight, const float *mean, const float *rstd,
+                                  int64_t rows, int C);
 
-/* ------------------------------------------------------------------ softmax */
-/* Row-wise softmax, max-subtracted. out [rows, C] */
-void vit_softmax_forward(float *out, const float *inp, int64_t rows, int C);
-void vit_softmax_backward(float *dinp, const float *out, const float *dout, int64_t rows, int C);
+/* GELU */
+vit_status vit_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n);
+vit_status vit_gelu_backward(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);
 
-/* ---------------------------------------------------------------- attention */
-/* Multi-head self-attention core after the fused qkv projection.
- * qkv [B, T, 3, H, hd] (timm: qkv(x).reshape(B, T, 3, H, hd)); out [B, T, H * hd]
- * (heads concatenated, as .transpose(1, 2).reshape(B, T, C)).
- * probs [B, H, T, T]: softmax(q k^T * scale) before dropout, kept for backward
- * (NULL in inference). Attention dropout with probability drop_p drops
- * element ((b * H + h) * T + i) * T + j iff vit_rng_uniform(drop_key, that) < drop_p
- * and scales the rest by 1 / (1 - drop_p). */
-/* scratch: vit_attention_scratch_floats(T, hd, omp_get_max_threads()) floats
- * (from the caller's arena, so a training step allocates nothing), or NULL to
- * allocate for the call. */
-size_t vit_attention_scratch_floats(int T, int hd, int threads);
-vit_status vit_attention_forward(float *out, float *probs, const float *qkv, int B, int T, int H, int hd,
-                                 float scale, float drop_p, uint64_t drop_key, float *scratch);
-vit_status vit_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs, int B,
-                                  int T, int H, int hd, float scale, float drop_p, uint64_t drop_key,
-                                  float *scratch);
+/* softmax */
+vit_status vit_softmax_forward(vit_backend *be, float *out, const float *inp, int64_t rows, int C);
+vit_status vit_softmax_backward(vit_backend *be, float *dinp, const float *out, const float *dout, int64_t rows,
+                                int C);
 
-/* ------------------------------------------------------------ cross-entropy */
-/* probs [B, C] (softmax, saved for backward); labels [B] in 0..C-1. Label
- * smoothing s as PyTorch: target = (1 - s) * onehot + s / C. Returns the mean
- * loss over the batch (computed in double). */
-float vit_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int B, int C,
-                                float smoothing);
-/* dlogits [B, C] += dloss / B * (probs - target) */
-void vit_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int B, int C,
-                                float smoothing, float dloss);
+/* attention */
+void vit_attention_sizes(vit_backend *be, int B, int T, int H, int hd, size_t *saved_bytes, size_t *scratch_bytes);
+vit_status vit_attention_forward(vit_backend *be, float *out, void *saved, const float *qkv, int B, int T, int H,
+                                 int hd, float scale, float drop_p, uint64_t drop_key, void *given_scratch);
+vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
+                                  const void *saved, int B, int T, int H, int hd, float scale, float drop_p,
+                                  uint64_t drop_key, void *given_scratch);
 
-/* ----------------------------------------------------------- patch embedding */
-/* A convolution whose kernel equals its stride is patchify + GEMM.
- * patches [B, N, Cin * p * p], N = (H / p) * (W / p) in row-major grid order;
- * each patch flattened (c, i, j) to match a conv weight [D, Cin, p, p]. */
-void vit_patchify(float *patches, const float *images, int B, int Cin, int H, int W, int p);
-/* dimages [B, Cin, H, W] += the patches' gradients put back in place. */
-void vit_unpatchify_add(float *dimages, const float *dpatches, int B, int Cin, int H, int W, int p);
+/* cross-entropy */
+vit_status vit_cross_entropy_forward(vit_backend *be, float *loss, float *probs, const float *logits,
+                                     const int32_t *labels, int B, int C, float smoothing);
+vit_status vit_cross_entropy_backward(vit_backend *be, float *dlogits, const float *probs, const int32_t *labels,
+                                      int B, int C, float smoothing, const float *dloss);
 
-/* ---------------------------------------------------- tokens and residuals */
-/* tokens [B, 1 + N, D]: row 0 = cls [D] + pos[0]; row 1 + n = patch[b, n] + pos[1 + n].
- * pos [1 + N, D]. */
-void vit_embed_tokens_forward(float *tokens, const float *patch, const float *cls, const float *pos, int B,
-                              int N, int D);
-/* dpatch [B, N, D], dcls [D], dpos [1 + N, D] (each may be NULL) += */
-void vit_embed_tokens_backward(float *dpatch, float *dcls, float *dpos, const float *dtokens, int B, int N,
-                               int D);
+/* patch embedding */
+vit_status vit_patchify(vit_backend *be, float *patches, const float *images, int B, int Cin, int H, int W, int p);
+vit_status vit_unpatchify_add(vit_backend *be, float *dimages, const float *dpatches, int B, int Cin, int H, int W,
+                              int p);
 
-/* out [B, per] = x + scale[b] * y (DropPath: scale is 0 or 1 / keep per
- * sample; NULL means 1). out may be x or y. */
-void vit_residual_forward(float *out, const float *x, const float *y, const float *scale, int B,
-                          int64_t per);
-/* dx, dy [B, per] += (either may be NULL) */
-void vit_residual_backward(float *dx, float *dy, const float *dout, const float *scale, int B, int64_t per);
+/* tokens, residuals, dropout, pooling, sums */
+vit_status vit_embed_tokens_forward(vit_backend *be, float *tokens, const float *patch, const float *cls,
+                                    const float *pos, int B, int N, int D);
+vit_status vit_embed_tokens_backward(vit_backend *be, float *dpatch, float *dcls, float *dpos, const float *dtokens,
+                                     int B, int N, int D);
+vit_status vit_residual_forward(vit_backend *be, float *out, const float *x, const float *y, const float *scale,
+                                int B, int64_t per);
+vit_status vit_residual_backward(vit_backend *be, float *dx, float *dy, const float *dout, const float *scale, int B,
+                                 int64_t per);
+vit_status vit_dropout_forward(vit_backend *be, float *out, const float *inp, int64_t n, float p, uint64_t key);
+vit_status vit_dropout_backward(vit_backend *be, float *dinp, const float *dout, int64_t n, float p, uint64_t key);
+vit_status vit_pool_forward(vit_backend *be, float *out, const float *tokens, int B, int T, int D, int avg);
+vit_status vit_pool_backward(vit_backend *be, float *dtokens, const float *dout, int B, int T, int D, int avg);
+vit_status vit_add(vit_backend *be, float *out, const float *a, const float *b, int64_t n);
+vit_status vit_bias_backward(vit_backend *be, float *dbias, const float *dout, int64_t rows, int C);
 
-/* out [n] = inp * mask / (1 - p), mask_i = vit_rng_uniform(key, i) >= p. out may alias inp. */
-void vit_dropout_forward(float *out, const float *inp, int64_t n, float p, uint64_t key);
-void vit_dropout_backward(float *dinp, const float *dout, int64_t n, float p, uint64_t key);
+/* bicubic resampling */
+vit_status vit_resample_bicubic(vit_backend *be, float *out, int gh_out, int gw_out, const float *inp, int gh_in,
+                                int gw_in, int D);
+vit_status vit_resample_bicubic_backward(vit_backend *be, float *dinp, int gh_in, int gw_in, const float *dout,
+                                         int gh_out, int gw_out, int D);
 
-/* out [B, D]: token 0 (avg = 0), or the mean of tokens 1..T-1 (avg = 1). tokens [B, T, D] */
-void vit_pool_forward(float *out, const float *tokens, int B, int T, int D, int avg);
-void vit_pool_backward(float *dtokens, const float *dout, int B, int T, int D, int avg);
-
-/* out [n] = a + b, dst may alias a. */
-void vit_add(float *out, const float *a, const float *b, int64_t n);
-/* out[r, :] += bias summed... : dbias [C] += sum over rows of dout [rows, C] */
-void vit_bias_backward(float *dbias, const float *dout, int64_t rows, int C);
-
-/* ------------------------------------------------------- bicubic resampling */
-/* A grid of vectors [gh_in, gw_in, D] to [gh_out, gw_out, D], as
- * torch.nn.functional.interpolate(mode='bicubic', align_corners=False,
- * antialias=False) on the [D, gh, gw] view (A = -0.75, edges clamped):
- * timm's resample_abs_pos_embed. */
-void vit_resample_bicubic(float *out, int gh_out, int gw_out, const float *inp, int gh_in, int gw_in, int D);
-/* Its adjoint: dinp [gh_in, gw_in, D] += */
-void vit_resample_bicubic_backward(float *dinp, int gh_in, int gw_in, const float *dout, int gh_out,
-                                   int gw_out, int D);
-
-/* ------------------------------------------------------------------- AdamW */
-/* One AdamW update over n floats, PyTorch semantics:
- *   p -= lr * wd * p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
- *   p -= lr / bc1 * m / (sqrt(v / bc2) + eps)   with g = grad * grad_scale,
- * bc1 = 1 - b1^t, bc2 = 1 - b2^t. */
-void vit_adamw_update(float *param, float *m, float *v, const float *grad, int64_t n, float lr, float beta1,
-                      float beta2, float eps, float weight_decay, float bc1, float bc2, float grad_scale);
-/* sum of squares in double */
-double vit_sum_squares(const float *x, int64_t n);
+/* AdamW and the gradient norm */
+vit_status vit_adamw_update(vit_backend *be, float *param, float *m, float *v, const float *grad, int64_t n,
+                            const vit_adamw_consts *k);
+vit_status vit_sum_squares(vit_backend *be, const float *x, int64_t n, double *result);
 
 #endif

@@ -48,12 +48,14 @@ VIT_VECTORIZED static void ln_row_forward(float *restrict y, float *mean, float 
     for (c = 0; c < C; c++) y[c] = ((x[c] - m_hi) - m_lo) * r * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
 }
 
-void vit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                           const float *bias, int64_t rows, int C, float eps) {
+vit_status vit_layernorm_forward(vit_backend *be, float *out, float *mean, float *rstd, const float *inp,
+                                 const float *weight, const float *bias, int64_t rows, int C, float eps) {
+    (void)be;
 #pragma omp parallel for schedule(static) if (rows * C > 16384)
     for (int64_t r = 0; r < rows; r++)
         ln_row_forward(out + r * C, mean ? mean + r : NULL, rstd ? rstd + r : NULL, inp + r * C, weight, bias, C,
                        eps);
+    return VIT_OK;
 }
 
 /* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight
@@ -101,8 +103,10 @@ VIT_VECTORIZED static void ln_param_strip(float *dw, float *db, const float *res
     }
 }
 
-void vit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                            const float *weight, const float *mean, const float *rstd, int64_t rows, int C) {
+vit_status vit_layernorm_backward(vit_backend *be, float *dinp, float *dweight, float *dbias, const float *dout,
+                                  const float *inp, const float *weight, const float *mean, const float *rstd,
+                                  int64_t rows, int C) {
+    (void)be;
     if (dinp) {
 #pragma omp parallel for schedule(static) if (rows * C > 16384)
         for (int64_t r = 0; r < rows; r++)
@@ -116,4 +120,5 @@ void vit_layernorm_backward(float *dinp, float *dweight, float *dbias, const flo
             ln_param_strip(dweight, dbias, dout, inp, mean, rstd, rows, C, c0, n);
         }
     }
+    return VIT_OK;
 }

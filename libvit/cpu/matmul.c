@@ -17,20 +17,16 @@
  *     sizes its work split when the primitive is created). Data pointers are
  *     not part of the key: each entry keeps its memory objects and only
  *     swaps their data handles per call.
- *   - The table is per thread (_Thread_local). libvit's rule is that a
- *     context is used by one thread at a time, but different contexts run
- *     concurrently on different threads, and a context may move between
- *     threads. A per-thread table needs no lock on the hot path, lets the
- *     cached memory objects have their handles rewritten without races, and
- *     gives each thread its own stream and scratchpad (a oneDNN stream and a
- *     user scratchpad must not be shared by concurrent executions). The
- *     duplicated cost across threads is small: oneDNN's own primitive cache
- *     shares the JIT kernels between identical primitives.
- *   - The engine is one per process, created under a mutex by the first
- *     thread that needs it and destroyed when the last thread state is
- *     released. A pthread key destructor releases a thread's state when the
- *     thread exits; vit_cpu_gemm_release_cache releases the caller's.
- *   - Scratchpad is user-managed: one 64-byte aligned buffer per thread,
+ *   - The table, the engine, the stream and the scratchpad belong to one
+ *     vit_cpu_matmul, which the CPU backend of a context owns. libvit's rule
+ *     is that a context is used by one thread at a time (different contexts
+ *     run concurrently on different threads), so no lock is needed on the
+ *     hot path, the cached memory objects have their handles rewritten
+ *     without races, and a stream or scratchpad is never shared by
+ *     concurrent executions. The duplicated cost across contexts is small:
+ *     oneDNN's own primitive cache shares the JIT kernels between identical
+ *     primitives.
+ *   - Scratchpad is user-managed: one 64-byte aligned buffer per context,
  *     grown when a new primitive needs more, so steady state allocates
  *     nothing on libvit's side (oneDNN itself still makes 7-9 small mallocs
  *     per execution, for its argument maps and GEMM packing buffers; the C
@@ -46,7 +42,6 @@
 
 #include <math.h>
 #include <omp.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,13 +79,15 @@ typedef struct gemm_entry {
     size_t scratch_bytes;
 } gemm_entry;
 
-typedef struct gemm_state {
+struct vit_cpu_matmul {
+    dnnl_engine_t engine;
     dnnl_stream_t stream;
     gemm_entry *table;          /* capacity a power of two */
     size_t cap, count;
     void *scratch;
     size_t scratch_cap;
-} gemm_state;
+};
+typedef struct vit_cpu_matmul gemm_state;
 
 /* 2*M*N*K*batch below which a product runs on one thread (~80^3: measured
  * crossover of a biased product with 1 vs 2 threads on a 2-core EPYC). */
@@ -98,13 +95,6 @@ typedef struct gemm_state {
 
 #define CACHE_INITIAL_CAP 64u
 #define CACHE_MAX_CAP 4096u     /* at 3/4 of this the table is flushed, not grown */
-
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static dnnl_engine_t g_engine;  /* guarded by g_lock while created/destroyed */
-static int g_states;            /* live thread states holding g_engine */
-static pthread_key_t g_key;
-static bool g_key_ok;
-static _Thread_local gemm_state *t_state;
 
 static uint64_t mix64(uint64_t x) {
     x ^= x >> 30;
@@ -140,24 +130,17 @@ static void table_flush(gemm_state *s) {
     s->count = 0;
 }
 
-static void state_free(gemm_state *s) {
+void vit_cpu_matmul_destroy(vit_cpu_matmul *s) {
     if (!s) return;
     if (s->table) {
         table_flush(s);
         free(s->table);
     }
     if (s->stream) dnnl_stream_destroy(s->stream);
+    if (s->engine) dnnl_engine_destroy(s->engine);
     vit_free(s->scratch);
     free(s);
-    pthread_mutex_lock(&g_lock);
-    if (--g_states == 0 && g_engine) {
-        dnnl_engine_destroy(g_engine);
-        g_engine = NULL;
-    }
-    pthread_mutex_unlock(&g_lock);
 }
-
-static void state_destructor(void *p) { state_free(p); }
 
 static vit_status dnnl_fail(dnnl_status_t st, const char *what, const gemm_key *k) {
     vit_status vs = st == dnnl_out_of_memory ? VIT_ERR_OUT_OF_MEMORY : VIT_ERR_INTERNAL;
@@ -165,52 +148,31 @@ static vit_status dnnl_fail(dnnl_status_t st, const char *what, const gemm_key *
                     (int)k->batch, what, dnnl_status2str(st));
 }
 
-static vit_status state_get(gemm_state **out) {
-    if (t_state) {
-        *out = t_state;
-        return VIT_OK;
-    }
+vit_status vit_cpu_matmul_create(vit_cpu_matmul **out) {
+    *out = NULL;
     gemm_state *s = calloc(1, sizeof *s);
-    if (!s) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "oneDNN matmul: no memory for the thread's primitive cache");
-    s->table = calloc(CACHE_INITIAL_CAP, sizeof *s->table);
-    if (!s->table) {
+    if (s) s->table = calloc(CACHE_INITIAL_CAP, sizeof *s->table);
+    if (!s || !s->table) {
         free(s);
-        return vit_fail(VIT_ERR_OUT_OF_MEMORY, "oneDNN matmul: no memory for the thread's primitive cache");
+        return vit_fail(VIT_ERR_OUT_OF_MEMORY, "oneDNN matmul: no memory for the primitive cache");
     }
     s->cap = CACHE_INITIAL_CAP;
-
-    dnnl_status_t st = dnnl_success;
-    pthread_mutex_lock(&g_lock);
-    if (!g_key_ok && pthread_key_create(&g_key, state_destructor) == 0) g_key_ok = true;
-    if (!g_engine) st = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
-    if (st == dnnl_success) g_states++;
-    pthread_mutex_unlock(&g_lock);
-    if (st != dnnl_success) {
-        free(s->table);
-        free(s);
-        return vit_fail(st == dnnl_out_of_memory ? VIT_ERR_OUT_OF_MEMORY : VIT_ERR_INTERNAL,
-                        "oneDNN matmul: engine creation failed: status %s", dnnl_status2str(st));
+    dnnl_status_t st = dnnl_engine_create(&s->engine, dnnl_cpu, 0);
+    const char *what = "engine";
+    if (st == dnnl_success) {
+        what = "stream";
+        st = dnnl_stream_create(&s->stream, s->engine, dnnl_stream_default_flags);
+    } else {
+        s->engine = NULL;
     }
-    /* From here the state holds an engine reference: state_free drops it. */
-    st = dnnl_stream_create(&s->stream, g_engine, dnnl_stream_default_flags);
     if (st != dnnl_success) {
-        s->stream = NULL;
-        state_free(s);
+        if (what[0] == 's') s->stream = NULL;
+        vit_cpu_matmul_destroy(s);
         return vit_fail(st == dnnl_out_of_memory ? VIT_ERR_OUT_OF_MEMORY : VIT_ERR_INTERNAL,
-                        "oneDNN matmul: stream creation failed: status %s", dnnl_status2str(st));
+                        "oneDNN matmul: %s creation failed: status %s", what, dnnl_status2str(st));
     }
-    if (g_key_ok) pthread_setspecific(g_key, s);
-    t_state = s;
     *out = s;
     return VIT_OK;
-}
-
-void vit_cpu_gemm_release_cache(void) {
-    gemm_state *s = t_state;
-    if (!s) return;
-    t_state = NULL;
-    if (g_key_ok) pthread_setspecific(g_key, NULL);
-    state_free(s);
 }
 
 static gemm_entry *table_find(gemm_state *s, const gemm_key *k, uint64_t h) {
@@ -340,7 +302,7 @@ static vit_status entry_create(gemm_state *s, gemm_entry *e, const gemm_key *k) 
         goto done;
     if ((st = dnnl_primitive_attr_set_post_ops(attr, po)) != dnnl_success) goto done;
     what = "primitive descriptor";
-    if ((st = dnnl_primitive_desc_create(&pd, &desc, attr, g_engine, NULL)) != dnnl_success) {
+    if ((st = dnnl_primitive_desc_create(&pd, &desc, attr, s->engine, NULL)) != dnnl_success) {
         pd = NULL;
         if (k->batch > 1 && st == dnnl_unimplemented) {
             e->loop = true;
@@ -368,13 +330,13 @@ static vit_status entry_create(gemm_state *s, gemm_entry *e, const gemm_key *k) 
         }
     }
     what = "memory objects";
-    if ((st = dnnl_memory_create(&e->mem[MEM_SRC], &amd, g_engine, DNNL_MEMORY_NONE)) != dnnl_success ||
-        (st = dnnl_memory_create(&e->mem[MEM_WEI], &bmd, g_engine, DNNL_MEMORY_NONE)) != dnnl_success ||
-        (st = dnnl_memory_create(&e->mem[MEM_DST], &cmd, g_engine, DNNL_MEMORY_NONE)) != dnnl_success ||
+    if ((st = dnnl_memory_create(&e->mem[MEM_SRC], &amd, s->engine, DNNL_MEMORY_NONE)) != dnnl_success ||
+        (st = dnnl_memory_create(&e->mem[MEM_WEI], &bmd, s->engine, DNNL_MEMORY_NONE)) != dnnl_success ||
+        (st = dnnl_memory_create(&e->mem[MEM_DST], &cmd, s->engine, DNNL_MEMORY_NONE)) != dnnl_success ||
         ((k->flags & KEY_BIAS) &&
-         (st = dnnl_memory_create(&e->mem[MEM_BIAS], &biasmd, g_engine, DNNL_MEMORY_NONE)) != dnnl_success) ||
+         (st = dnnl_memory_create(&e->mem[MEM_BIAS], &biasmd, s->engine, DNNL_MEMORY_NONE)) != dnnl_success) ||
         (e->scratch_bytes &&
-         (st = dnnl_memory_create(&e->mem[MEM_SCRATCH], smd, g_engine, DNNL_MEMORY_NONE)) != dnnl_success))
+         (st = dnnl_memory_create(&e->mem[MEM_SCRATCH], smd, s->engine, DNNL_MEMORY_NONE)) != dnnl_success))
         goto done;
     what = "primitive";
     if ((st = dnnl_primitive_create(&e->prim, pd)) != dnnl_success) {
@@ -500,15 +462,13 @@ static vit_status gemm_2d(gemm_state *s, const vit_gemm *g, int threads) {
     return entry_run(s, e, g);
 }
 
-vit_status vit_cpu_gemm(const vit_gemm *g) {
+vit_status vit_cpu_gemm(vit_cpu_matmul *s, const vit_gemm *g) {
     VIT_TRY(validate("vit_cpu_gemm", g, false));
     if (g->M == 0 || g->N == 0) return VIT_OK;
     if (g->K == 0) {
         fill_empty_k(g, g->C);
         return VIT_OK;
     }
-    gemm_state *s;
-    VIT_TRY(state_get(&s));
     int threads = omp_get_max_threads();
     if (threads == 1 || 2.0 * g->M * g->N * g->K >= SMALL_FLOPS) return gemm_2d(s, g, threads);
     omp_set_num_threads(1); /* this thread's ICV only; oneDNN reads it at execution */
@@ -557,8 +517,8 @@ static vit_status batched(gemm_state *s, const vit_gemm *g, int batch, ptrdiff_t
     return VIT_OK;
 }
 
-vit_status vit_cpu_gemm_batched(const vit_gemm *g, int batch, ptrdiff_t stride_a, ptrdiff_t stride_b,
-                                ptrdiff_t stride_c) {
+vit_status vit_cpu_gemm_batched(vit_cpu_matmul *s, const vit_gemm *g, int batch, ptrdiff_t stride_a,
+                                ptrdiff_t stride_b, ptrdiff_t stride_c) {
     static const char fn[] = "vit_cpu_gemm_batched";
     VIT_CHECK_ARG(batch >= 0, "%s: batch is negative (%d)", fn, batch);
     VIT_TRY(validate(fn, g, batch == 0));
@@ -573,12 +533,18 @@ vit_status vit_cpu_gemm_batched(const vit_gemm *g, int batch, ptrdiff_t stride_a
         for (int i = 0; i < batch; i++) fill_empty_k(g, g->C + (ptrdiff_t)i * stride_c);
         return VIT_OK;
     }
-    gemm_state *s;
-    VIT_TRY(state_get(&s));
     int threads = omp_get_max_threads();
     bool small = threads > 1 && 2.0 * g->M * g->N * g->K * batch < SMALL_FLOPS;
     if (small) omp_set_num_threads(1);
     vit_status st = batched(s, g, batch, stride_a, stride_b, stride_c, small ? 1 : threads);
     if (small) omp_set_num_threads(threads);
     return st;
+}
+
+void vit_cpu_matmul_cap_isa(vit_cpu_isa isa) {
+    if (isa == VIT_CPU_ISA_AVX512) return; /* the top level: oneDNN keeps its own choice */
+    dnnl_status_t st = dnnl_set_max_cpu_isa(isa == VIT_CPU_ISA_AVX2 ? dnnl_cpu_isa_avx2 : dnnl_cpu_isa_sse41);
+    if (st != dnnl_success)
+        vit_log(NULL, VIT_LOG_WARN, "oneDNN refused the ISA cap %s (status %s): its products keep their own ISA",
+                vit_cpu_isa_name(isa), dnnl_status2str(st));
 }

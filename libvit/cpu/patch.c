@@ -8,7 +8,8 @@
 
 #include "cpu/kernels.h"
 
-void vit_patchify(float *patches, const float *images, int B, int Cin, int H, int W, int p) {
+vit_status vit_patchify(vit_backend *be, float *patches, const float *images, int B, int Cin, int H, int W, int p) {
+    (void)be;
     const int gh = H / p, gw = W / p, N = gh * gw;
     const size_t K = (size_t)Cin * p * p;
 #pragma omp parallel for schedule(static) if ((int64_t)B * N * K > 16384)
@@ -21,10 +22,13 @@ void vit_patchify(float *patches, const float *images, int B, int Cin, int H, in
                 memcpy(dst + ((size_t)c * p + i) * p, src, (size_t)p * sizeof(float));
             }
     }
+    return VIT_OK;
 }
 
 /* Patches do not overlap, so each task adds into pixels no other task touches. */
-void vit_unpatchify_add(float *dimages, const float *dpatches, int B, int Cin, int H, int W, int p) {
+vit_status vit_unpatchify_add(vit_backend *be, float *dimages, const float *dpatches, int B, int Cin, int H, int W,
+                              int p) {
+    (void)be;
     const int gh = H / p, gw = W / p, N = gh * gw;
     const size_t K = (size_t)Cin * p * p;
 #pragma omp parallel for schedule(static) if ((int64_t)B * N * K > 16384)
@@ -38,4 +42,5 @@ void vit_unpatchify_add(float *dimages, const float *dpatches, int B, int Cin, i
                 for (int j = 0; j < p; j++) dst[j] += s[j];
             }
     }
+    return VIT_OK;
 }

@@ -9,9 +9,11 @@
 
 VIT_VECTORIZED static void softmax_row(float *y, const float *x, int C) { vit_softmax_row(y, x, C); }
 
-void vit_softmax_forward(float *out, const float *inp, int64_t rows, int C) {
+vit_status vit_softmax_forward(vit_backend *be, float *out, const float *inp, int64_t rows, int C) {
+    (void)be;
 #pragma omp parallel for schedule(static) if (rows * C > 16384)
     for (int64_t r = 0; r < rows; r++) softmax_row(out + r * C, inp + r * C, C);
+    return VIT_OK;
 }
 
 /* dx = y * (dy - sum(dy * y)) */
@@ -21,7 +23,10 @@ VIT_VECTORIZED static void softmax_row_backward(float *restrict dx, const float 
     for (int c = 0; c < C; c++) dx[c] += y[c] * (dy[c] - d);
 }
 
-void vit_softmax_backward(float *dinp, const float *out, const float *dout, int64_t rows, int C) {
+vit_status vit_softmax_backward(vit_backend *be, float *dinp, const float *out, const float *dout, int64_t rows,
+                                int C) {
+    (void)be;
 #pragma omp parallel for schedule(static) if (rows * C > 16384)
     for (int64_t r = 0; r < rows; r++) softmax_row_backward(dinp + r * C, out + r * C, dout + r * C, C);
+    return VIT_OK;
 }

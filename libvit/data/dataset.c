@@ -258,7 +258,11 @@ vit_status vit_dataset_get(vit_dataset *ds, int64_t index, vit_tensor **image, i
     int64_t shape[3] = {v.h, v.w, v.c};
     vit_tensor *t;
     VIT_TRY(vit_tensor_create(ds->ctx, VIT_DTYPE_U8, 3, shape, &t));
-    memcpy(t->data, v.px, (size_t)v.w * v.h * v.c);
+    vit_status s = vit_tensor_write(t, v.px, (size_t)v.w * v.h * v.c);
+    if (s != VIT_OK) {
+        vit_tensor_destroy(t);
+        return s;
+    }
     if (label) *label = ds->labels[index];
     *image = t;
     return VIT_OK;

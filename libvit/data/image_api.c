@@ -40,5 +40,7 @@ vit_status vit_image_write_png(const char *path, const vit_tensor *pixels) {
     if (pixels->shape[0] > 1 << 20 || pixels->shape[1] > 1 << 20)
         return vit_fail(VIT_ERR_SHAPE, "pixels: %lld x %lld is too large for a PNG", (long long)pixels->shape[1],
                         (long long)pixels->shape[0]);
-    return vit_png_write(path, pixels->data, (int)pixels->shape[1], (int)pixels->shape[0], (int)c);
+    void *px;
+    VIT_TRY(vit_tensor_host_data(pixels, "pixels", &px));
+    return vit_png_write(path, px, (int)pixels->shape[1], (int)pixels->shape[0], (int)c);
 }

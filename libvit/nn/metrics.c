@@ -33,7 +33,9 @@ vit_status vit_topk(const vit_tensor *logits, int k, int32_t *indices, float *pr
     VIT_TRY(check_logits(logits, "vit_topk: logits", k));
     VIT_CHECK_ARG(indices, "vit_topk: indices is NULL");
     int B = (int)logits->shape[0], C = (int)logits->shape[1];
-    const float *x = logits->data;
+    void *data;
+    VIT_TRY(vit_tensor_host_data(logits, "vit_topk: logits", &data));
+    const float *x = data;
     for (int b = 0; b < B; b++) {
         const float *row = x + (size_t)b * C;
         int32_t *best = indices + (size_t)b * k;
@@ -53,12 +55,16 @@ vit_status vit_accuracy(const vit_tensor *logits, const vit_tensor *labels, int 
     const int64_t want[1] = {logits->shape[0]};
     VIT_TRY(vit_tensor_expect(labels, "vit_accuracy: labels", VIT_DTYPE_I32, 1, want));
     int B = (int)logits->shape[0], C = (int)logits->shape[1];
+    void *x, *y;
+    VIT_TRY(vit_tensor_host_data(logits, "vit_accuracy: logits", &x));
+    VIT_TRY(vit_tensor_host_data(labels, "vit_accuracy: labels", &y));
+    const float *scores = x;
+    const int32_t *lab = y;
     int32_t *best = malloc((size_t)k * sizeof *best);
     if (!best) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_accuracy: no memory");
-    const int32_t *lab = labels->data;
     int64_t hits = 0;
     for (int b = 0; b < B; b++) {
-        keep_best((const float *)logits->data + (size_t)b * C, C, k, best);
+        keep_best(scores + (size_t)b * C, C, k, best);
         for (int j = 0; j < k; j++) hits += best[j] == lab[b];
     }
     free(best);

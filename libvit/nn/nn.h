@@ -30,13 +30,14 @@ typedef struct vit_meta_entry {
 
 struct vit_model {
     vit_context *ctx;
+    vit_backend *be;   /* a reference: the backend the model was created on holds its buffers */
     struct vit_config cfg;
     int grid, num_patches, tokens, hidden; /* derived from cfg */
 
     vit_param *params;
     int n_params;
     int64_t total;     /* floats in each flat buffer */
-    float *weights;    /* all parameters, 64-byte aligned */
+    float *weights;    /* all parameters, 64-byte aligned, in be's memory */
     float *grads;      /* same layout; NULL until a gradient is first needed (inference never pays for it) */
 
     /* Indices into params. */
@@ -46,7 +47,7 @@ struct vit_model {
     bool training, grad_enabled;
     uint64_t rng_counter; /* forwards in training mode: keys dropout masks */
     vit_tape tape;
-    vit_value *logits;    /* of the last forward, in the tape's arena */
+    vit_value *logits;    /* of the last forward: the caller's logits tensor */
     vit_value *loss;
     int batch;
 
@@ -57,5 +58,12 @@ struct vit_model {
 int vit_model_find_param(const struct vit_model *model, const char *name);
 /* Allocate the (zeroed) gradient buffer if it is not there yet. */
 vit_status vit_model_ensure_grads(struct vit_model *model);
+/* A zeroed buffer of n floats in the model's device memory (the padding
+ * between parameters must read as zero), or NULL with the error set. */
+float *vit_model_alloc_flat(struct vit_model *model, const char *what);
+/* The model's parameter idx (pos_embed, ...) as a device pointer into weights. */
+static inline float *vit_model_param_data(const struct vit_model *model, int idx) {
+    return model->weights + model->params[idx].offset;
+}
 
 #endif

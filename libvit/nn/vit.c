@@ -96,11 +96,11 @@ static vit_status build_params(vit_model *m) {
  * pos_embed, normal(1e-6) for cls_token, zero biases, LayerNorm 1/0; the
  * patch projection is a Conv2d and keeps PyTorch's default
  * kaiming_uniform(a=sqrt 5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
-static void init_params(vit_model *m) {
+static void init_params(vit_model *m, float *weights) {
     uint64_t seed = m->ctx->seed;
     for (int i = 0; i < m->n_params; i++) {
         vit_param *p = &m->params[i];
-        float *w = m->weights + p->offset;
+        float *w = weights + p->offset;
         uint64_t key = vit_rng_key(seed, 0x1A17, (uint64_t)i);
         size_t len = strlen(p->name);
         bool is_bias = len > 5 && !strcmp(p->name + len - 5, ".bias");
@@ -128,6 +128,32 @@ int vit_model_find_param(const vit_model *model, const char *name) {
 }
 
 /* ----------------------------------------------------------- life cycle */
+float *vit_model_alloc_flat(vit_model *m, const char *what) {
+    const size_t bytes = (size_t)m->total * sizeof(float);
+    float *p = m->be->ops->alloc(m->be, bytes);
+    if (p && m->be->ops->zero(m->be, p, bytes) != VIT_OK) {
+        m->be->ops->free(m->be, p);
+        return NULL;
+    }
+    if (!p) vit_fail(VIT_ERR_OUT_OF_MEMORY, "model: cannot allocate %s for %lld parameters", what, (long long)m->total);
+    return p;
+}
+
+/* Draws on the host: in place when the backend's memory is the host's, else
+ * into a staging buffer that is then uploaded. */
+static vit_status init_weights(vit_model *m) {
+    float *host = m->be->host_memory ? m->weights : vit_alloc((size_t)m->total * sizeof(float));
+    if (!host) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_create: no host memory to initialise the weights");
+    vit_context_enter(m->ctx); /* initialisation runs on the context's threads */
+    init_params(m, host);
+    vit_status s = VIT_OK;
+    if (host != m->weights) {
+        s = m->be->ops->copy(m->be, m->weights, host, (size_t)m->total * sizeof(float), VIT_COPY_TO_DEVICE);
+        vit_free(host);
+    }
+    return s;
+}
+
 vit_status vit_model_create(vit_context *ctx, const vit_config *cfg, vit_model **out) {
     VIT_CHECK_ARG(out, "vit_model_create: out is NULL");
     *out = NULL;
@@ -137,44 +163,42 @@ vit_status vit_model_create(vit_context *ctx, const vit_config *cfg, vit_model *
     vit_model *m = calloc(1, sizeof *m);
     if (!m) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_create: no memory");
     m->ctx = ctx;
+    m->be = vit_backend_retain(ctx->backend);
     m->cfg = *cfg;
     m->grid = (int)(cfg->img_size / cfg->patch_size);
     m->num_patches = m->grid * m->grid;
     m->tokens = m->num_patches + 1;
     m->hidden = (int)(cfg->dim * cfg->mlp_ratio);
     m->grad_enabled = true;
-    vit_tape_init(&m->tape);
+    vit_tape_init(&m->tape, m->be);
     vit_status s = build_params(m);
     if (s == VIT_OK) {
-        m->weights = vit_alloc((size_t)m->total * sizeof(float));
-        if (!m->weights)
-            s = vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_create: cannot allocate %lld parameters",
-                         (long long)m->total);
+        m->weights = vit_model_alloc_flat(m, "weights");
+        if (!m->weights) s = vit_last_status();
     }
+    if (s == VIT_OK) s = init_weights(m);
     if (s != VIT_OK) {
         vit_model_destroy(m);
         return s;
     }
-    vit_context_enter(ctx); /* initialisation runs on the context's threads */
-    init_params(m);
     *out = m;
     return VIT_OK;
 }
 
 vit_status vit_model_ensure_grads(vit_model *m) {
     if (m->grads) return VIT_OK;
-    m->grads = vit_alloc((size_t)m->total * sizeof(float));
-    if (!m->grads)
-        return vit_fail(VIT_ERR_OUT_OF_MEMORY, "model: cannot allocate gradients for %lld parameters",
-                        (long long)m->total);
-    return VIT_OK;
+    m->grads = vit_model_alloc_flat(m, "gradients");
+    return m->grads ? VIT_OK : vit_last_status();
 }
 
 void vit_model_destroy(vit_model *m) {
     if (!m) return;
     vit_tape_release(&m->tape);
-    vit_free(m->weights);
-    vit_free(m->grads);
+    if (m->be) {
+        m->be->ops->free(m->be, m->weights);
+        m->be->ops->free(m->be, m->grads);
+        vit_backend_release(m->be);
+    }
     free(m->params);
     free(m->blocks);
     for (int i = 0; i < m->n_meta; i++) {
@@ -219,23 +243,32 @@ vit_status vit_model_set_rng_state(vit_model *model, uint64_t state) {
 /* Random streams: each dropout site has its own stream id. */
 enum { STREAM_POS_DROP = 1, STREAM_BLOCK = 16 };
 
+/* A caller tensor must live where the model does. */
+static vit_status expect_device(const vit_model *m, const vit_tensor *t, const char *name) {
+    if (t->device == m->be->device) return VIT_OK;
+    return vit_fail(VIT_ERR_INVALID_ARGUMENT, "%s: the tensor is on device %d, the model on device %d (%s)", name,
+                    (int)t->device, (int)m->be->device, m->be->ops->name);
+}
+
 static vit_value *param_value(vit_model *m, int idx) {
     if (idx < 0) return NULL;
     const vit_param *p = &m->params[idx];
     return vit_tape_wrap(&m->tape, m->weights + p->offset, m->grads ? m->grads + p->offset : NULL, p->numel, true);
 }
 
-/* Per-sample DropPath scales [B] (0 or 1 / keep), or NULL when off. */
+/* Per-sample DropPath scales [B] (0 or 1 / keep), drawn on the host and
+ * uploaded; NULL when off. */
 static const float *drop_path_scales(vit_model *m, int B, float rate, uint64_t key, bool *oom) {
     if (!m->training || rate <= 0.0f) return NULL;
     float *scale = vit_arena_floats(&m->tape.arena, (size_t)B);
-    if (!scale) {
-        *oom = true;
-        return NULL;
+    const float *dev = NULL;
+    if (scale) {
+        float keep = 1.0f - rate;
+        for (int b = 0; b < B; b++) scale[b] = vit_rng_uniform(key, (uint64_t)b) >= rate ? 1.0f / keep : 0.0f;
+        dev = vit_tape_upload(&m->tape, scale, (size_t)B * sizeof *scale);
     }
-    float keep = 1.0f - rate;
-    for (int b = 0; b < B; b++) scale[b] = vit_rng_uniform(key, (uint64_t)b) >= rate ? 1.0f / keep : 0.0f;
-    return scale;
+    *oom = dev == NULL;
+    return dev;
 }
 
 #define NEED(v) do { if (!(v)) goto fail; } while (0)
@@ -294,12 +327,13 @@ fail:
  * output, however deep the network. */
 static vit_value *block_forward_inference(vit_model *m, vit_value *x, int i, int B, vit_arena_mark *slot,
                                           bool *have_slot) {
-    vit_arena *arena = &m->tape.arena;
+    vit_arena *arena = &m->tape.data;
     vit_arena_mark mark = vit_arena_save(arena);
     vit_value *y = block_forward(m, x, i, B);
     if (!y) return NULL;
     float *low = vit_arena_rewind_keep(arena, *have_slot ? *slot : mark, y->data, (size_t)y->numel * sizeof(float),
                                        slot);
+    if (!low) return NULL;
     *have_slot = true;
     return vit_tape_wrap(&m->tape, low, NULL, y->numel, false);
 }
@@ -318,6 +352,8 @@ vit_status vit_model_forward(vit_model *m, const vit_tensor *images, vit_tensor 
                               SHAPE(-1, c->in_channels, c->img_size, c->img_size)));
     int B = (int)images->shape[0];
     VIT_TRY(vit_tensor_expect(logits, "vit_model_forward: logits", VIT_DTYPE_F32, 2, SHAPE(B, c->num_classes)));
+    VIT_TRY(expect_device(m, images, "vit_model_forward: images"));
+    VIT_TRY(expect_device(m, logits, "vit_model_forward: logits"));
     if (images->numel > INT32_MAX || (int64_t)B * m->tokens * m->hidden > INT32_MAX)
         return vit_fail(VIT_ERR_SHAPE, "vit_model_forward: batch %d is too large for this model", B);
     vit_context_enter(m->ctx);
@@ -358,10 +394,11 @@ vit_status vit_model_forward(vit_model *m, const vit_tensor *images, vit_tensor 
     NEED(x);
     x = vit_op_layernorm(t, x, param_value(m, m->norm_w), param_value(m, m->norm_b), B, D, (float)c->ln_eps);
     NEED(x);
-    x = vit_op_linear(t, x, param_value(m, m->head_w), param_value(m, m->head_b), B, D, (int)c->num_classes);
+    /* The head writes straight into the caller's tensor, which the loss then reads. */
+    x = vit_op_linear_to(t, logits->data, x, param_value(m, m->head_w), param_value(m, m->head_b), B, D,
+                         (int)c->num_classes);
     NEED(x);
     m->logits = x;
-    memcpy(logits->data, x->data, (size_t)B * (size_t)c->num_classes * sizeof(float));
     return VIT_OK;
 fail:
     return forward_failed(m);
@@ -374,21 +411,24 @@ vit_status vit_model_loss(vit_model *m, const vit_tensor *labels, float label_sm
     VIT_TRY(vit_tensor_expect(labels, "vit_model_loss: labels", VIT_DTYPE_I32, 1, SHAPE(m->batch)));
     VIT_CHECK_ARG(label_smoothing >= 0.0f && label_smoothing < 1.0f,
                   "vit_model_loss: label_smoothing %g is outside [0, 1)", label_smoothing);
-    const int32_t *src = labels->data;
+    const size_t label_bytes = (size_t)m->batch * sizeof(int32_t);
+    /* Checked on the host; the tape keeps its own copy until backward. */
+    int32_t *host = vit_arena_alloc(&m->tape.arena, label_bytes);
+    if (!host) return forward_failed(m);
+    VIT_TRY(vit_tensor_read(labels, host, label_bytes));
     int C = (int)m->cfg.num_classes;
     for (int b = 0; b < m->batch; b++)
-        if (src[b] < 0 || src[b] >= C)
-            return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_model_loss: labels[%d] = %d is outside 0..%d", b, src[b],
+        if (host[b] < 0 || host[b] >= C)
+            return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_model_loss: labels[%d] = %d is outside 0..%d", b, host[b],
                             C - 1);
     vit_context_enter(m->ctx);
-    /* The tape keeps the labels until backward: copy them out of the caller's tensor. */
-    int32_t *kept = vit_arena_alloc(&m->tape.arena, (size_t)m->batch * sizeof *kept);
+    const int32_t *kept = vit_tape_upload(&m->tape, host, label_bytes);
     if (!kept) return forward_failed(m);
-    memcpy(kept, src, (size_t)m->batch * sizeof *kept);
     vit_value *l = vit_op_cross_entropy(&m->tape, m->logits, kept, m->batch, C, label_smoothing);
     if (!l) return forward_failed(m);
     m->loss = l;
-    *loss = l->data[0];
+    /* The one host read of a training step. */
+    VIT_TRY(m->be->ops->copy(m->be, loss, l->data, sizeof *loss, VIT_COPY_TO_HOST));
     if (!isfinite(*loss)) return vit_fail(VIT_ERR_NUMERIC, "vit_model_loss: the loss is %g", (double)*loss);
     return VIT_OK;
 }
@@ -407,6 +447,7 @@ vit_status vit_model_backward_logits(vit_model *m, const vit_tensor *dlogits) {
     if (!m->logits) return vit_fail(VIT_ERR_STATE, "vit_model_backward_logits: no forward to differentiate");
     VIT_TRY(vit_tensor_expect(dlogits, "vit_model_backward_logits: dlogits", VIT_DTYPE_F32, 2,
                               SHAPE(m->batch, m->cfg.num_classes)));
+    VIT_TRY(expect_device(m, dlogits, "vit_model_backward_logits: dlogits"));
     vit_context_enter(m->ctx);
     m->loss = NULL;
     return vit_tape_backward(&m->tape, m->logits, dlogits->data);
@@ -414,8 +455,7 @@ vit_status vit_model_backward_logits(vit_model *m, const vit_tensor *dlogits) {
 
 vit_status vit_model_zero_grad(vit_model *m) {
     VIT_CHECK_ARG(m, "vit_model_zero_grad: model is NULL");
-    if (m->grads) memset(m->grads, 0, (size_t)m->total * sizeof(float));
-    return VIT_OK;
+    return m->grads ? m->be->ops->zero(m->be, m->grads, (size_t)m->total * sizeof(float)) : VIT_OK;
 }
 
 /* ------------------------------------------------------------ parameters */
@@ -467,24 +507,20 @@ static vit_status lookup(const vit_model *model, const char *fn, const char *nam
 vit_status vit_model_param_read(const vit_model *model, const char *name, float *dst, size_t bytes) {
     const vit_param *p = NULL;
     VIT_TRY(lookup(model, "vit_model_param_read", name, bytes, dst, &p));
-    memcpy(dst, model->weights + p->offset, bytes);
-    return VIT_OK;
+    return model->be->ops->copy(model->be, dst, model->weights + p->offset, bytes, VIT_COPY_TO_HOST);
 }
 
 vit_status vit_model_param_write(vit_model *model, const char *name, const float *src, size_t bytes) {
     const vit_param *p = NULL;
     VIT_TRY(lookup(model, "vit_model_param_write", name, bytes, src, &p));
-    memcpy(model->weights + p->offset, src, bytes);
-    return VIT_OK;
+    return model->be->ops->copy(model->be, model->weights + p->offset, src, bytes, VIT_COPY_TO_DEVICE);
 }
 
 vit_status vit_model_grad_read(const vit_model *model, const char *name, float *dst, size_t bytes) {
     const vit_param *p = NULL;
     VIT_TRY(lookup(model, "vit_model_grad_read", name, bytes, dst, &p));
-    if (model->grads)
-        memcpy(dst, model->grads + p->offset, bytes);
-    else
-        memset(dst, 0, bytes);
+    if (model->grads) return model->be->ops->copy(model->be, dst, model->grads + p->offset, bytes, VIT_COPY_TO_HOST);
+    memset(dst, 0, bytes);
     return VIT_OK;
 }
 

@@ -1,49 +1,57 @@
 /* Linear layers and the patch embedding (patchify + the same product). */
-#include "cpu/kernels.h"
-#include "cpu/matmul.h"
 #include "ops/ops.h"
 
 /* y [M, N] = x [M, K] · W^T (+ b), W [N, K] as PyTorch stores it. */
-static vit_status linear_product(float *y, const float *x, const float *W, const float *b, int M, int K, int N,
-                                 vit_epilogue epilogue) {
+static vit_status linear_product(vit_backend *be, float *y, const float *x, const float *W, const float *b, int M,
+                                 int K, int N, vit_epilogue epilogue) {
     vit_gemm g = {.M = M, .N = N, .K = K, .A = x, .lda = K, .B = W, .ldb = K, .trans_b = true,
                   .C = y, .ldc = N, .bias = b, .epilogue = epilogue};
-    return vit_cpu_gemm(&g);
+    return be->ops->gemm(be, &g);
 }
 
 /* dx [M, K] += dy · W;  dW [N, K] += dy^T · x;  db [N] += column sums of dy.
  * node: in = {x, W, b}, dims = {M, K, N}. */
 static vit_status linear_backward(vit_tape *tape, const vit_node *node) {
+    vit_backend *be = tape->be;
     vit_value *x = node->in[0], *W = node->in[1], *b = node->in[2];
     int M = node->dims[0], K = node->dims[1], N = node->dims[2];
     const float *dy = node->out->grad;
     if (x->requires_grad) {
         float *dx = vit_tape_grad(tape, x);
-        if (!dx) return VIT_ERR_OUT_OF_MEMORY;
+        if (!dx) return vit_last_status();
         vit_gemm g = {.M = M, .N = K, .K = N, .A = dy, .lda = N, .B = W->data, .ldb = K,
                       .C = dx, .ldc = K, .accumulate = true};
-        VIT_TRY(vit_cpu_gemm(&g));
+        VIT_TRY(be->ops->gemm(be, &g));
     }
     if (W->requires_grad) {
-        vit_gemm g = {.M = N, .N = K, .K = M, .A = dy, .lda = N, .trans_a = true, .B = vit_tape_data(tape, x),
+        const float *xd = vit_tape_data(tape, x);
+        if (!xd) return vit_last_status();
+        vit_gemm g = {.M = N, .N = K, .K = M, .A = dy, .lda = N, .trans_a = true, .B = xd,
                       .ldb = K, .C = W->grad, .ldc = K, .accumulate = true};
-        VIT_TRY(vit_cpu_gemm(&g));
+        VIT_TRY(be->ops->gemm(be, &g));
     }
-    if (b && b->requires_grad) vit_bias_backward(b->grad, dy, M, N);
+    if (b && b->requires_grad) VIT_TRY(be->ops->bias_backward(be, b->grad, dy, M, N));
     return VIT_OK;
 }
 
-vit_value *vit_op_linear(vit_tape *tape, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N) {
+vit_value *vit_op_linear_to(vit_tape *tape, float *out, vit_value *x, vit_value *W, vit_value *b, int M, int K,
+                            int N) {
     bool record = vit_tape_wants(tape, x, W, b);
-    vit_value *y = vit_tape_value(tape, (int64_t)M * N, record);
+    vit_value *y = out ? vit_tape_wrap(tape, out, NULL, (int64_t)M * N, record)
+                       : vit_tape_value(tape, (int64_t)M * N, record);
     if (!y) return NULL;
-    if (linear_product(y->data, x->data, W->data, b ? b->data : NULL, M, K, N, VIT_EPILOGUE_NONE) != VIT_OK)
+    if (linear_product(tape->be, y->data, x->data, W->data, b ? b->data : NULL, M, K, N, VIT_EPILOGUE_NONE) !=
+        VIT_OK)
         return NULL;
     if (record) {
         vit_node node = {.backward = linear_backward, .out = y, .in = {x, W, b}, .dims = {M, K, N}};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
     }
     return y;
+}
+
+vit_value *vit_op_linear(vit_tape *tape, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N) {
+    return vit_op_linear_to(tape, NULL, x, W, b, M, K, N);
 }
 
 /* Training needs the pre-activation for GELU's backward, so only inference
@@ -55,7 +63,8 @@ vit_value *vit_op_linear_gelu(vit_tape *tape, vit_value *x, vit_value *W, vit_va
     }
     vit_value *y = vit_tape_value(tape, (int64_t)M * N, false);
     if (!y) return NULL;
-    if (linear_product(y->data, x->data, W->data, b ? b->data : NULL, M, K, N, VIT_EPILOGUE_GELU) != VIT_OK)
+    if (linear_product(tape->be, y->data, x->data, W->data, b ? b->data : NULL, M, K, N, VIT_EPILOGUE_GELU) !=
+        VIT_OK)
         return NULL;
     return y;
 }
@@ -63,6 +72,7 @@ vit_value *vit_op_linear_gelu(vit_tape *tape, vit_value *x, vit_value *W, vit_va
 /* node: in = {images, W, b}, saved[0] = patches [B * N, C * p * p],
  * dims = {B, C, H, W, p, D}. */
 static vit_status patch_embed_backward(vit_tape *tape, const vit_node *node) {
+    vit_backend *be = tape->be;
     vit_value *images = node->in[0], *W = node->in[1], *b = node->in[2];
     int B = node->dims[0], C = node->dims[1], H = node->dims[2], Wd = node->dims[3], p = node->dims[4];
     int D = node->dims[5];
@@ -71,30 +81,31 @@ static vit_status patch_embed_backward(vit_tape *tape, const vit_node *node) {
     if (W->requires_grad) {
         vit_gemm g = {.M = D, .N = K, .K = M, .A = dy, .lda = D, .trans_a = true, .B = node->saved[0], .ldb = K,
                       .C = W->grad, .ldc = K, .accumulate = true};
-        VIT_TRY(vit_cpu_gemm(&g));
+        VIT_TRY(be->ops->gemm(be, &g));
     }
-    if (b && b->requires_grad) vit_bias_backward(b->grad, dy, M, D);
+    if (b && b->requires_grad) VIT_TRY(be->ops->bias_backward(be, b->grad, dy, M, D));
     if (images->requires_grad) {
-        float *dpatches = vit_arena_zeros(&tape->arena, (size_t)M * K);
+        float *dpatches = vit_arena_zeros(&tape->data, (size_t)M * K);
         float *dimages = vit_tape_grad(tape, images);
-        if (!dpatches || !dimages) return VIT_ERR_OUT_OF_MEMORY;
+        if (!dpatches || !dimages) return vit_last_status();
         vit_gemm g = {.M = M, .N = K, .K = D, .A = dy, .lda = D, .B = W->data, .ldb = K,
                       .C = dpatches, .ldc = K, .accumulate = true};
-        VIT_TRY(vit_cpu_gemm(&g));
-        vit_unpatchify_add(dimages, dpatches, B, C, H, Wd, p);
+        VIT_TRY(be->ops->gemm(be, &g));
+        VIT_TRY(be->ops->unpatchify_add(be, dimages, dpatches, B, C, H, Wd, p));
     }
     return VIT_OK;
 }
 
 vit_value *vit_op_patch_embed(vit_tape *tape, vit_value *images, vit_value *W, vit_value *b, int B, int C, int H,
                               int Wd, int p, int D) {
+    vit_backend *be = tape->be;
     int M = B * (H / p) * (Wd / p), K = C * p * p;
     bool record = vit_tape_wants(tape, images, W, b);
-    float *patches = vit_arena_floats(&tape->arena, (size_t)M * K);
+    float *patches = vit_tape_floats(tape, (int64_t)M * K);
     vit_value *y = vit_tape_value(tape, (int64_t)M * D, record);
     if (!patches || !y) return NULL;
-    vit_patchify(patches, images->data, B, C, H, Wd, p);
-    if (linear_product(y->data, patches, W->data, b ? b->data : NULL, M, K, D, VIT_EPILOGUE_NONE) != VIT_OK)
+    if (be->ops->patchify(be, patches, images->data, B, C, H, Wd, p) != VIT_OK) return NULL;
+    if (linear_product(be, y->data, patches, W->data, b ? b->data : NULL, M, K, D, VIT_EPILOGUE_NONE) != VIT_OK)
         return NULL;
     if (record) {
         vit_node node = {.backward = patch_embed_backward, .out = y, .in = {images, W, b}, .saved = {patches},

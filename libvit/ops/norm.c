@@ -1,32 +1,33 @@
 /* LayerNorm and GELU on the tape. */
-#include "cpu/kernels.h"
 #include "ops/ops.h"
 
 /* node: in = {x, w, b}, saved = {mean, rstd}, dims = {rows, C}, scalar = {eps} */
 static vit_status layernorm_backward(vit_tape *tape, const vit_node *node) {
     vit_value *x = node->in[0], *w = node->in[1], *b = node->in[2];
     float *dx = x->requires_grad ? vit_tape_grad(tape, x) : NULL;
-    if (x->requires_grad && !dx) return VIT_ERR_OUT_OF_MEMORY;
-    vit_layernorm_backward(dx, w->requires_grad ? w->grad : NULL, b->requires_grad ? b->grad : NULL,
-                           node->out->grad, x->data, w->data, node->saved[0], node->saved[1], node->dims[0],
-                           node->dims[1]);
-    return VIT_OK;
+    if (x->requires_grad && !dx) return vit_last_status();
+    return tape->be->ops->layernorm_backward(tape->be, dx, w->requires_grad ? w->grad : NULL,
+                                             b->requires_grad ? b->grad : NULL, node->out->grad, x->data, w->data,
+                                             node->saved[0], node->saved[1], node->dims[0], node->dims[1]);
 }
 
 /* The same code as the forward pass, so the output is bit for bit the same. */
-static void layernorm_recompute(const vit_node *node, float *out) {
+static vit_status layernorm_recompute(vit_tape *tape, const vit_node *node, float *out) {
     const vit_value *x = node->in[0], *w = node->in[1], *b = node->in[2];
-    vit_layernorm_forward(out, NULL, NULL, x->data, w->data, b->data, node->dims[0], node->dims[1], node->scalar[0]);
+    return tape->be->ops->layernorm_forward(tape->be, out, NULL, NULL, x->data, w->data, b->data, node->dims[0],
+                                            node->dims[1], node->scalar[0]);
 }
 
 vit_value *vit_op_layernorm(vit_tape *tape, vit_value *x, vit_value *w, vit_value *b, int64_t rows, int C,
                             float eps) {
     bool record = vit_tape_wants(tape, x, w, b);
     vit_value *y = record ? vit_tape_transient(tape, rows * C, true) : vit_tape_value(tape, rows * C, false);
-    float *mean = record ? vit_arena_floats(&tape->arena, (size_t)rows) : NULL;
-    float *rstd = record ? vit_arena_floats(&tape->arena, (size_t)rows) : NULL;
+    float *mean = record ? vit_tape_floats(tape, rows) : NULL;
+    float *rstd = record ? vit_tape_floats(tape, rows) : NULL;
     if (!y || (record && (!mean || !rstd))) return NULL;
-    vit_layernorm_forward(y->data, mean, rstd, x->data, w->data, b->data, rows, C, eps);
+    if (tape->be->ops->layernorm_forward(tape->be, y->data, mean, rstd, x->data, w->data, b->data, rows, C, eps) !=
+        VIT_OK)
+        return NULL;
     if (record) {
         vit_node node = {.backward = layernorm_backward, .out = y, .in = {x, w, b}, .saved = {mean, rstd},
                          .dims = {(int)rows, C}, .scalar = {eps}, .recompute = layernorm_recompute};
@@ -40,20 +41,19 @@ vit_value *vit_op_layernorm(vit_tape *tape, vit_value *x, vit_value *w, vit_valu
 static vit_status gelu_backward(vit_tape *tape, const vit_node *node) {
     vit_value *x = node->in[0];
     float *dx = vit_tape_grad(tape, x);
-    if (!dx) return VIT_ERR_OUT_OF_MEMORY;
-    vit_gelu_backward(dx, x->data, node->out->grad, x->numel);
-    return VIT_OK;
+    if (!dx) return vit_last_status();
+    return tape->be->ops->gelu_backward(tape->be, dx, x->data, node->out->grad, x->numel);
 }
 
-static void gelu_recompute(const vit_node *node, float *out) {
-    vit_gelu_forward(out, node->in[0]->data, node->in[0]->numel);
+static vit_status gelu_recompute(vit_tape *tape, const vit_node *node, float *out) {
+    return tape->be->ops->gelu_forward(tape->be, out, node->in[0]->data, node->in[0]->numel);
 }
 
 vit_value *vit_op_gelu(vit_tape *tape, vit_value *x) {
     bool record = vit_tape_wants(tape, x, NULL, NULL);
     vit_value *y = record ? vit_tape_transient(tape, x->numel, true) : vit_tape_value(tape, x->numel, false);
     if (!y) return NULL;
-    vit_gelu_forward(y->data, x->data, x->numel);
+    if (tape->be->ops->gelu_forward(tape->be, y->data, x->data, x->numel) != VIT_OK) return NULL;
     if (record) {
         vit_node node = {.backward = gelu_backward, .out = y, .in = {x}, .recompute = gelu_recompute};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;

@@ -1,8 +1,10 @@
 /*
- * Ops recorded on a tape. Each op computes its forward now and, while the
- * tape records, pushes a node whose backward runs when the tape is replayed
- * in reverse. Values live in the step arena (activations) or in the model's
- * flat parameter and gradient buffers (parameters).
+ * Ops recorded on a tape. Each op computes its forward now, through the
+ * tape's backend, and, while the tape records, pushes a node whose backward
+ * runs when the tape is replayed in reverse. Values live in the step's data
+ * arena (activations, device memory) or in the model's flat parameter and
+ * gradient buffers (parameters); the bookkeeping (values, nodes, spare
+ * lists) stays on the host.
  */
 #ifndef VIT_OPS_H
 #define VIT_OPS_H
@@ -10,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/backend.h"
 #include "core/core.h"
 
 /* A value on the tape: data, and its gradient once backward reaches it. */
@@ -32,13 +35,13 @@ struct vit_node {
     vit_backward_fn backward;
     vit_value *out;
     vit_value *in[3];
-    float *saved[3];
+    void *saved[3];        /* device memory */
     int dims[6];
     float scalar[2];
     uint64_t key;
-    const int32_t *labels;
+    const int32_t *labels; /* device memory */
     /* For an op whose output is transient: write the output again into out. */
-    void (*recompute)(const vit_node *node, float *out);
+    vit_status (*recompute)(vit_tape *tape, const vit_node *node, float *out);
 };
 
 /* A gradient buffer whose value's backward has run, free for reuse. */
@@ -48,7 +51,9 @@ typedef struct vit_spare_grad {
 } vit_spare_grad;
 
 struct vit_tape {
-    vit_arena arena;    /* activations, saved tensors, activation gradients; reset each step */
+    vit_backend *be;    /* where the data lives and the kernels run (not owned) */
+    vit_arena data;     /* device: activations, saved tensors, activation gradients; reset each step */
+    vit_arena arena;    /* host: values, spare lists, small staging; reset each step */
     vit_node *nodes;    /* grows once, kept across steps */
     int count, cap;
     bool recording;
@@ -58,7 +63,7 @@ struct vit_tape {
     int64_t shared_numel;
 };
 
-void vit_tape_init(vit_tape *tape);
+void vit_tape_init(vit_tape *tape, vit_backend *be);
 void vit_tape_release(vit_tape *tape);
 /* Forget the last step: no nodes, arena rewound. */
 void vit_tape_reset(vit_tape *tape, bool recording);
@@ -73,8 +78,14 @@ vit_value *vit_tape_value(vit_tape *tape, int64_t n, bool requires_grad);
 vit_value *vit_tape_transient(vit_tape *tape, int64_t n, bool requires_grad);
 /* Mark v as recomputed by the node just pushed. */
 void vit_tape_set_producer(vit_tape *tape, vit_value *v);
-/* v's data for use in backward (recomputed when v is transient). */
+/* v's data for use in backward (recomputed when v is transient); NULL when
+ * the recompute failed (the thread error says why). */
 const float *vit_tape_data(vit_tape *tape, const vit_value *v);
+/* n floats of device memory in the data arena, valid until the step ends (not zeroed). */
+float *vit_tape_floats(vit_tape *tape, int64_t n);
+/* n host values uploaded into the data arena: small per-step inputs
+ * (labels, DropPath scales). NULL on failure. */
+void *vit_tape_upload(vit_tape *tape, const void *host, size_t bytes);
 /* Wrap storage that is not the arena's (parameters, caller inputs). */
 vit_value *vit_tape_wrap(vit_tape *tape, float *data, float *grad, int64_t n, bool requires_grad);
 /* Append a node (copied); only called when the tape records and out requires grad. */
@@ -82,7 +93,8 @@ vit_status vit_tape_push(vit_tape *tape, const vit_node *node);
 /* The gradient buffer of v, zero-filled on first use (a recycled buffer of
  * the same size when backward has one spare). NULL on failure. */
 float *vit_tape_grad(vit_tape *tape, vit_value *v);
-/* Seed out's gradient with seed_grad (n floats, or NULL for ones) and replay. */
+/* Seed out's gradient with seed_grad (n floats of device memory, or NULL for
+ * ones) and replay. */
 vit_status vit_tape_backward(vit_tape *tape, vit_value *out, const float *seed_grad);
 /* True when an op with these inputs must be recorded. */
 bool vit_tape_wants(const vit_tape *tape, const vit_value *a, const vit_value *b, const vit_value *c);
@@ -91,6 +103,10 @@ bool vit_tape_wants(const vit_tape *tape, const vit_value *a, const vit_value *b
 /* y [M, N] = x [M, K] · W[N, K]^T + b[N] (b may be NULL); gelu fuses an exact
  * GELU after the bias. */
 vit_value *vit_op_linear(vit_tape *tape, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N);
+/* The same written into out [M, N] (device memory the caller owns, e.g. its
+ * logits tensor), which must stay valid until the step ends. */
+vit_value *vit_op_linear_to(vit_tape *tape, float *out, vit_value *x, vit_value *W, vit_value *b, int M, int K,
+                            int N);
 vit_value *vit_op_linear_gelu(vit_tape *tape, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N);
 /* patch tokens [B * N, D] from images [B, C, H, W] through a conv of kernel = stride = p:
  * weight [D, C, p, p], bias [D]. */
@@ -106,7 +122,7 @@ vit_value *vit_op_attention(vit_tape *tape, vit_value *qkv, int B, int T, int H,
 /* tokens [B, 1 + N, D] = [cls; patch] + pos */
 vit_value *vit_op_embed_tokens(vit_tape *tape, vit_value *patch, vit_value *cls, vit_value *pos, int B, int N,
                                int D);
-/* x + DropPath(y): per-sample scale (NULL: plain residual). The result is
+/* x + DropPath(y): per-sample scale [B] in device memory (NULL: plain residual). The result is
  * written over y's storage, which is what makes a residual branch cost no
  * memory of its own: y must be the branch's output, read by nothing else
  * (no backward reads the data of a linear layer's or dropout's output). */
@@ -115,7 +131,8 @@ vit_value *vit_op_residual(vit_tape *tape, vit_value *x, vit_value *y, const flo
 vit_value *vit_op_dropout(vit_tape *tape, vit_value *x, float p, uint64_t key);
 /* [B, D] from tokens [B, T, D]: class token or mean of the patch tokens */
 vit_value *vit_op_pool(vit_tape *tape, vit_value *tokens, int B, int T, int D, int avg);
-/* scalar mean cross-entropy of logits [B, C] against labels (kept by pointer until backward) */
+/* scalar mean cross-entropy of logits [B, C] against labels [B] (device
+ * memory, kept by pointer until backward) */
 vit_value *vit_op_cross_entropy(vit_tape *tape, vit_value *logits, const int32_t *labels, int B, int C,
                                 float smoothing);
 

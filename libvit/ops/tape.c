@@ -4,18 +4,22 @@
 
 #include "ops/ops.h"
 
-void vit_tape_init(vit_tape *tape) {
+void vit_tape_init(vit_tape *tape, vit_backend *be) {
     memset(tape, 0, sizeof *tape);
-    vit_arena_init(&tape->arena);
+    tape->be = be;
+    vit_arena_init(&tape->data, be);
+    vit_arena_init(&tape->arena, NULL);
 }
 
 void vit_tape_release(vit_tape *tape) {
+    vit_arena_release(&tape->data);
     vit_arena_release(&tape->arena);
     free(tape->nodes);
     memset(tape, 0, sizeof *tape);
 }
 
 void vit_tape_reset(vit_tape *tape, bool recording) {
+    vit_arena_reset(&tape->data);
     vit_arena_reset(&tape->arena);
     tape->count = 0;
     tape->recording = recording;
@@ -37,8 +41,16 @@ vit_value *vit_tape_wrap(vit_tape *tape, float *data, float *grad, int64_t n, bo
     return v;
 }
 
+float *vit_tape_floats(vit_tape *tape, int64_t n) { return vit_arena_floats(&tape->data, (size_t)n); }
+
+void *vit_tape_upload(vit_tape *tape, const void *host, size_t bytes) {
+    void *dev = vit_arena_alloc(&tape->data, bytes);
+    if (dev && tape->be->ops->copy(tape->be, dev, host, bytes, VIT_COPY_TO_DEVICE) != VIT_OK) return NULL;
+    return dev;
+}
+
 vit_value *vit_tape_value(vit_tape *tape, int64_t n, bool requires_grad) {
-    float *data = vit_arena_floats(&tape->arena, (size_t)n);
+    float *data = vit_tape_floats(tape, n);
     if (!data) return NULL;
     return vit_tape_wrap(tape, data, NULL, n, requires_grad);
 }
@@ -48,7 +60,7 @@ vit_value *vit_tape_transient(vit_tape *tape, int64_t n, bool requires_grad) {
         /* Shapes repeat every block, so this grows once or twice per step;
          * values made before keep pointing at the old buffer, which stays
          * valid (they are recomputed before use anyway). */
-        float *grown = vit_arena_floats(&tape->arena, (size_t)n);
+        float *grown = vit_tape_floats(tape, n);
         if (!grown) return NULL;
         tape->shared = grown;
         tape->shared_numel = n;
@@ -61,7 +73,7 @@ void vit_tape_set_producer(vit_tape *tape, vit_value *v) { v->producer = tape->c
 const float *vit_tape_data(vit_tape *tape, const vit_value *v) {
     if (v->producer >= 0) {
         const vit_node *node = &tape->nodes[v->producer];
-        node->recompute(node, v->data);
+        if (node->recompute(tape, node, v->data) != VIT_OK) return NULL;
     }
     return v->data;
 }
@@ -88,11 +100,11 @@ float *vit_tape_grad(vit_tape *tape, vit_value *v) {
         if (tape->spare[i].numel == v->numel) {
             v->grad = tape->spare[i].data;
             tape->spare[i] = tape->spare[--tape->spare_count];
-            memset(v->grad, 0, (size_t)v->numel * sizeof(float));
             v->grad_owned = true;
+            if (tape->be->ops->zero(tape->be, v->grad, (size_t)v->numel * sizeof(float)) != VIT_OK) return NULL;
             return v->grad;
         }
-    v->grad = vit_arena_zeros(&tape->arena, (size_t)v->numel);
+    v->grad = vit_arena_zeros(&tape->data, (size_t)v->numel);
     v->grad_owned = v->grad != NULL;
     return v->grad;
 }
@@ -113,8 +125,11 @@ vit_status vit_tape_backward(vit_tape *tape, vit_value *out, const float *seed_g
     if (!out || !out->requires_grad)
         return vit_fail(VIT_ERR_STATE, "backward: the last forward recorded no tape (grad off or inference)");
     float *g = vit_tape_grad(tape, out);
-    if (!g) return VIT_ERR_OUT_OF_MEMORY;
-    for (int64_t i = 0; i < out->numel; i++) g[i] += seed_grad ? seed_grad[i] : 1.0f;
+    if (!g) return vit_last_status();
+    /* g is freshly zeroed: 0 + seed is seed exactly. */
+    VIT_TRY(seed_grad ? tape->be->ops->copy(tape->be, g, seed_grad, (size_t)out->numel * sizeof(float),
+                                            VIT_COPY_ON_DEVICE)
+                      : tape->be->ops->fill(tape->be, g, 1.0f, out->numel));
     tape->spare = vit_arena_alloc(&tape->arena, (size_t)tape->count * sizeof *tape->spare);
     if (!tape->spare) return VIT_ERR_OUT_OF_MEMORY;
     tape->spare_count = 0;

@@ -1,18 +1,15 @@
 /* Token plumbing on the tape: class token + position embedding, residuals
  * with DropPath, dropout, and pooling. */
-#include <string.h>
-
-#include "cpu/kernels.h"
 #include "ops/ops.h"
 
 /* node: in = {patch, cls, pos}, dims = {B, N, D} */
 static vit_status embed_tokens_backward(vit_tape *tape, const vit_node *node) {
     vit_value *patch = node->in[0], *cls = node->in[1], *pos = node->in[2];
     float *dpatch = patch->requires_grad ? vit_tape_grad(tape, patch) : NULL;
-    if (patch->requires_grad && !dpatch) return VIT_ERR_OUT_OF_MEMORY;
-    vit_embed_tokens_backward(dpatch, cls->requires_grad ? cls->grad : NULL, pos->requires_grad ? pos->grad : NULL,
-                              node->out->grad, node->dims[0], node->dims[1], node->dims[2]);
-    return VIT_OK;
+    if (patch->requires_grad && !dpatch) return vit_last_status();
+    return tape->be->ops->embed_tokens_backward(tape->be, dpatch, cls->requires_grad ? cls->grad : NULL,
+                                                pos->requires_grad ? pos->grad : NULL, node->out->grad,
+                                                node->dims[0], node->dims[1], node->dims[2]);
 }
 
 vit_value *vit_op_embed_tokens(vit_tape *tape, vit_value *patch, vit_value *cls, vit_value *pos, int B, int N,
@@ -20,7 +17,9 @@ vit_value *vit_op_embed_tokens(vit_tape *tape, vit_value *patch, vit_value *cls,
     bool record = vit_tape_wants(tape, patch, cls, pos);
     vit_value *tokens = vit_tape_value(tape, (int64_t)B * (N + 1) * D, record);
     if (!tokens) return NULL;
-    vit_embed_tokens_forward(tokens->data, patch->data, cls->data, pos->data, B, N, D);
+    if (tape->be->ops->embed_tokens_forward(tape->be, tokens->data, patch->data, cls->data, pos->data, B, N, D) !=
+        VIT_OK)
+        return NULL;
     if (record) {
         vit_node node = {.backward = embed_tokens_backward, .out = tokens, .in = {patch, cls, pos},
                          .dims = {B, N, D}};
@@ -34,9 +33,9 @@ static vit_status residual_backward(vit_tape *tape, const vit_node *node) {
     vit_value *x = node->in[0], *y = node->in[1];
     float *dx = x->requires_grad ? vit_tape_grad(tape, x) : NULL;
     float *dy = y->requires_grad ? vit_tape_grad(tape, y) : NULL;
-    if ((x->requires_grad && !dx) || (y->requires_grad && !dy)) return VIT_ERR_OUT_OF_MEMORY;
-    vit_residual_backward(dx, dy, node->out->grad, node->saved[0], node->dims[0], node->dims[1]);
-    return VIT_OK;
+    if ((x->requires_grad && !dx) || (y->requires_grad && !dy)) return vit_last_status();
+    return tape->be->ops->residual_backward(tape->be, dx, dy, node->out->grad, node->saved[0], node->dims[0],
+                                            node->dims[1]);
 }
 
 vit_value *vit_op_residual(vit_tape *tape, vit_value *x, vit_value *y, const float *scale, int B, int64_t per) {
@@ -46,9 +45,9 @@ vit_value *vit_op_residual(vit_tape *tape, vit_value *x, vit_value *y, const flo
     vit_value *out = y->producer < 0 ? vit_tape_wrap(tape, y->data, NULL, B * per, record)
                                      : vit_tape_value(tape, B * per, record);
     if (!out) return NULL;
-    vit_residual_forward(out->data, x->data, y->data, scale, B, per);
+    if (tape->be->ops->residual_forward(tape->be, out->data, x->data, y->data, scale, B, per) != VIT_OK) return NULL;
     if (record) {
-        vit_node node = {.backward = residual_backward, .out = out, .in = {x, y}, .saved = {(float *)scale},
+        vit_node node = {.backward = residual_backward, .out = out, .in = {x, y}, .saved = {(void *)scale},
                          .dims = {B, (int)per}};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
     }
@@ -59,9 +58,8 @@ vit_value *vit_op_residual(vit_tape *tape, vit_value *x, vit_value *y, const flo
 static vit_status dropout_backward(vit_tape *tape, const vit_node *node) {
     vit_value *x = node->in[0];
     float *dx = vit_tape_grad(tape, x);
-    if (!dx) return VIT_ERR_OUT_OF_MEMORY;
-    vit_dropout_backward(dx, node->out->grad, x->numel, node->scalar[0], node->key);
-    return VIT_OK;
+    if (!dx) return vit_last_status();
+    return tape->be->ops->dropout_backward(tape->be, dx, node->out->grad, x->numel, node->scalar[0], node->key);
 }
 
 vit_value *vit_op_dropout(vit_tape *tape, vit_value *x, float p, uint64_t key) {
@@ -69,7 +67,7 @@ vit_value *vit_op_dropout(vit_tape *tape, vit_value *x, float p, uint64_t key) {
     bool record = vit_tape_wants(tape, x, NULL, NULL);
     vit_value *y = vit_tape_value(tape, x->numel, record);
     if (!y) return NULL;
-    vit_dropout_forward(y->data, x->data, x->numel, p, key);
+    if (tape->be->ops->dropout_forward(tape->be, y->data, x->data, x->numel, p, key) != VIT_OK) return NULL;
     if (record) {
         vit_node node = {.backward = dropout_backward, .out = y, .in = {x}, .scalar = {p}, .key = key};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
@@ -81,44 +79,19 @@ vit_value *vit_op_dropout(vit_tape *tape, vit_value *x, float p, uint64_t key) {
 static vit_status pool_backward(vit_tape *tape, const vit_node *node) {
     vit_value *tokens = node->in[0];
     float *dt = vit_tape_grad(tape, tokens);
-    if (!dt) return VIT_ERR_OUT_OF_MEMORY;
-    vit_pool_backward(dt, node->out->grad, node->dims[0], node->dims[1], node->dims[2], node->dims[3]);
-    return VIT_OK;
+    if (!dt) return vit_last_status();
+    return tape->be->ops->pool_backward(tape->be, dt, node->out->grad, node->dims[0], node->dims[1], node->dims[2],
+                                        node->dims[3]);
 }
 
 vit_value *vit_op_pool(vit_tape *tape, vit_value *tokens, int B, int T, int D, int avg) {
     bool record = vit_tape_wants(tape, tokens, NULL, NULL);
     vit_value *out = vit_tape_value(tape, (int64_t)B * D, record);
     if (!out) return NULL;
-    vit_pool_forward(out->data, tokens->data, B, T, D, avg);
+    if (tape->be->ops->pool_forward(tape->be, out->data, tokens->data, B, T, D, avg) != VIT_OK) return NULL;
     if (record) {
         vit_node node = {.backward = pool_backward, .out = out, .in = {tokens}, .dims = {B, T, D, avg}};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
     }
     return out;
-}
-
-/* node: in = {logits}, saved = {probs}, labels, dims = {B, C}, scalar = {smoothing} */
-static vit_status cross_entropy_backward(vit_tape *tape, const vit_node *node) {
-    vit_value *logits = node->in[0];
-    float *dlogits = vit_tape_grad(tape, logits);
-    if (!dlogits) return VIT_ERR_OUT_OF_MEMORY;
-    vit_cross_entropy_backward(dlogits, node->saved[0], node->labels, node->dims[0], node->dims[1],
-                               node->scalar[0], node->out->grad[0]);
-    return VIT_OK;
-}
-
-vit_value *vit_op_cross_entropy(vit_tape *tape, vit_value *logits, const int32_t *labels, int B, int C,
-                                float smoothing) {
-    bool record = vit_tape_wants(tape, logits, NULL, NULL);
-    vit_value *loss = vit_tape_value(tape, 1, record);
-    float *probs = vit_arena_floats(&tape->arena, (size_t)B * C);
-    if (!loss || !probs) return NULL;
-    loss->data[0] = vit_cross_entropy_forward(probs, logits->data, labels, B, C, smoothing);
-    if (record) {
-        vit_node node = {.backward = cross_entropy_backward, .out = loss, .in = {logits}, .saved = {probs},
-                         .labels = labels, .dims = {B, C}, .scalar = {smoothing}};
-        if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
-    }
-    return loss;
 }

@@ -3,16 +3,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/kernels.h"
+#include "core/backend.h"
 #include "nn/nn.h"
 #include "vit/optim.h"
 
 struct vit_optimizer {
     vit_model *model;
+    vit_backend *be; /* a reference: m and v stay freeable whatever is destroyed first */
     double lr, beta1, beta2, eps, weight_decay, clip_norm, last_grad_norm;
     int64_t step;
     bool decay_exempt;
-    float *m, *v; /* mirror the model's flat parameter layout */
+    float *m, *v; /* mirror the model's flat parameter layout, in its device memory */
 };
 
 vit_status vit_adamw_create(vit_model *model, vit_optimizer **out) {
@@ -22,17 +23,19 @@ vit_status vit_adamw_create(vit_model *model, vit_optimizer **out) {
     vit_optimizer *o = calloc(1, sizeof *o);
     if (!o) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_adamw_create: no memory");
     o->model = model;
+    o->be = vit_backend_retain(model->be);
     o->lr = 1e-3;
     o->beta1 = 0.9;
     o->beta2 = 0.999;
     o->eps = 1e-8;
     o->weight_decay = 1e-2;
-    o->m = vit_alloc((size_t)model->total * sizeof(float));
-    o->v = vit_alloc((size_t)model->total * sizeof(float));
+    o->m = vit_model_alloc_flat(model, "AdamW's exp_avg");
+    o->v = o->m ? vit_model_alloc_flat(model, "AdamW's exp_avg_sq") : NULL;
     if (!o->m || !o->v) {
+        vit_status s = vit_last_status();
         vit_optimizer_destroy(o);
-        return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_adamw_create: cannot allocate state for %lld parameters",
-                        (long long)model->total);
+        vit_error_prefix("vit_adamw_create");
+        return s;
     }
     *out = o;
     return VIT_OK;
@@ -40,8 +43,9 @@ vit_status vit_adamw_create(vit_model *model, vit_optimizer **out) {
 
 void vit_optimizer_destroy(vit_optimizer *o) {
     if (!o) return;
-    vit_free(o->m);
-    vit_free(o->v);
+    o->be->ops->free(o->be, o->m);
+    o->be->ops->free(o->be, o->v);
+    vit_backend_release(o->be);
     free(o);
 }
 
@@ -114,27 +118,50 @@ vit_status vit_optimizer_zero_grad(vit_optimizer *o) {
     return vit_model_zero_grad(o->model);
 }
 
+/* The step's scalars, as torch forms them: the hyper-parameters rounded to
+ * float first (they reach the kernel as floats), each product or quotient in
+ * double, rounded once. */
+static vit_adamw_consts step_consts(const vit_optimizer *o, float weight_decay, float grad_scale) {
+    const float lr = (float)o->lr, beta1 = (float)o->beta1, beta2 = (float)o->beta2;
+    const float bc1 = (float)(1.0 - pow(o->beta1, (double)o->step));
+    const float bc2 = (float)(1.0 - pow(o->beta2, (double)o->step));
+    return (vit_adamw_consts){
+        .decay = (float)(1.0 - (double)lr * weight_decay),
+        .beta1 = beta1,
+        .one_beta1 = (float)(1.0 - (double)beta1),
+        .beta2 = beta2,
+        .one_beta2 = (float)(1.0 - (double)beta2),
+        .sqrt_bc2 = (float)sqrt((double)bc2),
+        .eps = (float)o->eps,
+        .neg_step = (float)(-(double)lr / bc1),
+        .grad_scale = grad_scale,
+    };
+}
+
 vit_status vit_optimizer_step(vit_optimizer *o) {
     VIT_CHECK_ARG(o, "vit_optimizer_step: optimizer is NULL");
     vit_model *m = o->model;
+    vit_backend *be = m->be;
     vit_context_enter(m->ctx);
     VIT_TRY(vit_model_ensure_grads(m));
     /* Padding between parameters is zero in every buffer, so the flat buffer's
      * norm is the parameters' norm. */
-    double norm = sqrt(vit_sum_squares(m->grads, m->total));
+    double squares;
+    VIT_TRY(be->ops->sum_squares(be, m->grads, m->total, &squares));
+    double norm = sqrt(squares);
     o->last_grad_norm = norm;
     if (!isfinite(norm)) return vit_fail(VIT_ERR_NUMERIC, "vit_optimizer_step: gradient norm is %g", norm);
     /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when above. */
     float grad_scale = 1.0f;
     if (o->clip_norm > 0 && norm > o->clip_norm) grad_scale = (float)(o->clip_norm / (norm + 1e-6));
     o->step++;
-    float bc1 = (float)(1.0 - pow(o->beta1, (double)o->step));
-    float bc2 = (float)(1.0 - pow(o->beta2, (double)o->step));
+    vit_adamw_consts decayed = step_consts(o, (float)o->weight_decay, grad_scale);
+    vit_adamw_consts exempt = step_consts(o, 0.0f, grad_scale);
     for (int i = 0; i < m->n_params; i++) {
         const vit_param *p = &m->params[i];
-        float wd = (!o->decay_exempt || p->decay) ? (float)o->weight_decay : 0.0f;
-        vit_adamw_update(m->weights + p->offset, o->m + p->offset, o->v + p->offset, m->grads + p->offset, p->numel,
-                         (float)o->lr, (float)o->beta1, (float)o->beta2, (float)o->eps, wd, bc1, bc2, grad_scale);
+        const vit_adamw_consts *k = (!o->decay_exempt || p->decay) ? &decayed : &exempt;
+        VIT_TRY(be->ops->adamw_update(be, m->weights + p->offset, o->m + p->offset, o->v + p->offset,
+                                      m->grads + p->offset, p->numel, k));
     }
     return VIT_OK;
 }
@@ -160,8 +187,7 @@ vit_status vit_optimizer_state_read(const vit_optimizer *o, vit_optim_state whic
     float *slice = NULL;
     VIT_CHECK_ARG(dst, "vit_optimizer_state_read: dst is NULL");
     VIT_TRY(state_slice(o, which, name, bytes, "vit_optimizer_state_read", &slice));
-    memcpy(dst, slice, bytes);
-    return VIT_OK;
+    return o->be->ops->copy(o->be, dst, slice, bytes, VIT_COPY_TO_HOST);
 }
 
 vit_status vit_optimizer_state_write(vit_optimizer *o, vit_optim_state which, const char *name, const float *src,
@@ -169,6 +195,5 @@ vit_status vit_optimizer_state_write(vit_optimizer *o, vit_optim_state which, co
     float *slice = NULL;
     VIT_CHECK_ARG(src, "vit_optimizer_state_write: src is NULL");
     VIT_TRY(state_slice(o, which, name, bytes, "vit_optimizer_state_write", &slice));
-    memcpy(slice, src, bytes);
-    return VIT_OK;
+    return o->be->ops->copy(o->be, slice, src, bytes, VIT_COPY_TO_DEVICE);
 }

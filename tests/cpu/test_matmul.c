@@ -1,8 +1,9 @@
 /*
- * vit_cpu_gemm / vit_cpu_gemm_batched against a double-precision reference:
- * every trans combination, leading dimensions wider than the rows, accumulate,
- * bias, the exact-erf GELU epilogue, strided and broadcast batches, the empty
- * cases, argument validation, the primitive cache and concurrent threads.
+ * The CPU backend's gemm / gemm_batched entries against a double-precision
+ * reference: every trans combination, leading dimensions wider than the rows,
+ * accumulate, bias, the exact-erf GELU epilogue, strided and broadcast
+ * batches, the empty cases, argument validation, the primitive cache and
+ * concurrent threads (one backend each, as one context each).
  */
 #include <check.h>
 #include <math.h>
@@ -13,9 +14,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/matmul.h"
+#include "core/backend.h"
+#include "isa_level.h"
 
 #define SENTINEL 1234.5f
+
+/* The calling thread's backend (its primitive cache), made on first use. */
+static _Thread_local vit_backend *t_backend;
+
+static vit_backend *backend(void) {
+    if (!t_backend) ck_assert_int_eq(vit_backend_create_cpu(&t_backend), VIT_OK);
+    return t_backend;
+}
+
+static void release_backend(void) {
+    vit_backend_release(t_backend);
+    t_backend = NULL;
+}
+
+static vit_status gemm(const vit_gemm *g) { return backend()->ops->gemm(backend(), g); }
+
+static vit_status gemm_batched(const vit_gemm *g, int batch, ptrdiff_t sa, ptrdiff_t sb, ptrdiff_t sc) {
+    return backend()->ops->gemm_batched(backend(), g, batch, sa, sb, sc);
+}
 
 static uint64_t rng_state = 0x243F6A8885A308D3ull;
 
@@ -100,7 +121,7 @@ static void run_case(int M, int N, int K, bool ta, bool tb, bool acc, bool bias,
     float *bv = bias ? rand_buf((size_t)N) : NULL;
     memcpy(C0, C, nc * sizeof *C);
     g.A = A, g.B = B, g.C = C, g.bias = bv;
-    vit_status st = vit_cpu_gemm(&g);
+    vit_status st = gemm(&g);
     ck_assert_msg(st == VIT_OK, "%s: status %d: %s", what, (int)st, vit_last_error());
     ck_assert_int_eq(check_result(&g, C0, true, what), 0);
     free(A), free(B), free(C), free(C0), free(bv);
@@ -153,7 +174,7 @@ START_TEST(test_gelu_is_exact_erf) {
     float bias[1] = {0.0f};
     vit_gemm g = {.M = M, .N = 1, .K = 1, .A = A, .lda = 1, .B = B, .ldb = 1, .C = C, .ldc = 1, .bias = bias,
                   .epilogue = VIT_EPILOGUE_GELU};
-    ck_assert_int_eq(vit_cpu_gemm(&g), VIT_OK);
+    ck_assert_int_eq(gemm(&g), VIT_OK);
     ck_assert_int_eq(check_result(&g, C0, true, "gelu exact"), 0);
     for (int i = 0; i < M; i++) {
         double want = gelu_ref(A[i]);
@@ -176,7 +197,7 @@ static void run_batched(const vit_gemm *proto, bool bias, int batch, ptrdiff_t s
     memcpy(C0, C, nc * sizeof *C);
     vit_gemm g = *proto;
     g.A = A, g.B = B, g.C = C, g.bias = bv;
-    vit_status st = vit_cpu_gemm_batched(&g, batch, sa, sb, sc);
+    vit_status st = gemm_batched(&g, batch, sa, sb, sc);
     ck_assert_msg(st == VIT_OK, "%s: status %d: %s", what, (int)st, vit_last_error());
     int bad = 0;
     for (int i = 0; i < batch; i++) {
@@ -220,7 +241,7 @@ START_TEST(test_batched_heads) {
     /* S[h] = Q[h] K[h]^T: Q[h] at qkv + h*hd, K[h] at qkv + H*hd + h*hd, rows of W */
     vit_gemm g = {.M = T, .N = T, .K = hd, .A = qkv, .lda = W, .B = qkv + H * hd, .ldb = W, .trans_b = true,
                   .C = S, .ldc = T};
-    ck_assert_msg(vit_cpu_gemm_batched(&g, H, hd, hd, (ptrdiff_t)T * T) == VIT_OK, "%s", vit_last_error());
+    ck_assert_msg(gemm_batched(&g, H, hd, hd, (ptrdiff_t)T * T) == VIT_OK, "%s", vit_last_error());
     int bad = 0;
     for (int h = 0; h < H; h++) {
         vit_gemm gi = g;
@@ -230,7 +251,7 @@ START_TEST(test_batched_heads) {
     /* O[:, h*hd:(h+1)*hd] += S[h] V[h]: output heads interleaved too (accumulate) */
     vit_gemm p = {.M = T, .N = hd, .K = T, .A = S, .lda = T, .B = qkv + 2 * H * hd, .ldb = W, .C = O,
                   .ldc = H * hd, .accumulate = true};
-    ck_assert_msg(vit_cpu_gemm_batched(&p, H, (ptrdiff_t)T * T, hd, hd) == VIT_OK, "%s", vit_last_error());
+    ck_assert_msg(gemm_batched(&p, H, (ptrdiff_t)T * T, hd, hd) == VIT_OK, "%s", vit_last_error());
     for (int h = 0; h < H; h++) {
         vit_gemm gi = p;
         gi.A += h * T * T, gi.B += h * hd, gi.C += h * hd;
@@ -240,7 +261,7 @@ START_TEST(test_batched_heads) {
     vit_gemm d = {.M = T, .N = hd, .K = T, .A = S, .lda = T, .trans_a = true, .B = qkv + H * hd, .ldb = W,
                   .C = O, .ldc = H * hd};
     memcpy(O0, O, (size_t)T * H * hd * sizeof *O);
-    ck_assert_msg(vit_cpu_gemm_batched(&d, H, (ptrdiff_t)T * T, hd, hd) == VIT_OK, "%s", vit_last_error());
+    ck_assert_msg(gemm_batched(&d, H, (ptrdiff_t)T * T, hd, hd) == VIT_OK, "%s", vit_last_error());
     for (int h = 0; h < H; h++) {
         vit_gemm gi = d;
         gi.A += h * T * T, gi.B += h * hd, gi.C += h * hd;
@@ -288,34 +309,34 @@ START_TEST(test_empty) {
     float C[12], bias[4] = {0.5f, -1.0f, 2.0f, 0.0f};
     /* M = 0, N = 0: nothing touched, even NULL pointers are fine */
     vit_gemm g = {.M = 0, .N = 4, .K = 3, .lda = 3, .ldb = 4, .ldc = 4};
-    ck_assert_int_eq(vit_cpu_gemm(&g), VIT_OK);
+    ck_assert_int_eq(gemm(&g), VIT_OK);
     g.M = 3, g.N = 0;
-    ck_assert_int_eq(vit_cpu_gemm(&g), VIT_OK);
-    ck_assert_int_eq(vit_cpu_gemm_batched(&g, 4, 9, 12, 12), VIT_OK);
+    ck_assert_int_eq(gemm(&g), VIT_OK);
+    ck_assert_int_eq(gemm_batched(&g, 4, 9, 12, 12), VIT_OK);
     g.N = 4;
-    ck_assert_int_eq(vit_cpu_gemm_batched(&g, 0, 0, 0, 0), VIT_OK); /* batch 0 */
+    ck_assert_int_eq(gemm_batched(&g, 0, 0, 0, 0), VIT_OK); /* batch 0 */
 
     /* K = 0: C = bias, or 0, then the epilogue; A and B may be NULL */
     for (int i = 0; i < 12; i++) C[i] = SENTINEL;
     vit_gemm z = {.M = 3, .N = 4, .K = 0, .lda = 1, .ldb = 4, .ldc = 4, .C = C, .bias = bias};
-    ck_assert_int_eq(vit_cpu_gemm(&z), VIT_OK);
+    ck_assert_int_eq(gemm(&z), VIT_OK);
     for (int m = 0; m < 3; m++)
         for (int n = 0; n < 4; n++) ck_assert_float_eq(C[m * 4 + n], bias[n]);
     z.epilogue = VIT_EPILOGUE_GELU;
-    ck_assert_int_eq(vit_cpu_gemm(&z), VIT_OK);
+    ck_assert_int_eq(gemm(&z), VIT_OK);
     for (int m = 0; m < 3; m++)
         for (int n = 0; n < 4; n++) ck_assert_float_eq_tol(C[m * 4 + n], gelu_ref(bias[n]), 1e-6);
     z.bias = NULL, z.epilogue = VIT_EPILOGUE_NONE;
-    ck_assert_int_eq(vit_cpu_gemm(&z), VIT_OK);
+    ck_assert_int_eq(gemm(&z), VIT_OK);
     for (int i = 0; i < 12; i++) ck_assert_float_eq(C[i], 0.0f);
     /* K = 0 with accumulate: unchanged */
     for (int i = 0; i < 12; i++) C[i] = (float)i;
     z.accumulate = true;
-    ck_assert_int_eq(vit_cpu_gemm(&z), VIT_OK);
+    ck_assert_int_eq(gemm(&z), VIT_OK);
     for (int i = 0; i < 12; i++) ck_assert_float_eq(C[i], (float)i);
     /* batched K = 0: two [1, 4] items, 6 apart; the gap keeps its value */
     z.accumulate = false, z.M = 1, z.bias = bias;
-    ck_assert_int_eq(vit_cpu_gemm_batched(&z, 2, 0, 0, 6), VIT_OK);
+    ck_assert_int_eq(gemm_batched(&z, 2, 0, 0, 6), VIT_OK);
     for (int n = 0; n < 4; n++) {
         ck_assert_float_eq(C[n], bias[n]);
         ck_assert_float_eq(C[6 + n], bias[n]);
@@ -341,52 +362,52 @@ START_TEST(test_invalid_args) {
     const vit_status INV = VIT_ERR_INVALID_ARGUMENT;
     vit_gemm g;
 
-    expect_fail(vit_cpu_gemm(NULL), INV, "g is NULL", "NULL g");
-    expect_fail(vit_cpu_gemm_batched(NULL, 2, 0, 0, 0), INV, "g is NULL", "NULL g batched");
+    expect_fail(gemm(NULL), INV, "g is NULL", "NULL g");
+    expect_fail(gemm_batched(NULL, 2, 0, 0, 0), INV, "g is NULL", "NULL g batched");
     g = ok, g.A = NULL;
-    expect_fail(vit_cpu_gemm(&g), INV, "A is NULL", "NULL A");
+    expect_fail(gemm(&g), INV, "A is NULL", "NULL A");
     g = ok, g.B = NULL;
-    expect_fail(vit_cpu_gemm(&g), INV, "B is NULL", "NULL B");
+    expect_fail(gemm(&g), INV, "B is NULL", "NULL B");
     g = ok, g.C = NULL;
-    expect_fail(vit_cpu_gemm(&g), INV, "C is NULL", "NULL C");
+    expect_fail(gemm(&g), INV, "C is NULL", "NULL C");
     g = ok, g.M = -1;
-    expect_fail(vit_cpu_gemm(&g), INV, "M is negative", "M < 0");
+    expect_fail(gemm(&g), INV, "M is negative", "M < 0");
     g = ok, g.N = -2;
-    expect_fail(vit_cpu_gemm(&g), INV, "N is negative", "N < 0");
+    expect_fail(gemm(&g), INV, "N is negative", "N < 0");
     g = ok, g.K = -3;
-    expect_fail(vit_cpu_gemm(&g), INV, "K is negative", "K < 0");
+    expect_fail(gemm(&g), INV, "K is negative", "K < 0");
     g = ok, g.lda = 5;
-    expect_fail(vit_cpu_gemm(&g), INV, "lda", "lda < K");
+    expect_fail(gemm(&g), INV, "lda", "lda < K");
     g = ok, g.trans_a = true, g.lda = 3; /* A is [K, M]: lda >= M = 4 */
-    expect_fail(vit_cpu_gemm(&g), INV, "lda", "lda < M with trans_a");
+    expect_fail(gemm(&g), INV, "lda", "lda < M with trans_a");
     g = ok, g.ldb = 4;
-    expect_fail(vit_cpu_gemm(&g), INV, "ldb", "ldb < N");
+    expect_fail(gemm(&g), INV, "ldb", "ldb < N");
     g = ok, g.trans_b = true, g.ldb = 5; /* B is [N, K]: ldb >= K = 6 */
-    expect_fail(vit_cpu_gemm(&g), INV, "ldb", "ldb < K with trans_b");
+    expect_fail(gemm(&g), INV, "ldb", "ldb < K with trans_b");
     g = ok, g.ldc = 4;
-    expect_fail(vit_cpu_gemm(&g), INV, "ldc", "ldc < N");
+    expect_fail(gemm(&g), INV, "ldc", "ldc < N");
     g = ok, g.ldc = 0, g.N = 0; /* even an empty product wants ld >= 1 */
-    expect_fail(vit_cpu_gemm(&g), INV, "ldc", "ldc 0");
+    expect_fail(gemm(&g), INV, "ldc", "ldc 0");
     g = ok, g.accumulate = true, g.bias = bias;
-    expect_fail(vit_cpu_gemm(&g), INV, "accumulate", "accumulate + bias");
+    expect_fail(gemm(&g), INV, "accumulate", "accumulate + bias");
     g = ok, g.accumulate = true, g.epilogue = VIT_EPILOGUE_GELU;
-    expect_fail(vit_cpu_gemm(&g), INV, "accumulate", "accumulate + gelu");
+    expect_fail(gemm(&g), INV, "accumulate", "accumulate + gelu");
     g = ok, g.epilogue = (vit_epilogue)7;
-    expect_fail(vit_cpu_gemm(&g), INV, "epilogue", "bad epilogue");
+    expect_fail(gemm(&g), INV, "epilogue", "bad epilogue");
     g = ok;
-    expect_fail(vit_cpu_gemm_batched(&g, -1, 0, 0, 20), INV, "batch", "batch < 0");
-    expect_fail(vit_cpu_gemm_batched(&g, 2, -1, 0, 20), INV, "stride_a", "stride_a < 0");
-    expect_fail(vit_cpu_gemm_batched(&g, 2, 0, -1, 20), INV, "stride_b", "stride_b < 0");
-    expect_fail(vit_cpu_gemm_batched(&g, 2, 0, 0, -20), INV, "stride_c", "stride_c < 0");
-    expect_fail(vit_cpu_gemm_batched(&g, 2, 0, 0, 0), INV, "stride_c", "C items coincide");
-    expect_fail(vit_cpu_gemm_batched(&g, 2, 0, 0, 10), INV, "stride_c", "C items overlap"); /* needs 20 */
+    expect_fail(gemm_batched(&g, -1, 0, 0, 20), INV, "batch", "batch < 0");
+    expect_fail(gemm_batched(&g, 2, -1, 0, 20), INV, "stride_a", "stride_a < 0");
+    expect_fail(gemm_batched(&g, 2, 0, -1, 20), INV, "stride_b", "stride_b < 0");
+    expect_fail(gemm_batched(&g, 2, 0, 0, -20), INV, "stride_c", "stride_c < 0");
+    expect_fail(gemm_batched(&g, 2, 0, 0, 0), INV, "stride_c", "C items coincide");
+    expect_fail(gemm_batched(&g, 2, 0, 0, 10), INV, "stride_c", "C items overlap"); /* needs 20 */
     g = ok, g.lda = 2;
-    expect_fail(vit_cpu_gemm_batched(&g, 2, 0, 0, 20), INV, "lda", "batched lda");
+    expect_fail(gemm_batched(&g, 2, 0, 0, 20), INV, "lda", "batched lda");
     /* nothing was written by any failing call */
     for (int i = 0; i < 64; i++) ck_assert_float_eq(C[i], SENTINEL);
     /* and a valid call afterwards works */
     g = ok;
-    ck_assert_int_eq(vit_cpu_gemm(&g), VIT_OK);
+    ck_assert_int_eq(gemm(&g), VIT_OK);
     ck_assert_float_eq(C[0], 6.0f);
 }
 END_TEST
@@ -400,9 +421,9 @@ START_TEST(test_cache_reuse_and_release) {
             run_case(33, 47, 65, r & 1, r & 2, false, true, VIT_EPILOGUE_NONE, 1, "reuse");
             run_case(33, 47, 65, r & 1, r & 2, true, false, VIT_EPILOGUE_NONE, 1, "reuse acc");
         }
-        vit_cpu_gemm_release_cache();
+        release_backend();
     }
-    vit_cpu_gemm_release_cache(); /* twice is fine */
+    release_backend(); /* twice is fine */
 }
 END_TEST
 
@@ -418,11 +439,11 @@ START_TEST(test_cache_many_shapes) {
             vit_gemm g = {.M = 2, .N = 2, .K = 2, .A = A, .lda = 2 + s % 1000, .B = B, .ldb = 2, .C = C,
                           .ldc = 2 + s / 1000};
             for (int i = 0; i < NC; i++) C0[i] = C[i] = frand();
-            ck_assert_msg(vit_cpu_gemm(&g) == VIT_OK, "%s", vit_last_error());
+            ck_assert_msg(gemm(&g) == VIT_OK, "%s", vit_last_error());
             if (s % 97 == 0 || s > 3000) ck_assert_int_eq(check_result(&g, C0, true, "many shapes"), 0);
         }
     }
-    vit_cpu_gemm_release_cache();
+    release_backend();
 }
 END_TEST
 
@@ -445,7 +466,7 @@ static void *worker(void *arg) {
         run_case(M, 33, 47, r & 1, id & 1, r % 3 == 0, false, VIT_EPILOGUE_NONE, id, "thread");
         run_case(M, 33, 47, false, true, false, true, VIT_EPILOGUE_GELU, 0, "thread gelu");
     }
-    if (id < 4) vit_cpu_gemm_release_cache(); /* the others leave it to the key destructor */
+    release_backend();
     return NULL;
 }
 
@@ -457,8 +478,8 @@ START_TEST(test_concurrent_threads) {
     for (int i = 0; i < NT; i++) ck_assert_int_eq(pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i), 0);
     for (int i = 0; i < NT; i++) ck_assert_int_eq(pthread_join(th[i], NULL), 0);
     run_case(17, 17, 17, false, false, false, false, VIT_EPILOGUE_NONE, 0, "main after");
-    vit_cpu_gemm_release_cache();
-    /* threads that exit without releasing: the key destructor frees their state */
+    release_backend();
+    /* a second generation of threads while the main thread's backend is new */
     for (int i = 0; i < NT; i++)
         ck_assert_int_eq(pthread_create(&th[i], NULL, worker, (void *)(intptr_t)(i + 4)), 0);
     for (int i = 0; i < NT; i++) ck_assert_int_eq(pthread_join(th[i], NULL), 0);
@@ -489,9 +510,11 @@ static Suite *matmul_suite(void) {
 }
 
 int main(void) {
+    skip_unless_isa_level_available("test_matmul");
     SRunner *sr = srunner_create(matmul_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    release_backend();
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

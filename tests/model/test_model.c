@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <vit/vit.h>
+#include "isa_level.h"
 
 #define B 3
 #define C 3
@@ -256,6 +257,7 @@ START_TEST(training_lowers_loss) {
 END_TEST
 
 int main(void) {
+    skip_unless_isa_level_available("test_model");
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("model");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -121,7 +121,22 @@ def run_case(name, spec, failures):
     print("\n".join(report))
 
 
+def isa_level_available():
+    """Under VIT_MAX_CPU_ISA=LEVEL (meson runs this once per level): False,
+    after saying why, when the processor lacks that level."""
+    want = os.environ.get("VIT_MAX_CPU_ISA", "").lower()
+    with libvit.Context() as ctx:
+        have = libvit.CPU_ISA_NAMES[ctx.get("cpu_isa")]
+    if want in libvit.CPU_ISA_NAMES and libvit.CPU_ISA_NAMES.index(want) > libvit.CPU_ISA_NAMES.index(have):
+        print(f"SKIP: parity at VIT_MAX_CPU_ISA={want}: this processor's widest level is {have}")
+        return False
+    print(f"libvit CPU kernels at ISA level {have}")
+    return True
+
+
 def main():
+    if not isa_level_available():
+        return 77
     torch.set_num_threads(1)
     failures = []
     for name, spec in CASES.items():

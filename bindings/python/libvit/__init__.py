@@ -33,7 +33,8 @@ CFG_FLOAT = {"mlp_ratio": 32, "drop_rate": 33, "attn_drop_rate": 34, "drop_path_
 OPT_FLOAT = {"lr": 1, "beta1": 2, "beta2": 3, "eps": 4, "weight_decay": 5, "clip_grad_norm": 6,
              "last_grad_norm": 7}
 OPT_INT = {"step": 32, "decay_exempt": 33}
-CTX_INT = {"threads": 1, "seed": 2, "device": 3, "device_index": 4, "log_level": 5}
+CTX_INT = {"threads": 1, "seed": 2, "device": 3, "device_index": 4, "log_level": 5, "cpu_isa": 6}
+CPU_ISA_NAMES = ("baseline", "avx2", "avx512")  # vit_cpu_isa values
 DTYPE_F32, DTYPE_I32 = 0, 2
 
 

@@ -60,10 +60,12 @@ VIT_VECTORIZED static void resample_pixel(float *restrict out, const float *rest
     }
 }
 
-void vit_resample_bicubic(float *out, int gh_out, int gw_out, const float *inp, int gh_in, int gw_in, int D) {
+vit_status vit_resample_bicubic(vit_backend *be, float *out, int gh_out, int gw_out, const float *inp, int gh_in,
+                                int gw_in, int D) {
+    (void)be;
     if (gh_out == gh_in && gw_out == gw_in) {
         memcpy(out, inp, (size_t)gh_in * gw_in * D * sizeof(float));
-        return;
+        return VIT_OK;
     }
 #pragma omp parallel for schedule(static) if ((int64_t)gh_out * gw_out * D > 16384)
     for (int64_t o = 0; o < (int64_t)gh_out * gw_out; o++) {
@@ -71,6 +73,7 @@ void vit_resample_bicubic(float *out, int gh_out, int gw_out, const float *inp, 
         const taps ty = cubic_taps(oy, gh_in, gh_out), tx = cubic_taps(ox, gw_in, gw_out);
         resample_pixel(out + o * D, inp, &ty, &tx, gw_in, D);
     }
+    return VIT_OK;
 }
 
 /* The adjoint scatters each output gradient onto its 16 taps with the same
@@ -94,11 +97,12 @@ VIT_VECTORIZED static void resample_strip_backward(float *dinp, int gh_in, int g
     }
 }
 
-void vit_resample_bicubic_backward(float *dinp, int gh_in, int gw_in, const float *dout, int gh_out,
-                                   int gw_out, int D) {
+vit_status vit_resample_bicubic_backward(vit_backend *be, float *dinp, int gh_in, int gw_in, const float *dout,
+                                         int gh_out, int gw_out, int D) {
+    (void)be;
     if (gh_out == gh_in && gw_out == gw_in) {
-        vit_add(dinp, dinp, dout, (int64_t)gh_in * gw_in * D);
-        return;
+        vit_add(be, dinp, dinp, dout, (int64_t)gh_in * gw_in * D);
+        return VIT_OK;
     }
     const int strips = (D + STRIP - 1) / STRIP;
 #pragma omp parallel for schedule(static) if ((int64_t)gh_out * gw_out * D > 16384)
@@ -106,4 +110,5 @@ void vit_resample_bicubic_backward(float *dinp, int gh_in, int gw_in, const floa
         const int d0 = s * STRIP;
         resample_strip_backward(dinp, gh_in, gw_in, dout, gh_out, gw_out, D, d0, D - d0 < STRIP ? D - d0 : STRIP);
     }
+    return VIT_OK;
 }

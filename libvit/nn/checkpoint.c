@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/kernels.h"
 #include "io/safetensors.h"
+#include "nn/nn.h"
 
 #define KEY_VERSION "libvit.version"
 #define KEY_KIND "libvit.kind"
@@ -97,13 +97,6 @@ static void format_real(char *buf, size_t cap, double v) {
 
 static bool is_float_dtype(vit_st_dtype d) {
     return d == VIT_ST_F32 || d == VIT_ST_F16 || d == VIT_ST_BF16 || d == VIT_ST_F64;
-}
-
-static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && n < cap; i++) n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-    return buf;
 }
 
 /* A string table that owns its strings, for metadata and tensor names. */
@@ -335,7 +328,7 @@ static vit_status plan_load(const vit_st_file *f, const param_list *p, int flags
                 continue;
             }
             return vit_fail(VIT_ERR_NOT_FOUND, "%s: tensor \"%s\" is missing (the model needs %s)", path,
-                            p->names[i], shape_str(a, sizeof a, p->ndim[i], p->shape[i]));
+                            p->names[i], vit_shape_str(a, sizeof a, p->ndim[i], p->shape[i]));
         }
         if (!is_float_dtype(t->dtype))
             return vit_fail(VIT_ERR_DTYPE, "%s: tensor \"%s\" is %s, not floating point", path, t->name,
@@ -359,7 +352,7 @@ static vit_status plan_load(const vit_st_file *f, const param_list *p, int flags
             continue;
         }
         return vit_fail(VIT_ERR_SHAPE, "%s: tensor \"%s\" is %s in the file but %s in the model%s", path, t->name,
-                        shape_str(a, sizeof a, t->ndim, t->shape), shape_str(b, sizeof b, p->ndim[i], p->shape[i]),
+                        vit_shape_str(a, sizeof a, t->ndim, t->shape), vit_shape_str(b, sizeof b, p->ndim[i], p->shape[i]),
                         is_head(t->name) ? " (VIT_LOAD_ALLOW_HEAD_MISMATCH keeps the model's head)" : "");
     }
     /* A head is kept or loaded as a whole: half of an old head is no use. */
@@ -372,19 +365,30 @@ static vit_status plan_load(const vit_st_file *f, const param_list *p, int flags
             const vit_st_tensor *t = vit_st_at(f, k);
             if (params_find(p, t->name) < 0)
                 return vit_fail(VIT_ERR_FORMAT, "%s: tensor \"%s\" %s is not a parameter of the model", path, t->name,
-                                shape_str(a, sizeof a, t->ndim, t->shape));
+                                vit_shape_str(a, sizeof a, t->ndim, t->shape));
         }
     return VIT_OK;
 }
 
-/* pos_embed [1, 1 + gi*gi, D] -> [1, 1 + go*go, D]: the class-token row as is,
- * the grid rows bicubically, as timm's resample_abs_pos_embed. */
-static void resample_pos_embed(float *out, const float *in, int64_t tokens_in, int64_t tokens_out, int64_t D) {
+/* pos_embed [1, 1 + gi*gi, D] -> [1, 1 + go*go, D] (host buffers): the
+ * class-token row as is, the grid rows bicubically on the model's backend, as
+ * timm's resample_abs_pos_embed. */
+static vit_status resample_pos_embed(const vit_model *model, float *out, const float *in, int64_t tokens_in,
+                                     int64_t tokens_out, int64_t D) {
+    vit_backend *be = model->be;
     int64_t gi = 0, go = 0;
     square_grid(tokens_in, &gi);
     square_grid(tokens_out, &go);
+    const size_t in_bytes = (size_t)(gi * gi * D) * sizeof(float), out_bytes = (size_t)(go * go * D) * sizeof(float);
+    float *dev_in = be->ops->alloc(be, in_bytes), *dev_out = be->ops->alloc(be, out_bytes);
+    vit_status s = dev_in && dev_out ? VIT_OK : vit_last_status();
+    if (s == VIT_OK) s = be->ops->copy(be, dev_in, in + D, in_bytes, VIT_COPY_TO_DEVICE);
+    if (s == VIT_OK) s = be->ops->resample_bicubic(be, dev_out, (int)go, (int)go, dev_in, (int)gi, (int)gi, (int)D);
+    if (s == VIT_OK) s = be->ops->copy(be, out + D, dev_out, out_bytes, VIT_COPY_TO_HOST);
     memcpy(out, in, (size_t)D * sizeof(float));
-    vit_resample_bicubic(out + D, (int)go, (int)go, in + D, (int)gi, (int)gi, (int)D);
+    be->ops->free(be, dev_in);
+    be->ops->free(be, dev_out);
+    return s;
 }
 
 static vit_status load_into(vit_model *model, const vit_st_file *f, int flags) {
@@ -413,7 +417,7 @@ static vit_status load_into(vit_model *model, const vit_st_file *f, int flags) {
         if (s == VIT_OK && plan[i] == PLAN_RESAMPLE) {
             vit_log(NULL, VIT_LOG_INFO, "%s: resampling pos_embed from %lld to %lld tokens", vit_st_path(f),
                     (long long)t->shape[1], (long long)p.shape[i][1]);
-            resample_pos_embed(tmp, buf, t->shape[1], p.shape[i][1], p.shape[i][2]);
+            s = resample_pos_embed(model, tmp, buf, t->shape[1], p.shape[i][1], p.shape[i][2]);
             data = tmp;
             count = (size_t)(p.shape[i][1] * p.shape[i][2]);
         }
@@ -696,7 +700,7 @@ vit_status vit_optimizer_load(vit_optimizer *opt, const vit_model *model, const 
                          vit_st_dtype_name(t->dtype));
         else if (!same)
             s = vit_fail(VIT_ERR_SHAPE, "%s: tensor \"%s\" is %s in the file but the parameter is %s", path, name,
-                         shape_str(a, sizeof a, t->ndim, t->shape), shape_str(b, sizeof b, nd, shape));
+                         vit_shape_str(a, sizeof a, t->ndim, t->shape), vit_shape_str(b, sizeof b, nd, shape));
         else if ((size_t)t->numel > max_floats) max_floats = (size_t)t->numel;
     }
     if (s == VIT_OK && vit_st_count(f) != 2 * n) {

@@ -1,0 +1,181 @@
+/*
+ * The CPU backend: host memory, oneDNN products, and the kernel table of the
+ * widest ISA level the processor has (cpu/table.c, built once per level).
+ *
+ * $VIT_MAX_CPU_ISA (baseline, avx2, avx512; read once per process, in the
+ * spirit of oneDNN's ONEDNN_MAX_CPU_ISA) caps the level, for libvit's kernels
+ * and for oneDNN's products alike, so every path a machine could take can be
+ * tested on one that has them all.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cpu/cpu.h"
+#include "cpu/matmul.h"
+
+/* ---------------------------------------------------------- ISA levels */
+extern const vit_backend_ops vit_cpu_ops_baseline;
+#if defined(__x86_64__)
+extern const vit_backend_ops vit_cpu_ops_avx2;
+extern const vit_backend_ops vit_cpu_ops_avx512;
+#endif
+
+static const char *const isa_names[] = {"baseline", "avx2", "avx512"};
+
+const char *vit_cpu_isa_name(vit_cpu_isa isa) {
+    return isa >= VIT_CPU_ISA_BASELINE && isa <= VIT_CPU_ISA_AVX512 ? isa_names[isa] : "unknown";
+}
+
+bool vit_cpu_isa_supported(vit_cpu_isa isa) {
+    switch (isa) {
+    case VIT_CPU_ISA_BASELINE: return true;
+#if defined(__x86_64__) && defined(__GNUC__)
+    case VIT_CPU_ISA_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case VIT_CPU_ISA_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f");
+#else
+    case VIT_CPU_ISA_AVX2:
+    case VIT_CPU_ISA_AVX512: return false;
+#endif
+    }
+    return false;
+}
+
+static vit_cpu_isa g_isa;
+static pthread_once_t g_isa_once = PTHREAD_ONCE_INIT;
+
+static void isa_init(void) {
+    vit_cpu_isa best = VIT_CPU_ISA_BASELINE;
+    for (int i = VIT_CPU_ISA_AVX512; i > VIT_CPU_ISA_BASELINE; i--)
+        if (vit_cpu_isa_supported((vit_cpu_isa)i)) {
+            best = (vit_cpu_isa)i;
+            break;
+        }
+    const char *cap = getenv("VIT_MAX_CPU_ISA");
+    if (cap && *cap) {
+        int want = -1;
+        for (int i = 0; i <= VIT_CPU_ISA_AVX512; i++)
+            if (!strcasecmp(cap, isa_names[i])) want = i;
+        if (want < 0)
+            vit_log(NULL, VIT_LOG_WARN, "VIT_MAX_CPU_ISA=%s is not one of baseline, avx2, avx512: ignored", cap);
+        else if ((vit_cpu_isa)want < best)
+            best = (vit_cpu_isa)want;
+    }
+    g_isa = best;
+    vit_cpu_matmul_cap_isa(best);
+}
+
+vit_cpu_isa vit_cpu_isa_dispatched(void) {
+    pthread_once(&g_isa_once, isa_init);
+    return g_isa;
+}
+
+static const vit_backend_ops *isa_table(vit_cpu_isa isa) {
+    switch (isa) {
+#if defined(__x86_64__)
+    case VIT_CPU_ISA_AVX512: return &vit_cpu_ops_avx512;
+    case VIT_CPU_ISA_AVX2: return &vit_cpu_ops_avx2;
+#endif
+    default: return &vit_cpu_ops_baseline;
+    }
+}
+
+/* -------------------------------------------------------------- state */
+typedef struct cpu_state {
+    vit_cpu_matmul *mm; /* made on the first product: a context that only reads data never starts oneDNN */
+} cpu_state;
+
+void vit_cpu_destroy(vit_backend *be) {
+    cpu_state *s = be->state;
+    if (s) vit_cpu_matmul_destroy(s->mm);
+    free(s);
+}
+
+vit_status vit_backend_create_cpu_isa(vit_cpu_isa isa, vit_backend **out) {
+    *out = NULL;
+    if (!vit_cpu_isa_supported(isa))
+        return vit_fail(VIT_ERR_UNSUPPORTED, "CPU backend: this processor has no %s", vit_cpu_isa_name(isa));
+    vit_cpu_isa_dispatched(); /* the process-wide cap (and oneDNN's) is set before any product */
+    vit_backend *be = calloc(1, sizeof *be);
+    cpu_state *s = calloc(1, sizeof *s);
+    if (!be || !s) {
+        free(be);
+        free(s);
+        return vit_fail(VIT_ERR_OUT_OF_MEMORY, "CPU backend: no memory for its state");
+    }
+    be->ops = isa_table(isa);
+    be->device = VIT_DEVICE_CPU;
+    be->host_memory = true;
+    be->refs = 1;
+    be->state = s;
+    *out = be;
+    return VIT_OK;
+}
+
+vit_status vit_backend_create_cpu(vit_backend **out) {
+    return vit_backend_create_cpu_isa(vit_cpu_isa_dispatched(), out);
+}
+
+/* ------------------------------------------------------------- memory */
+void *vit_cpu_alloc(vit_backend *be, size_t bytes) {
+    (void)be;
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void *p = rounded >= bytes ? aligned_alloc(64, rounded ? rounded : 64) : NULL;
+    if (!p) vit_fail(VIT_ERR_OUT_OF_MEMORY, "CPU backend: cannot allocate %zu bytes", bytes);
+    return p;
+}
+
+void vit_cpu_free(vit_backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+vit_status vit_cpu_copy(vit_backend *be, void *dst, const void *src, size_t bytes, vit_copy_kind kind) {
+    (void)be;
+    (void)kind;
+    if (bytes && dst != src) memmove(dst, src, bytes);
+    return VIT_OK;
+}
+
+vit_status vit_cpu_zero(vit_backend *be, void *p, size_t bytes) {
+    (void)be;
+    if (bytes) memset(p, 0, bytes);
+    return VIT_OK;
+}
+
+vit_status vit_cpu_fill(vit_backend *be, float *p, float value, int64_t n) {
+    (void)be;
+    for (int64_t i = 0; i < n; i++) p[i] = value;
+    return VIT_OK;
+}
+
+vit_status vit_cpu_sync(vit_backend *be) {
+    (void)be;
+    return VIT_OK;
+}
+
+/* ----------------------------------------------------------- products */
+static vit_status matmul_of(vit_backend *be, vit_cpu_matmul **mm) {
+    cpu_state *s = be->state;
+    if (!s->mm) VIT_TRY(vit_cpu_matmul_create(&s->mm));
+    *mm = s->mm;
+    return VIT_OK;
+}
+
+vit_status vit_cpu_backend_gemm(vit_backend *be, const vit_gemm *g) {
+    vit_cpu_matmul *mm;
+    VIT_TRY(matmul_of(be, &mm));
+    return vit_cpu_gemm(mm, g);
+}
+
+vit_status vit_cpu_backend_gemm_batched(vit_backend *be, const vit_gemm *g, int batch, ptrdiff_t stride_a,
+                                        ptrdiff_t stride_b, ptrdiff_t stride_c) {
+    vit_cpu_matmul *mm;
+    VIT_TRY(matmul_of(be, &mm));
+    return vit_cpu_gemm_batched(mm, g, batch, stride_a, stride_b, stride_c);
+}
