@@ -4,7 +4,8 @@
 #   tools/install-deps.sh --bench   also what bench/compare.sh needs: an
 #                                   optimised BLAS for Debian's torch, Node.js
 #                                   and ONNX Runtime in bench/node_modules
-# Idempotent; run as root (or through sudo).
+# Idempotent; run as root (or through sudo). As another user it stops with
+# the list of missing packages instead of calling apt-get.
 set -eu
 packages="build-essential g++ meson ninja-build pkg-config binutils
   libdnnl-dev libpng-dev libturbojpeg0-dev zlib1g-dev check
@@ -30,6 +31,11 @@ for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "$0: missing packages:$missing" >&2
+        echo "$0: installing them needs root: run it as root or as sudo $0${1:+ $1}" >&2
+        exit 1
+    fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     # shellcheck disable=SC2086

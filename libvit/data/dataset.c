@@ -248,9 +248,9 @@ int vit_ds_is_bad(vit_dataset *ds, int64_t index) {
 }
 
 vit_status vit_dataset_get(vit_dataset *ds, int64_t index, vit_tensor **image, int32_t *label) {
-    VIT_CHECK_ARG(ds, "vit_dataset_get: ds is NULL");
     VIT_CHECK_ARG(image, "vit_dataset_get: image is NULL");
     *image = NULL;
+    VIT_CHECK_ARG(ds, "vit_dataset_get: ds is NULL");
     VIT_CHECK_ARG(index >= 0 && index < ds->n, "vit_dataset_get: index %lld is outside 0..%lld", (long long)index,
                   (long long)ds->n - 1);
     vit_view v;

@@ -22,6 +22,8 @@ vit_status vit_config_create(vit_config **out) {
 void vit_config_destroy(vit_config *cfg) { free(cfg); }
 
 vit_status vit_config_copy(const vit_config *src, vit_config **out) {
+    VIT_CHECK_ARG(out, "vit_config_copy: out is NULL");
+    *out = NULL;
     VIT_CHECK_ARG(src, "vit_config_copy: src is NULL");
     VIT_TRY(vit_config_create(out));
     **out = *src;

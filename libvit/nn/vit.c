@@ -210,6 +210,8 @@ void vit_model_destroy(vit_model *m) {
 }
 
 vit_status vit_model_get_config(const vit_model *model, vit_config **out) {
+    VIT_CHECK_ARG(out, "vit_model_get_config: out is NULL");
+    *out = NULL;
     VIT_CHECK_ARG(model, "vit_model_get_config: model is NULL");
     return vit_config_copy(&model->cfg, out);
 }
