@@ -18,6 +18,8 @@
 
 #include "cli.h"
 
+static const char prog[] = "vit-data";
+
 static int usage_to(FILE *f) {
     fprintf(f,
             "usage: vit-data info --data DIR [--format folder|cifar10|idx] [--json]\n"
@@ -27,8 +29,6 @@ static int usage_to(FILE *f) {
             "                (one sample as decoded, e.g. to try vit-predict on it; its label on stdout)\n");
     return 2;
 }
-
-static int usage(void) { return usage_to(stderr); }
 
 static int fail(const char *what, vit_status s) {
     fprintf(stderr, "vit-data: %s: %s: %s\n", what, vit_status_string(s), vit_last_error());
@@ -41,34 +41,44 @@ typedef struct opts {
     long long seed, index;
 } opts;
 
+/* 0, or the exit status after one line on stderr. */
 static int parse(int argc, char **argv, opts *o) {
-    static const char prog[] = "vit-data";
     memset(o, 0, sizeof *o);
     o->count = 32;
     o->cols = 8;
     o->size = 96;
-    if (argc < 2) return 0;
+    if (argc < 2) return cli_usage_error(prog, "no command given: info, preview or export");
     o->cmd = argv[1];
+    bool preview = !strcmp(o->cmd, "preview"), export = !strcmp(o->cmd, "export");
+    if (!preview && !export && strcmp(o->cmd, "info"))
+        return cli_usage_error(prog, "unknown command '%s': info, preview or export", o->cmd);
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v;
         long long n;
         if (!strcmp(a, "--json")) { o->json = 1; continue; }
         if (!strcmp(a, "--augment")) { o->augment = 1; continue; }
-        if (!(v = cli_value(prog, argc, argv, &i, a))) return -1;
-        if (cli_is(a, "--data")) o->data = v;
-        else if (cli_is(a, "--out")) o->out = v;
-        else if (cli_is(a, "--format")) o->format = v;
-        else if (cli_is(a, "--split")) {
-            if (strcmp(v, "val") && strcmp(v, "train")) return cli_usage_error(prog, "--split: '%s' is not train or val", v), -1;
+        static const char *const valued[] = {"--data", "--out", "--format", "--split", "--count", "--cols",
+                                             "--size", "--seed", "--index"};
+        const char *flag = NULL;
+        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
+            if (cli_is(a, valued[k])) flag = valued[k];
+        if (!flag) return cli_usage_error(prog, "%s: unknown argument '%s'", o->cmd, a);
+        if (!(v = cli_value(prog, argc, argv, &i, flag))) return 2;
+        if (!strcmp(flag, "--data")) o->data = v;
+        else if (!strcmp(flag, "--out")) o->out = v;
+        else if (!strcmp(flag, "--format")) o->format = v;
+        else if (!strcmp(flag, "--split")) {
+            if (strcmp(v, "val") && strcmp(v, "train")) return cli_usage_error(prog, "--split: '%s' is not train or val", v);
             o->val = !strcmp(v, "val");
-        } else if (cli_is(a, "--count")) { if (!cli_int(prog, a, v, 1, 4096, &n)) return -1; o->count = (int)n; }
-        else if (cli_is(a, "--cols")) { if (!cli_int(prog, a, v, 1, 256, &n)) return -1; o->cols = (int)n; }
-        else if (cli_is(a, "--size")) { if (!cli_int(prog, a, v, 8, 1024, &n)) return -1; o->size = (int)n; }
-        else if (cli_is(a, "--seed")) { if (!cli_int(prog, a, v, 0, INT64_MAX, &o->seed)) return -1; }
-        else if (cli_is(a, "--index")) { if (!cli_int(prog, a, v, 0, INT64_MAX, &o->index)) return -1; }
-        else return cli_usage_error(prog, "unknown argument '%s'", a), -1;
+        } else if (!strcmp(flag, "--count")) { if (!cli_int(prog, flag, v, 1, 1024, &n)) return 2; o->count = (int)n; }
+        else if (!strcmp(flag, "--cols")) { if (!cli_int(prog, flag, v, 1, 256, &n)) return 2; o->cols = (int)n; }
+        else if (!strcmp(flag, "--size")) { if (!cli_int(prog, flag, v, 8, 1024, &n)) return 2; o->size = (int)n; }
+        else if (!strcmp(flag, "--seed")) { if (!cli_int(prog, flag, v, 0, INT64_MAX, &o->seed)) return 2; }
+        else if (!cli_int(prog, flag, v, 0, INT64_MAX, &o->index)) return 2;
     }
-    return o->data != NULL;
+    if (!o->data) return cli_usage_error(prog, "%s: --data is required", o->cmd);
+    if ((preview || export) && !o->out) return cli_usage_error(prog, "%s: --out is required", o->cmd);
+    return 0;
 }
 
 static int parse_format(const char *s, vit_data_format *f) {
@@ -79,19 +89,8 @@ static int parse_format(const char *s, vit_data_format *f) {
             *f = (vit_data_format)i;
             return 1;
         }
-    fprintf(stderr, "vit-data: unknown --format '%s' (folder, cifar10 or idx)\n", s);
+    cli_usage_error(prog, "--format: '%s' is not folder, cifar10 or idx", s);
     return 0;
-}
-
-static void json_string(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
 }
 
 /* ------------------------------------------------------------------- info */
@@ -113,13 +112,13 @@ static int cmd_info(vit_context *ctx, const opts *o, vit_data_format fmt) {
     vit_dataset_num_classes(train, &nc);
     if (o->json) {
         printf("{\"format\": ");
-        json_string(vit_data_format_name((vit_data_format)format));
+        cli_json_fputs(stdout, vit_data_format_name((vit_data_format)format));
         printf(", \"train\": %lld, \"val\": %lld, \"classes\": [", (long long)ntrain, (long long)nval);
         for (int i = 0; i < nc; i++) {
             const char *name;
             vit_dataset_class_name(train, i, &name);
             if (i) printf(", ");
-            json_string(name);
+            cli_json_fputs(stdout, name);
         }
         printf("]}\n");
     } else {
@@ -185,11 +184,6 @@ static void draw_text(unsigned char *rgb, int w, int h, int x, int y, int max_x,
 }
 
 static int cmd_preview(vit_context *ctx, const opts *o, vit_data_format fmt) {
-    if (!o->out) return usage();
-    if (o->count < 1 || o->count > 1024 || o->cols < 1 || o->size < 8 || o->size > 1024) {
-        fprintf(stderr, "vit-data: --count 1..1024, --cols >= 1 and --size 8..1024 please\n");
-        return 2;
-    }
     vit_dataset *ds = NULL;
     vit_transform *tf = NULL;
     vit_loader *ld = NULL;
@@ -278,7 +272,6 @@ done:
 }
 
 static int cmd_export(vit_context *ctx, const opts *o, vit_data_format fmt) {
-    if (!o->out) return usage();
     vit_dataset *ds;
     vit_status s = vit_dataset_open(ctx, o->data, fmt, o->val ? VIT_SPLIT_VAL : VIT_SPLIT_TRAIN, &ds);
     if (s != VIT_OK) return fail(o->data, s);
@@ -297,22 +290,21 @@ static int cmd_export(vit_context *ctx, const opts *o, vit_data_format fmt) {
 
 int main(int argc, char **argv) {
     opts o;
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        usage_to(stdout);
-        return 0;
-    }
-    int parsed = parse(argc, argv, &o);
-    if (parsed < 0) return 2;
-    if (!parsed) return usage();
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage_to(stdout);
+            return 0;
+        }
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc;
     vit_data_format fmt;
     if (!parse_format(o.format, &fmt)) return 2;
+    if (o.out && !cli_check_output(prog, "--out", o.out)) return 1;
     vit_context *ctx;
     if (vit_context_create(&ctx) != VIT_OK) return fail("creating a context", VIT_ERR_OUT_OF_MEMORY);
-    int rc;
     if (!strcmp(o.cmd, "info")) rc = cmd_info(ctx, &o, fmt);
     else if (!strcmp(o.cmd, "preview")) rc = cmd_preview(ctx, &o, fmt);
-    else if (!strcmp(o.cmd, "export")) rc = cmd_export(ctx, &o, fmt);
-    else rc = usage();
+    else rc = cmd_export(ctx, &o, fmt);
     vit_context_destroy(ctx);
     return rc;
 }

@@ -12,9 +12,11 @@ static const char *prog = "vit-eval";
 
 static const char usage[] =
     "usage: vit-eval --checkpoint FILE --data DIR [--format folder|cifar10|idx] [--split val|train]\n"
-    "                [--batch-size N] [--workers N] [--threads N] [--limit N] [--confusion FILE.png] [--json]\n"
+    "                [--batch-size N] [--workers N] [--threads N] [--limit N] [--confusion FILE.png]\n"
+    "                [--mean M --std S] [--json]\n"
     "\n"
-    "Evaluates the checkpoint with the normalization stored in it: top-1 and top-5 accuracy,\n"
+    "Evaluates the checkpoint with the normalization stored in it, or --mean/--std (one value\n"
+    "per channel or one for all, as vit-predict's): top-1 and top-5 accuracy,\n"
     "mean cross-entropy, per-class accuracy; --confusion writes the confusion matrix as a PNG\n"
     "(row = true class, column = predicted; darker = more). --json prints one object.\n";
 
@@ -55,6 +57,8 @@ int main(int argc, char **argv) {
     const char *checkpoint = NULL, *data = NULL, *format = NULL, *split = "val", *confusion = NULL;
     long long batch = 64, workers = 2, threads = 0, limit = 0;
     int json = 0;
+    cli_stats flag_mean, flag_std;
+    bool have_mean = false, have_std = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -69,15 +73,26 @@ int main(int argc, char **argv) {
         INT("--batch-size", batch, 1, 65536) INT("--workers", workers, 0, 256) INT("--threads", threads, 0, 4096)
         INT("--limit", limit, 0, INT64_MAX)
         if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (cli_is(a, "--mean") || cli_is(a, "--std")) {
+            bool is_mean = cli_is(a, "--mean");
+            const char *flag = is_mean ? "--mean" : "--std";
+            if (!(v = cli_value(prog, argc, argv, &i, flag)) ||
+                !cli_stats_flag(prog, flag, v, !is_mean, is_mean ? &flag_mean : &flag_std))
+                return 2;
+            *(is_mean ? &have_mean : &have_std) = true;
+            continue;
+        }
         return cli_usage_error(prog, "unknown argument '%s'", a);
 #undef TEXT
 #undef INT
     }
     if (!checkpoint) return cli_usage_error(prog, "--checkpoint is required");
     if (!data) return cli_usage_error(prog, "--data is required");
+    if (have_mean != have_std) return cli_usage_error(prog, "--mean and --std go together");
     if (strcmp(split, "val") && strcmp(split, "train")) return cli_usage_error(prog, "--split: '%s' is not val or train", split);
     vit_data_format fmt = parse_format(format);
     if ((int)fmt < 0) return cli_usage_error(prog, "--format: '%s' is not folder, cifar10 or idx", format);
+    if (confusion && !cli_check_output(prog, "--confusion", confusion)) return 1;
 
     int rc = 1;
     vit_context *ctx = NULL;
@@ -92,7 +107,6 @@ int main(int argc, char **argv) {
     vit_status s = vit_context_create(&ctx);
     if (s == VIT_OK && threads) s = vit_context_set_int(ctx, VIT_CTX_THREADS, threads);
     if (s == VIT_OK) { what = checkpoint; s = vit_model_load(ctx, checkpoint, &model); }
-    if (s == VIT_OK) { what = data; s = vit_dataset_open(ctx, data, fmt, strcmp(split, "val") ? VIT_SPLIT_TRAIN : VIT_SPLIT_VAL, &ds); }
     if (s != VIT_OK) { cli_fail(prog, what, s); goto done; }
     vit_model_set_training(model, 0);
     vit_model_set_grad(model, 0);
@@ -101,27 +115,27 @@ int main(int argc, char **argv) {
     vit_config_get_int(cfg, VIT_CFG_IMG_SIZE, &img);
     vit_config_get_int(cfg, VIT_CFG_IN_CHANNELS, &ch);
     vit_config_get_int(cfg, VIT_CFG_NUM_CLASSES, &classes);
+    /* The checkpoint's normalization is checked before any data is read. */
+    double mean[3], stdv[3];
+    bool normalize;
+    if ((rc = cli_model_stats(prog, checkpoint, model, (int)ch, have_mean ? &flag_mean : NULL,
+                              have_std ? &flag_std : NULL, &normalize, mean, stdv))) goto done;
+    rc = 1;
+    what = data;
+    s = vit_dataset_open(ctx, data, fmt, strcmp(split, "val") ? VIT_SPLIT_TRAIN : VIT_SPLIT_VAL, &ds);
+    if (s != VIT_OK) { cli_fail(prog, what, s); goto done; }
     int ds_classes;
     vit_dataset_num_classes(ds, &ds_classes);
     if (ds_classes != classes) {
         fprintf(stderr, "%s: %s has %lld classes, %s %d\n", prog, checkpoint, (long long)classes, data, ds_classes);
         goto done;
     }
-    const char *meta_mean = NULL, *meta_std = NULL;
-    double mean[3], stdv[3];
-    vit_model_get_metadata(model, "mean", &meta_mean);
-    vit_model_get_metadata(model, "std", &meta_std);
     what = "transform";
     s = vit_transform_create(ctx, &tf);
     if (s == VIT_OK) s = vit_transform_set_int(tf, VIT_TF_TRAIN, 0);
     if (s == VIT_OK) s = vit_transform_set_int(tf, VIT_TF_SIZE, img);
     if (s == VIT_OK) s = vit_transform_set_int(tf, VIT_TF_CHANNELS, ch);
-    if (s == VIT_OK && meta_mean && meta_std && sscanf(meta_mean, "%lf,%lf,%lf", &mean[0], &mean[1], &mean[2]) == 3 &&
-        sscanf(meta_std, "%lf,%lf,%lf", &stdv[0], &stdv[1], &stdv[2]) == 3)
-        for (int k = 0; k < 3 && s == VIT_OK; k++) {
-            s = vit_transform_set_float(tf, (vit_transform_param)(VIT_TF_MEAN_0 + k), mean[k]);
-            if (s == VIT_OK) s = vit_transform_set_float(tf, (vit_transform_param)(VIT_TF_STD_0 + k), stdv[k]);
-        }
+    if (s == VIT_OK && normalize) s = cli_transform_stats(tf, (int)ch, mean, stdv);
     if (s == VIT_OK) { what = "loader"; s = vit_loader_create(ds, tf, (int)batch, &ld); }
     if (s == VIT_OK) s = vit_loader_set_int(ld, VIT_LD_WORKERS, workers);
     if (s == VIT_OK) s = vit_loader_set_int(ld, VIT_LD_SHUFFLE, 0);
@@ -183,11 +197,16 @@ int main(int argc, char **argv) {
     free(top5);
     double secs = cli_now() - t0;
     if (!seen) { fprintf(stderr, "%s: %s: no samples\n", prog, data); goto done; }
-    char quoted_ckpt[4200];
-    cli_json_string(quoted_ckpt, sizeof quoted_ckpt, checkpoint);
+    /* The picture first: a failed write leaves nothing on stdout. */
+    if (confusion && (s = write_confusion(ctx, confusion, conf, (int)classes)) != VIT_OK) {
+        cli_fail(prog, confusion, s);
+        goto done;
+    }
     if (json) {
-        printf("{\"checkpoint\": %s, \"split\": \"%s\", \"samples\": %lld, \"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, "
-               "\"seconds\": %.3f, \"per_class\": [", quoted_ckpt, split, (long long)seen, (double)top1 / seen,
+        fputs("{\"checkpoint\": ", stdout);
+        cli_json_fputs(stdout, checkpoint);
+        printf(", \"split\": \"%s\", \"samples\": %lld, \"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, "
+               "\"seconds\": %.3f, \"per_class\": [", split, (long long)seen, (double)top1 / seen,
                (double)hits5 / seen, loss_sum / seen, secs);
     } else {
         printf("%s on %s (%s, %lld images, %.1f s)\n  top-1 %.4f  top-5 %.4f  loss %.4f\n  per class:\n", checkpoint, data,
@@ -197,18 +216,14 @@ int main(int argc, char **argv) {
         const char *name = NULL;
         vit_dataset_class_name(ds, c, &name);
         double acc = per_total[c] ? (double)conf[c * classes + c] / per_total[c] : 0;
-        char quoted[1024];
-        cli_json_string(quoted, sizeof quoted, name ? name : "");
-        if (json)
-            printf("%s{\"class\": %s, \"count\": %lld, \"accuracy\": %.6f}", c ? ", " : "", quoted, (long long)per_total[c], acc);
-        else
+        if (json) {
+            printf("%s{\"class\": ", c ? ", " : "");
+            cli_json_fputs(stdout, name ? name : "");
+            printf(", \"count\": %lld, \"accuracy\": %.6f}", (long long)per_total[c], acc);
+        } else
             printf("    %-24s %6lld  %.4f\n", name ? name : "?", (long long)per_total[c], acc);
     }
     if (json) printf("]}\n");
-    if (confusion && (s = write_confusion(ctx, confusion, conf, (int)classes)) != VIT_OK) {
-        cli_fail(prog, confusion, s);
-        goto done;
-    }
     rc = 0;
 done:
     free(conf);

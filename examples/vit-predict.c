@@ -1,5 +1,6 @@
 /* vit-predict: classify images with a checkpoint, the seed's predict.py and
  * predict_cifar10.py --top-k over libvit's public API. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,53 +12,120 @@
 static const char *prog = "vit-predict";
 
 static const char usage[] =
-    "usage: vit-predict --checkpoint FILE [--top-k K] [--json] [--mean R,G,B --std R,G,B]\n"
+    "usage: vit-predict --checkpoint FILE [--top-k K] [--json] [--mean M --std S]\n"
     "                   [--threads N] IMAGE...\n"
     "\n"
     "Prints each image's K most likely classes (default 1) with probabilities. Class names\n"
     "come from the checkpoint (class_<i> when it has none); the normalization stored in\n"
-    "the checkpoint is used unless --mean/--std override it. --json prints one object per\n"
+    "the checkpoint is used unless --mean/--std override it: one value per channel\n"
+    "(\"0.485,0.456,0.406\") or one for all (\"0.5\"). --json prints one object per\n"
     "image: {\"image\": PATH, \"top\": [{\"index\": I, \"class\": NAME, \"prob\": P}, ...]}.\n"
     "An unreadable image is reported by name, the others are still classified, and the\n"
     "exit status is then 1.\n";
 
-/* The i-th string of a JSON array of strings (as vit-train writes class_names);
- * false when absent or malformed. */
-static bool json_array_item(const char *json, int index, char *out, size_t cap) {
-    const char *p = json ? strchr(json, '[') : NULL;
-    if (!p) return false;
-    p++;
-    for (int i = 0;; i++) {
-        while (*p == ' ' || *p == ',' || *p == '\n') p++;
-        if (*p != '"') return false;
-        p++;
-        size_t n = 0;
-        while (*p && *p != '"') {
-            char c = *p++;
-            if (c == '\\' && *p) {
-                c = *p++;
-                if (c == 'u') { /* names with escapes beyond ASCII keep a placeholder */
-                    c = '?';
-                    for (int k = 0; k < 4 && *p; k++) p++;
-                } else if (c == 'n') c = '\n';
-                else if (c == 't') c = '\t';
-            }
-            if (i == index && n + 1 < cap) out[n++] = c;
-        }
-        if (*p != '"') return false;
-        p++;
-        if (i == index) {
-            out[n] = '\0';
-            return true;
-        }
+static int hex4(const char *p) {
+    int v = 0;
+    for (int k = 0; k < 4; k++) {
+        char c = p[k];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
     }
+    return v;
+}
+
+static char *put_utf8(char *o, unsigned cp) {
+    if (cp < 0x80) *o++ = (char)cp;
+    else if (cp < 0x800) *o++ = (char)(0xc0 | cp >> 6), *o++ = (char)(0x80 | (cp & 0x3f));
+    else if (cp < 0x10000) *o++ = (char)(0xe0 | cp >> 12), *o++ = (char)(0x80 | (cp >> 6 & 0x3f)), *o++ = (char)(0x80 | (cp & 0x3f));
+    else *o++ = (char)(0xf0 | cp >> 18), *o++ = (char)(0x80 | (cp >> 12 & 0x3f)), *o++ = (char)(0x80 | (cp >> 6 & 0x3f)),
+         *o++ = (char)(0x80 | (cp & 0x3f));
+    return o;
+}
+
+/* A JSON string at *p (after its opening quote) decoded into out, which has
+ * room for strlen(*p) bytes; false when it is not a valid string. */
+static bool json_string_at(const char **p, char *out) {
+    const char *s = *p;
+    while (*s != '"') {
+        if ((unsigned char)*s < 0x20) return false; /* the end of the text, or a raw control character */
+        if (*s != '\\') {
+            *out++ = *s++;
+            continue;
+        }
+        s++;
+        const char *simple = strchr("\"\\/bfnrt", *s);
+        if (*s && simple) {
+            *out++ = "\"\\/\b\f\n\r\t"[simple - "\"\\/bfnrt"];
+            s++;
+            continue;
+        }
+        if (*s != 'u') return false;
+        int cp = hex4(s + 1);
+        if (cp < 0) return false;
+        s += 5;
+        if (cp >= 0xd800 && cp <= 0xdbff && s[0] == '\\' && s[1] == 'u') {
+            int lo = hex4(s + 2);
+            if (lo >= 0xdc00 && lo <= 0xdfff) {
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                s += 6;
+            }
+        }
+        if (cp == 0 || (cp >= 0xd800 && cp <= 0xdfff)) cp = 0xfffd;
+        out = put_utf8(out, (unsigned)cp);
+    }
+    *out = '\0';
+    *p = s + 1;
+    return true;
+}
+
+/* The checkpoint's class_names (vit-train stores the dataset's): a JSON array
+ * of exactly `classes` strings, or absent (names NULL). Returns 0, or 1 after a
+ * message naming the checkpoint and the key. */
+static int read_class_names(const char *checkpoint, const vit_model *model, int64_t classes, char ***names) {
+    const char *json = NULL;
+    *names = NULL;
+    vit_model_get_metadata(model, "class_names", &json);
+    if (!json) return 0;
+    char **list = calloc((size_t)classes, sizeof *list);
+    const char *p = json;
+    int64_t n = 0;
+    bool ok = list != NULL;
+    while (ok && isspace((unsigned char)*p)) p++;
+    ok = ok && *p++ == '[';
+    while (ok && isspace((unsigned char)*p)) p++;
+    if (ok && *p == ']') p++;
+    else
+        while (ok) {
+            while (isspace((unsigned char)*p)) p++;
+            ok = *p++ == '"' && n < classes && (list[n] = malloc(strlen(p) + 1)) && json_string_at(&p, list[n]);
+            n++;
+            while (ok && isspace((unsigned char)*p)) p++;
+            if (ok && *p == ']') {
+                p++;
+                break;
+            }
+            ok = ok && *p++ == ',';
+        }
+    while (ok && isspace((unsigned char)*p)) p++;
+    ok = ok && !*p && n == classes;
+    if (ok) {
+        *names = list;
+        return 0;
+    }
+    for (int64_t i = 0; list && i < classes; i++) free(list[i]);
+    free(list);
+    fprintf(stderr, "%s: %s: metadata \"class_names\": not a JSON array of %lld strings\n", prog, checkpoint,
+            (long long)classes);
+    return 1;
 }
 
 int main(int argc, char **argv) {
     const char *checkpoint = NULL;
     long long topk = 1, threads = 0;
-    int json = 0, have_mean = 0, have_std = 0;
-    double mean[3], stdv[3];
+    int json = 0;
+    cli_stats flag_mean, flag_std;
+    bool have_mean = false, have_std = false;
     /* Images may come before, between or after the flags; after "--" everything is
      * an image. They are gathered at the front of argv + 1 (never past the reader). */
     char **images = argv + 1;
@@ -75,13 +143,13 @@ int main(int argc, char **argv) {
         } else if (cli_is(a, "--threads")) {
             if (!(v = cli_value(prog, argc, argv, &i, "--threads")) || !cli_int(prog, "--threads", v, 0, 4096, &threads)) return 2;
         } else if (cli_is(a, "--mean")) {
-            if (!(v = cli_value(prog, argc, argv, &i, "--mean")) || !cli_reals(prog, "--mean", v, 3, mean)) return 2;
-            have_mean = 1;
+            if (!(v = cli_value(prog, argc, argv, &i, "--mean")) || !cli_stats_flag(prog, "--mean", v, false, &flag_mean))
+                return 2;
+            have_mean = true;
         } else if (cli_is(a, "--std")) {
-            if (!(v = cli_value(prog, argc, argv, &i, "--std")) || !cli_reals(prog, "--std", v, 3, stdv)) return 2;
-            for (int k = 0; k < 3; k++)
-                if (!(stdv[k] > 0)) return cli_usage_error(prog, "--std: values must be positive");
-            have_std = 1;
+            if (!(v = cli_value(prog, argc, argv, &i, "--std")) || !cli_stats_flag(prog, "--std", v, true, &flag_std))
+                return 2;
+            have_std = true;
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else if (!strcmp(a, "--")) {
@@ -104,37 +172,34 @@ int main(int argc, char **argv) {
     vit_tensor *image = NULL, *logits = NULL;
     int32_t *idx = NULL;
     float *prob = NULL;
+    char **names = NULL;
+    int64_t img = 0, ch = 0, classes = 0;
     vit_status s = vit_context_create(&ctx);
     if (s == VIT_OK && threads) s = vit_context_set_int(ctx, VIT_CTX_THREADS, threads);
     if (s != VIT_OK) { rc = cli_fail(prog, "context", s); goto done; }
     if ((s = vit_model_load(ctx, checkpoint, &model)) != VIT_OK) { rc = cli_fail(prog, checkpoint, s); goto done; }
     vit_model_set_training(model, 0);
     vit_model_set_grad(model, 0);
-    int64_t img, ch, classes;
     vit_model_get_config(model, &cfg);
     vit_config_get_int(cfg, VIT_CFG_IMG_SIZE, &img);
     vit_config_get_int(cfg, VIT_CFG_IN_CHANNELS, &ch);
     vit_config_get_int(cfg, VIT_CFG_NUM_CLASSES, &classes);
     if (topk > classes) topk = classes;
+    if ((rc = read_class_names(checkpoint, model, classes, &names))) goto done;
 
-    /* Normalization: flags, else the checkpoint's, else none (ToTensor). */
-    const char *meta_mean = NULL, *meta_std = NULL;
-    vit_model_get_metadata(model, "mean", &meta_mean);
-    vit_model_get_metadata(model, "std", &meta_std);
-    if (!have_mean && meta_mean && meta_std &&
-        sscanf(meta_mean, "%lf,%lf,%lf", &mean[0], &mean[1], &mean[2]) == 3 &&
-        sscanf(meta_std, "%lf,%lf,%lf", &stdv[0], &stdv[1], &stdv[2]) == 3)
-        have_mean = have_std = 1;
+    /* Normalization: the flags, else the checkpoint's, else none (ToTensor). */
+    double mean[3], stdv[3];
+    bool normalize;
+    if ((rc = cli_model_stats(prog, checkpoint, model, (int)ch, have_mean ? &flag_mean : NULL, have_std ? &flag_std : NULL,
+                              &normalize, mean, stdv)))
+        goto done;
     if ((s = vit_transform_create(ctx, &tf)) != VIT_OK) { rc = cli_fail(prog, "transform", s); goto done; }
     vit_transform_set_int(tf, VIT_TF_TRAIN, 0);
     vit_transform_set_int(tf, VIT_TF_SIZE, img);
     vit_transform_set_int(tf, VIT_TF_CHANNELS, ch);
-    if (have_mean) {
-        for (int k = 0; k < 3 && s == VIT_OK; k++) {
-            s = vit_transform_set_float(tf, (vit_transform_param)(VIT_TF_MEAN_0 + k), mean[k]);
-            if (s == VIT_OK) s = vit_transform_set_float(tf, (vit_transform_param)(VIT_TF_STD_0 + k), stdv[k]);
-        }
-        if (s != VIT_OK) { rc = cli_fail(prog, "normalization", s); goto done; }
+    if (normalize && (s = cli_transform_stats(tf, (int)ch, mean, stdv)) != VIT_OK) {
+        rc = cli_fail(prog, "normalization", s);
+        goto done;
     }
     int64_t si[4] = {1, ch, img, img}, so[2] = {1, classes};
     if ((s = vit_tensor_create(ctx, VIT_DTYPE_F32, 4, si, &image)) != VIT_OK ||
@@ -145,8 +210,6 @@ int main(int argc, char **argv) {
     idx = malloc(sizeof *idx * (size_t)topk);
     prob = malloc(sizeof *prob * (size_t)topk);
     if (!idx || !prob) { rc = cli_fail(prog, "memory", VIT_ERR_OUT_OF_MEMORY); goto done; }
-    const char *names = NULL;
-    vit_model_get_metadata(model, "class_names", &names);
 
     for (int i = 0; i < n_images; i++) {
         const char *path = images[i];
@@ -158,19 +221,21 @@ int main(int argc, char **argv) {
             rc = 1;
             continue;
         }
-        char quoted[8192];
         if (json) {
-            cli_json_string(quoted, sizeof quoted, path);
-            printf("{\"image\": %s, \"top\": [", quoted);
+            fputs("{\"image\": ", stdout);
+            cli_json_fputs(stdout, path);
+            fputs(", \"top\": [", stdout);
         } else {
             printf("%s:\n", path);
         }
         for (int k = 0; k < topk; k++) {
-            char name[512];
-            if (!json_array_item(names, idx[k], name, sizeof name)) snprintf(name, sizeof name, "class_%d", idx[k]);
+            char fallback[32];
+            snprintf(fallback, sizeof fallback, "class_%d", idx[k]);
+            const char *name = names ? names[idx[k]] : fallback;
             if (json) {
-                cli_json_string(quoted, sizeof quoted, name);
-                printf("%s{\"index\": %d, \"class\": %s, \"prob\": %.6g}", k ? ", " : "", idx[k], quoted, prob[k]);
+                printf("%s{\"index\": %d, \"class\": ", k ? ", " : "", idx[k]);
+                cli_json_fputs(stdout, name);
+                printf(", \"prob\": %.6g}", prob[k]);
             } else {
                 printf("  %d. %s (%d): %.4f\n", k + 1, name, idx[k], prob[k]);
             }
@@ -179,6 +244,8 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
 done:
+    for (int64_t i = 0; names && i < classes; i++) free(names[i]);
+    free(names);
     free(idx);
     free(prob);
     vit_tensor_destroy(image);

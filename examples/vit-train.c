@@ -1,6 +1,7 @@
 /* vit-train: train a Vision Transformer on an image folder, CIFAR-10 or an
  * IDX dataset (Fashion-MNIST), the seed tutorial's train.py over libvit's
  * public API. Run with --help for the flags. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -142,6 +143,11 @@ static int parse(int argc, char **argv, options *o) {
         return cli_usage_error(prog, "--shift: applies to --augment shift+flip, not '%s'", o->augment);
     if (o->normalize && strcmp(o->normalize, "none") && strcmp(o->normalize, "imagenet") && strcmp(o->normalize, "half"))
         return cli_usage_error(prog, "--normalize: '%s' is not none, imagenet or half", o->normalize);
+    if (o->channels == 2) return cli_usage_error(prog, "--in-channels: 2 is not 1 or 3");
+    /* Room for the file names inside it (run.path). */
+    if (strlen(o->out) > 4000) return cli_usage_error(prog, "--out: a path of %zu bytes is too long", strlen(o->out));
+    if (o->format && strcmp(o->format, "folder") && strcmp(o->format, "cifar10") && strcmp(o->format, "idx"))
+        return cli_usage_error(prog, "--format: '%s' is not folder, cifar10 or idx", o->format);
     /* Unset model flags: the seed's variant, or with --model the preset's timm layout
      * (qkv bias, MLP ratio and eps come from the preset; no patch norm). */
     if (o->patch_norm < 0) o->patch_norm = !o->preset;
@@ -181,6 +187,8 @@ typedef struct run {
     int64_t step, correct_sum, seen;
     double loss_sum;
     bool saved; /* this run has written last.safetensors */
+    unsigned long long resume_rng; /* the dropout stream's position to resume from */
+    char optim_file[4200];         /* the optimizer file that goes with --resume */
     char path[4096];
 } run;
 
@@ -211,12 +219,28 @@ static int build_transforms(run *r) {
     int64_t fmt;
     TRY("dataset", vit_dataset_get_int(r->train_ds, VIT_DS_FORMAT, &fmt));
     const char *norm = r->o.normalize ? r->o.normalize : fmt == VIT_DATA_CIFAR10 ? "imagenet" : "none";
-    vit_normalize n = !strcmp(norm, "imagenet") ? VIT_NORM_IMAGENET : !strcmp(norm, "half") ? VIT_NORM_HALF : VIT_NORM_NONE;
+    /* One value per channel, the same floats for the transform and for the
+     * checkpoint's "mean"/"std" (which vit-predict and vit-eval apply). A gray
+     * model with ImageNet statistics uses their average, as libvit's
+     * VIT_NORM_IMAGENET does. */
+    static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f}, imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+    float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
+    for (int c = 0; c < 3; c++) {
+        if (!strcmp(norm, "half")) {
+            mean[c] = std[c] = 0.5f;
+        } else if (!strcmp(norm, "imagenet")) {
+            mean[c] = r->channels == 1 ? (imagenet_mean[0] + imagenet_mean[1] + imagenet_mean[2]) / 3 : imagenet_mean[c];
+            std[c] = r->channels == 1 ? (imagenet_std[0] + imagenet_std[1] + imagenet_std[2]) / 3 : imagenet_std[c];
+        }
+    }
     const char *aug = r->o.augment;
     TRY("transform", vit_transform_create(r->ctx, &r->train_tf));
     TRY("transform", vit_transform_set_int(r->train_tf, VIT_TF_SIZE, r->img));
     TRY("transform", vit_transform_set_int(r->train_tf, VIT_TF_CHANNELS, r->channels));
-    TRY("transform", vit_transform_set_int(r->train_tf, VIT_TF_NORMALIZE, n));
+    if (strcmp(norm, "none")) {
+        double m[3] = {mean[0], mean[1], mean[2]}, sd[3] = {std[0], std[1], std[2]};
+        TRY("--normalize", cli_transform_stats(r->train_tf, r->channels, m, sd));
+    }
     if (strstr(aug, "flip")) TRY("--augment", vit_transform_set_float(r->train_tf, VIT_TF_FLIP_P, 0.5));
     if (strstr(aug, "rotate")) TRY("--augment", vit_transform_set_float(r->train_tf, VIT_TF_ROTATION, 10.0));
     if (strstr(aug, "crop")) TRY("--augment", vit_transform_set_int(r->train_tf, VIT_TF_RANDOM_CROP, 1));
@@ -225,15 +249,11 @@ static int build_transforms(run *r) {
     TRY("transform", vit_transform_copy(r->train_tf, &r->eval_tf));
     TRY("transform", vit_transform_set_int(r->eval_tf, VIT_TF_TRAIN, 0));
 
-    /* The checkpoint remembers how inputs were prepared, for vit-predict. */
-    static const double mean_in[3][3] = {{0, 0, 0}, {0.485, 0.456, 0.406}, {0.5, 0.5, 0.5}};
-    static const double std_in[3][3] = {{1, 1, 1}, {0.229, 0.224, 0.225}, {0.5, 0.5, 0.5}};
-    int k = n == VIT_NORM_IMAGENET ? 1 : n == VIT_NORM_HALF ? 2 : 0;
-    char mean[96], std[96];
-    snprintf(mean, sizeof mean, "%g,%g,%g", mean_in[k][0], mean_in[k][1], mean_in[k][2]);
-    snprintf(std, sizeof std, "%g,%g,%g", std_in[k][0], std_in[k][1], std_in[k][2]);
-    TRY("metadata", vit_model_set_metadata(r->model, "mean", mean));
-    TRY("metadata", vit_model_set_metadata(r->model, "std", std));
+    char mean_text[96], std_text[96];
+    cli_stats_format(mean_text, sizeof mean_text, r->channels, mean);
+    cli_stats_format(std_text, sizeof std_text, r->channels, std);
+    TRY("metadata", vit_model_set_metadata(r->model, "mean", mean_text));
+    TRY("metadata", vit_model_set_metadata(r->model, "std", std_text));
     return 0;
 }
 
@@ -294,31 +314,74 @@ static int class_names_metadata(run *r) {
     return s == VIT_OK ? 0 : cli_fail(prog, "metadata", s);
 }
 
+/* The configuration the model flags describe, for `channels` and `classes`.
+ * A configuration the library refuses is a bad command line: exit 2 with a
+ * message naming the flags. */
+static int make_config(const run *r, int channels, int classes, vit_config **out) {
+    vit_config *cfg;
+    *out = NULL;
+    TRY("config", vit_config_create(&cfg));
+    vit_status s = VIT_OK;
+    if (r->o.preset && (s = vit_config_set_preset(cfg, r->o.preset)) != VIT_OK) {
+        char names[1024];
+        size_t len = 0;
+        names[0] = '\0';
+        for (int i = 0; vit_preset_name(i) && len < sizeof names; i++)
+            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "", vit_preset_name(i));
+        vit_config_destroy(cfg);
+        return cli_usage_error(prog, "--model: '%s' is not one of %s", r->o.preset, names);
+    }
+    /* Explicit flags override the preset. */
+    if (s == VIT_OK && (!r->o.preset || r->o.set_img)) s = vit_config_set_int(cfg, VIT_CFG_IMG_SIZE, r->o.img);
+    if (s == VIT_OK && (!r->o.preset || r->o.set_patch)) s = vit_config_set_int(cfg, VIT_CFG_PATCH_SIZE, r->o.patch);
+    if (s == VIT_OK && (!r->o.preset || r->o.set_dim)) s = vit_config_set_int(cfg, VIT_CFG_DIM, r->o.dim);
+    if (s == VIT_OK && (!r->o.preset || r->o.set_depth)) s = vit_config_set_int(cfg, VIT_CFG_DEPTH, r->o.depth);
+    if (s == VIT_OK && (!r->o.preset || r->o.set_heads)) s = vit_config_set_int(cfg, VIT_CFG_HEADS, r->o.heads);
+    if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_IN_CHANNELS, channels);
+    if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_NUM_CLASSES, classes);
+    if (s == VIT_OK && r->o.qkv_bias >= 0) s = vit_config_set_int(cfg, VIT_CFG_QKV_BIAS, r->o.qkv_bias);
+    if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_PATCH_NORM, r->o.patch_norm);
+    if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_GLOBAL_POOL, r->o.avg_pool ? VIT_POOL_AVG : VIT_POOL_TOKEN);
+    if (s == VIT_OK && r->o.mlp_ratio) s = vit_config_set_float(cfg, VIT_CFG_MLP_RATIO, r->o.mlp_ratio);
+    if (s == VIT_OK && r->o.ln_eps) s = vit_config_set_float(cfg, VIT_CFG_LN_EPS, r->o.ln_eps);
+    if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_DROP_RATE, r->o.drop);
+    if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_ATTN_DROP_RATE, r->o.attn_drop);
+    if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_DROP_PATH_RATE, r->o.drop_path);
+    if (s != VIT_OK) {
+        vit_config_destroy(cfg);
+        return cli_usage_error(prog, "model flags: %s", vit_last_error());
+    }
+    if (vit_config_validate(cfg) != VIT_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", vit_last_error());
+        int64_t img, patch, dim, heads;
+        double ratio;
+        vit_config_get_int(cfg, VIT_CFG_IMG_SIZE, &img);
+        vit_config_get_int(cfg, VIT_CFG_PATCH_SIZE, &patch);
+        vit_config_get_int(cfg, VIT_CFG_DIM, &dim);
+        vit_config_get_int(cfg, VIT_CFG_HEADS, &heads);
+        vit_config_get_float(cfg, VIT_CFG_MLP_RATIO, &ratio);
+        vit_config_destroy(cfg);
+        if (img % patch)
+            return cli_usage_error(prog, "--img-size %lld is not a multiple of --patch-size %lld", (long long)img,
+                                   (long long)patch);
+        if (dim % heads)
+            return cli_usage_error(prog, "--heads %lld does not divide --dim %lld", (long long)heads, (long long)dim);
+        if ((int64_t)((double)dim * ratio) < 1)
+            return cli_usage_error(prog, "--mlp-ratio %g gives no hidden units at --dim %lld", ratio, (long long)dim);
+        return cli_usage_error(prog, "model flags: %s", why);
+    }
+    *out = cfg;
+    return 0;
+}
+
+/* Creates the model (a resumed one is loaded before the data is read). */
 static int build_model(run *r) {
-    if (r->o.resume) {
-        TRY(r->o.resume, vit_model_load(r->ctx, r->o.resume, &r->model));
-    } else {
+    if (!r->o.resume) {
         vit_config *cfg;
-        TRY("config", vit_config_create(&cfg));
-        vit_status s = VIT_OK;
-        if (r->o.preset) s = vit_config_set_preset(cfg, r->o.preset);
-        /* Explicit flags override the preset. */
-        if (s == VIT_OK && (!r->o.preset || r->o.set_img)) s = vit_config_set_int(cfg, VIT_CFG_IMG_SIZE, r->o.img);
-        if (s == VIT_OK && (!r->o.preset || r->o.set_patch)) s = vit_config_set_int(cfg, VIT_CFG_PATCH_SIZE, r->o.patch);
-        if (s == VIT_OK && (!r->o.preset || r->o.set_dim)) s = vit_config_set_int(cfg, VIT_CFG_DIM, r->o.dim);
-        if (s == VIT_OK && (!r->o.preset || r->o.set_depth)) s = vit_config_set_int(cfg, VIT_CFG_DEPTH, r->o.depth);
-        if (s == VIT_OK && (!r->o.preset || r->o.set_heads)) s = vit_config_set_int(cfg, VIT_CFG_HEADS, r->o.heads);
-        if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_IN_CHANNELS, r->channels);
-        if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_NUM_CLASSES, r->classes);
-        if (s == VIT_OK && r->o.qkv_bias >= 0) s = vit_config_set_int(cfg, VIT_CFG_QKV_BIAS, r->o.qkv_bias);
-        if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_PATCH_NORM, r->o.patch_norm);
-        if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_GLOBAL_POOL, r->o.avg_pool ? VIT_POOL_AVG : VIT_POOL_TOKEN);
-        if (s == VIT_OK && r->o.mlp_ratio) s = vit_config_set_float(cfg, VIT_CFG_MLP_RATIO, r->o.mlp_ratio);
-        if (s == VIT_OK && r->o.ln_eps) s = vit_config_set_float(cfg, VIT_CFG_LN_EPS, r->o.ln_eps);
-        if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_DROP_RATE, r->o.drop);
-        if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_ATTN_DROP_RATE, r->o.attn_drop);
-        if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_DROP_PATH_RATE, r->o.drop_path);
-        if (s == VIT_OK) s = vit_model_create(r->ctx, cfg, &r->model);
+        int rc = make_config(r, r->channels, r->classes, &cfg);
+        if (rc) return rc;
+        vit_status s = vit_model_create(r->ctx, cfg, &r->model);
         vit_config_destroy(cfg);
         if (s != VIT_OK) return cli_fail(prog, "model", s);
         if (r->o.pretrained)
@@ -361,19 +424,35 @@ static double learning_rate(const run *r, int64_t step) {
 /* --------------------------------------------------------- state files */
 /* The run's own state (epochs done, best accuracy, dropout stream, data-order
  * seed, the epoch in progress, history) travels as metadata of the optimizer
- * file, so it is written atomically with the optimizer state it belongs to. */
-static int save_state(run *r) {
-    /* The model file carries the optimizer step too, so that a model and an
-     * optimizer file from different moments (a crash between the two writes)
-     * are told apart on resume. */
-    int64_t optim_step = 0;
+ * file, so it is written atomically with the optimizer state it belongs to.
+ *
+ * last.safetensors and last.optim.safetensors are a pair: the model file
+ * records the optimizer step it belongs to. Each file is written atomically,
+ * but a crash can fall between the two writes, so the previous optimizer file
+ * is kept as last.optim.prev.safetensors until the new model file is in
+ * place: the optimizer state is written first, then the model, and whatever
+ * moment a crash hits, the model file on disk has its optimizer state in one
+ * of the two files (choose_optim_file). */
+static int save_model_half(run *r, int64_t optim_step) {
     char optim_step_text[32];
-    vit_optimizer_get_int(r->opt, VIT_OPT_STEP, &optim_step);
     snprintf(optim_step_text, sizeof optim_step_text, "%lld", (long long)optim_step);
     TRY("metadata", vit_model_set_metadata(r->model, "train.optim_step", optim_step_text));
     vit_status ms = vit_model_save(r->model, out_path(r, "last.safetensors"));
     vit_model_set_metadata(r->model, "train.optim_step", NULL);
     TRY("saving last.safetensors", ms);
+    return 0;
+}
+
+static int save_state(run *r) {
+    int64_t optim_step = 0;
+    vit_optimizer_get_int(r->opt, VIT_OPT_STEP, &optim_step);
+    char current[4200], previous[4200];
+    snprintf(current, sizeof current, "%s", out_path(r, "last.optim.safetensors"));
+    snprintf(previous, sizeof previous, "%s", out_path(r, "last.optim.prev.safetensors"));
+    if (rename(current, previous) != 0 && errno != ENOENT) {
+        fprintf(stderr, "%s: keeping %s as %s: %s\n", prog, current, previous, strerror(errno));
+        return 1;
+    }
     uint64_t rng;
     vit_model_get_rng_state(r->model, &rng);
     char epochs[32], best[32], rng_text[32], seed[32], step[32], partial[96];
@@ -395,81 +474,152 @@ static int save_state(run *r) {
     const char *keys[] = {"train.epochs_done", "train.best_acc", "train.rng", "train.history",
                           "train.seed", "train.step", "train.partial"};
     const char *values[] = {epochs, best, rng_text, hist, seed, step, partial};
-    vit_status s = vit_optimizer_save_ex(r->opt, r->model, out_path(r, "last.optim.safetensors"), 7, keys, values);
+    vit_status s = vit_optimizer_save_ex(r->opt, r->model, current, 7, keys, values);
     free(hist);
-    r->saved |= s == VIT_OK;
-    return s == VIT_OK ? 0 : cli_fail(prog, "saving last.optim.safetensors", s);
+    if (s != VIT_OK) return cli_fail(prog, "saving last.optim.safetensors", s);
+    int rc = save_model_half(r, optim_step);
+    if (rc) return rc;
+    r->saved = true;
+    unlink(previous); /* the pair on disk is whole again */
+    return 0;
 }
 
+/* The run's state as read from the optimizer file's metadata; the first key
+ * whose value is not valid is kept for the message. */
 typedef struct resume_state {
     run *r;
-    bool has_epochs, has_seed, bad;
+    bool has_epochs, has_seed;
+    long long history_entries;
+    bool bad;
+    char bad_key[32], bad_value[48];
     unsigned long long rng;
     long long seed;
 } resume_state;
 
+/* Strict readers: the whole text, in range; p advances past what was read. */
+static bool read_ll(const char **p, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(*p, &end, 10);
+    if (end == *p || errno || v < lo || v > hi) return false;
+    *p = end;
+    *out = v;
+    return true;
+}
+
+static bool read_real(const char **p, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(*p, &end);
+    if (end == *p || !isfinite(v) || v < lo || v > hi) return false;
+    *p = end;
+    *out = v;
+    return true;
+}
+
 static void read_state_entry(void *user, const char *key, const char *value) {
     resume_state *st = user;
     run *r = st->r;
+    const char *p = value;
+    long long step = 0, correct = 0, seen = 0;
+    bool ok = true;
+    if (strncmp(key, "train.", 6) || st->bad) return;
     if (!strcmp(key, "train.epochs_done")) {
-        st->has_epochs = sscanf(value, "%lld", &r->epochs_done) == 1;
+        ok = st->has_epochs = read_ll(&p, 0, 1000000000, &r->epochs_done);
     } else if (!strcmp(key, "train.best_acc")) {
-        st->bad |= sscanf(value, "%lg", &r->best_acc) != 1;
+        ok = read_real(&p, 0, 1, &r->best_acc);
     } else if (!strcmp(key, "train.rng")) {
-        st->bad |= sscanf(value, "%llu", &st->rng) != 1;
+        char *end;
+        errno = 0;
+        st->rng = strtoull(value, &end, 10);
+        ok = isdigit((unsigned char)*value) && !errno;
+        p = end;
     } else if (!strcmp(key, "train.seed")) {
-        st->has_seed = sscanf(value, "%lld", &st->seed) == 1;
+        ok = st->has_seed = read_ll(&p, 0, INT64_MAX, &st->seed);
     } else if (!strcmp(key, "train.step")) {
-        long long step = 0;
-        st->bad |= sscanf(value, "%lld", &step) != 1;
+        ok = read_ll(&p, 0, INT64_MAX, &step);
         r->step = step;
     } else if (!strcmp(key, "train.partial")) {
-        long long correct = 0, seen = 0;
-        st->bad |= sscanf(value, "%lg %lld %lld", &r->loss_sum, &correct, &seen) != 3;
+        ok = read_real(&p, 0, HUGE_VAL, &r->loss_sum) && *p++ == ' ' && read_ll(&p, 0, INT64_MAX, &correct) &&
+             *p++ == ' ' && read_ll(&p, correct, INT64_MAX, &seen);
         r->correct_sum = correct;
         r->seen = seen;
     } else if (!strcmp(key, "train.history")) {
-        const char *p = value;
-        for (long long e = 0; *p && e < r->o.epochs; e++) {
-            history *h = &r->hist[e];
-            int used = 0;
-            if (sscanf(p, "%lg %lg %lg %lg %lg %lg %lg;%n", &h->train_loss, &h->train_acc, &h->val_loss, &h->val_acc,
-                       &h->lr, &h->seconds, &h->images_per_s, &used) != 7 || !used) {
-                st->bad = true;
-                return;
+        /* "train_loss train_acc val_loss val_acc lr seconds images_per_s;" per finished epoch */
+        history spare;
+        for (st->history_entries = 0; ok && *p; st->history_entries++) {
+            history *h = st->history_entries < r->o.epochs ? &r->hist[st->history_entries] : &spare;
+            double *f[7] = {&h->train_loss, &h->train_acc, &h->val_loss, &h->val_acc, &h->lr, &h->seconds,
+                            &h->images_per_s};
+            /* any number strtod reads: timings are informational and may be inf */
+            for (int k = 0; k < 7 && ok; k++) {
+                char *end;
+                *f[k] = strtod(p, &end);
+                ok = end != p && *end == (k < 6 ? ' ' : ';');
+                p = end + ok;
             }
-            p += used;
         }
+    } else {
+        return;
+    }
+    if (!ok || *p) {
+        st->bad = true;
+        snprintf(st->bad_key, sizeof st->bad_key, "%s", key);
+        cli_printable(st->bad_value, sizeof st->bad_value, value, 40);
     }
 }
 
-static int load_state(run *r) {
-    /* The optimizer file sits beside the checkpoint. */
-    char path[4200];
+/* The "optim.step" of an optimizer file's metadata. */
+static void read_optim_step(void *user, const char *key, const char *value) {
+    if (!strcmp(key, "optim.step")) snprintf(user, 32, "%s", value);
+}
+
+/* The optimizer file beside --resume whose step is the one the model file
+ * records: last.optim.safetensors, or the previous one a crash mid-save left
+ * (see save_state). When neither matches, last.optim.safetensors, and
+ * load_state says the two are not from the same moment. */
+static bool optim_file_matches(const char *path, const char *model_step) {
+    char step[32] = "";
+    return model_step && vit_checkpoint_read_metadata(path, read_optim_step, step) == VIT_OK &&
+           !strcmp(step, model_step);
+}
+
+static void choose_optim_file(run *r) {
     const char *slash = strrchr(r->o.resume, '/');
     int dir_len = slash ? (int)(slash - r->o.resume) : 1;
-    snprintf(path, sizeof path, "%.*s/last.optim.safetensors", dir_len, slash ? r->o.resume : ".");
-    TRY(path, vit_optimizer_load(r->opt, r->model, path));
-    const char *model_step = NULL;
-    int64_t optim_step = 0;
+    const char *dir = slash ? r->o.resume : ".", *model_step = NULL;
     vit_model_get_metadata(r->model, "train.optim_step", &model_step);
-    vit_optimizer_get_int(r->opt, VIT_OPT_STEP, &optim_step);
-    if (model_step && strtoll(model_step, NULL, 10) != optim_step) {
-        fprintf(stderr, "%s: %s (optimizer step %s) and %s (step %lld) are not from the same moment of a run\n", prog,
-                r->o.resume, model_step, path, (long long)optim_step);
-        return 1;
-    }
-    vit_model_set_metadata(r->model, "train.optim_step", NULL);
+    char previous[sizeof r->optim_file];
+    snprintf(r->optim_file, sizeof r->optim_file, "%.*s/last.optim.safetensors", dir_len, dir);
+    snprintf(previous, sizeof previous, "%.*s/last.optim.prev.safetensors", dir_len, dir);
+    if (!optim_file_matches(r->optim_file, model_step) && optim_file_matches(previous, model_step))
+        memcpy(r->optim_file, previous, sizeof previous);
+}
+
+static void ignore_entry(void *user, const char *key, const char *value) {
+    (void)user, (void)key, (void)value;
+}
+
+/* The run's state from the optimizer file beside --resume, checked before the
+ * data is read; the seed becomes the run's own. */
+static int read_state(run *r, const char *path) {
     resume_state st = {.r = r};
     TRY(path, vit_checkpoint_read_metadata(path, read_state_entry, &st));
-    if (st.has_epochs && !st.bad && r->epochs_done > r->o.epochs) {
+    if (st.bad) {
+        fprintf(stderr, "%s: %s: metadata \"%s\": '%s' is not valid vit-train state\n", prog, path, st.bad_key,
+                st.bad_value);
+        return 1;
+    }
+    if (!st.has_epochs) {
+        fprintf(stderr, "%s: %s holds no vit-train state (no \"train.epochs_done\")\n", prog, path);
+        return 1;
+    }
+    if (r->epochs_done > r->o.epochs) {
         fprintf(stderr, "%s: %s has %lld epochs done, more than --epochs %lld\n", prog, path, r->epochs_done, r->o.epochs);
         return 2;
     }
-    if (!st.has_epochs || st.bad || r->epochs_done < 0 || r->epochs_done > r->o.epochs || r->step < 0 ||
-        r->step > r->steps_per_epoch || (r->step && r->epochs_done == r->o.epochs)) {
-        fprintf(stderr, "%s: %s holds no vit-train state for at most %lld epochs of %lld steps\n", prog, path,
-                r->o.epochs, (long long)r->steps_per_epoch);
+    if (st.history_entries != r->epochs_done) {
+        fprintf(stderr, "%s: %s: metadata \"train.history\" has %lld epochs, \"train.epochs_done\" %lld\n", prog, path,
+                st.history_entries, r->epochs_done);
         return 1;
     }
     /* Data order, augmentation and dropout follow the seed: keep the run's. */
@@ -479,9 +629,68 @@ static int load_state(run *r) {
             return 2;
         }
         r->o.seed = st.seed;
-        TRY("--seed", vit_context_set_int(r->ctx, VIT_CTX_SEED, st.seed));
     }
-    vit_model_set_rng_state(r->model, (uint64_t)st.rng);
+    r->resume_rng = st.rng;
+    return 0;
+}
+
+/* What can be checked before the data is read, so that a bad flag or file
+ * fails at once: the model flags (exit 2), or the checkpoint to resume and its
+ * optimizer file; the header of --pretrained; --shift against the image side. */
+static int prepare(run *r) {
+    int64_t img;
+    vit_config *cfg;
+    if (r->o.resume) {
+        TRY(r->o.resume, vit_model_load(r->ctx, r->o.resume, &r->model));
+        choose_optim_file(r);
+        int rc = read_state(r, r->optim_file);
+        if (rc) return rc;
+        TRY("config", vit_model_get_config(r->model, &cfg));
+    } else {
+        int rc = make_config(r, r->o.channels ? (int)r->o.channels : 3, 2, &cfg);
+        if (rc) return rc;
+        if (r->o.pretrained) {
+            vit_status s = vit_checkpoint_read_metadata(r->o.pretrained, ignore_entry, NULL);
+            if (s != VIT_OK) {
+                vit_config_destroy(cfg);
+                return cli_fail(prog, r->o.pretrained, s);
+            }
+        }
+    }
+    vit_config_get_int(cfg, VIT_CFG_IMG_SIZE, &img);
+    vit_config_destroy(cfg);
+    if (r->o.shift > img)
+        return cli_usage_error(prog, "--shift %lld is more than the image side %lld", r->o.shift, (long long)img);
+    return 0;
+}
+
+static int load_state(run *r) {
+    const char *path = r->optim_file;
+    TRY(path, vit_optimizer_load(r->opt, r->model, path));
+    const char *model_step = NULL, *text;
+    long long step = -1;
+    int64_t optim_step = 0;
+    vit_model_get_metadata(r->model, "train.optim_step", &model_step);
+    vit_optimizer_get_int(r->opt, VIT_OPT_STEP, &optim_step);
+    text = model_step;
+    if (model_step && (!read_ll(&text, 0, INT64_MAX, &step) || *text)) {
+        char shown[48];
+        fprintf(stderr, "%s: %s: metadata \"train.optim_step\": '%s' is not a step count\n", prog, r->o.resume,
+                cli_printable(shown, sizeof shown, model_step, 40));
+        return 1;
+    }
+    if (model_step && step != optim_step) {
+        fprintf(stderr, "%s: %s (optimizer step %lld) and %s (step %lld) are not from the same moment of a run\n", prog,
+                r->o.resume, step, path, (long long)optim_step);
+        return 1;
+    }
+    vit_model_set_metadata(r->model, "train.optim_step", NULL);
+    if (r->step > r->steps_per_epoch || (r->step && r->epochs_done == r->o.epochs)) {
+        fprintf(stderr, "%s: %s: metadata \"train.step\": %lld is not a step of an unfinished epoch of %lld steps\n", prog,
+                path, (long long)r->step, (long long)r->steps_per_epoch);
+        return 1;
+    }
+    vit_model_set_rng_state(r->model, (uint64_t)r->resume_rng);
     return 0;
 }
 
@@ -699,11 +908,17 @@ int main(int argc, char **argv) {
     memset(&r, 0, sizeof r);
     int rc = parse(argc, argv, &r.o);
     if (rc) return rc;
+    rc = 1;
+    r.hist = calloc((size_t)r.o.epochs, sizeof *r.hist);
+    vit_status s = r.hist ? vit_context_create(&r.ctx) : VIT_ERR_OUT_OF_MEMORY;
+    if (s != VIT_OK) { rc = cli_fail(prog, "context", s); goto done; }
+    if ((rc = prepare(&r))) goto done;
+    rc = 1;
     struct stat st;
     if ((mkdir(r.o.out, 0755) && errno != EEXIST) || stat(r.o.out, &st) || !S_ISDIR(st.st_mode) ||
         access(r.o.out, W_OK)) {
         fprintf(stderr, "%s: --out %s: cannot create or write the folder\n", prog, r.o.out);
-        return 1;
+        goto done;
     }
     struct sigaction sa = {0};
     sa.sa_handler = on_sigint;
@@ -711,11 +926,7 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    rc = 1;
-    r.hist = calloc((size_t)r.o.epochs, sizeof *r.hist);
-    if (!r.hist) goto done;
-    if (vit_context_create(&r.ctx) != VIT_OK) goto done;
-    vit_status s = vit_context_set_int(r.ctx, VIT_CTX_SEED, r.o.seed);
+    s = vit_context_set_int(r.ctx, VIT_CTX_SEED, r.o.seed);
     if (s != VIT_OK) { rc = cli_fail(prog, "--seed", s); goto done; }
     if (r.o.threads && (s = vit_context_set_int(r.ctx, VIT_CTX_THREADS, r.o.threads)) != VIT_OK) {
         rc = cli_fail(prog, "--threads", s);

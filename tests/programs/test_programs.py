@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """End-to-end tests of vit-train, vit-predict and vit-eval on generated data.
 
-    test_programs.py TEST VIT_TRAIN VIT_PREDICT VIT_EVAL LIBVIT_SO
+    test_programs.py TEST VIT_TRAIN VIT_PREDICT VIT_EVAL LIBVIT_SO [VIT_DATA VIT_BENCH]
 
 TEST is one of the functions named in TESTS (meson runs each as its own test).
 Every test writes its data into a fresh temporary folder: image folders of
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -31,7 +32,7 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "parity"))
 
-TRAIN = PREDICT = EVAL = None
+TRAIN = PREDICT = EVAL = DATA = BENCH = None
 CLASSES = ["checker", "h-stripes", "v stripes \u00e9"]  # sorted; a space and a non-ASCII byte on purpose
 JSON_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
 # A tiny model: 8x8 images in 4 patches, width 12, one block.
@@ -226,8 +227,8 @@ def test_cli_errors(d):
     check("--format" in p.stderr, p.stderr)
     p = run(TRAIN, "--data", os.path.join(d, "missing"), "--out", os.path.join(d, "o"), *TINY, rc=1)
     check("missing" in p.stderr, p.stderr)
-    p = run(TRAIN, "--data", data, "--out", os.path.join(d, "o"), *TINY, "--augment", "shift+flip", "--shift", "9", rc=1)
-    check("--shift" in p.stderr and "VIT_TF_PAD_CROP" in p.stderr, p.stderr)  # more than the 8-pixel image
+    p = run(TRAIN, "--data", data, "--out", os.path.join(d, "o"), *TINY, "--augment", "shift+flip", "--shift", "9", rc=2)
+    check("--shift 9 is more than the image side 8" in p.stderr, p.stderr)  # refused before the data is read
     a_file = os.path.join(d, "a_file")
     open(a_file, "w").close()
     p = run(TRAIN, "--data", data, "--out", a_file, *TINY, rc=1)  # refused before any training
@@ -236,7 +237,7 @@ def test_cli_errors(d):
                          (["--checkpoint", "x", "--top-k", "0", "a.png"], "--top-k"),
                          (["--checkpoint", "x", "--mean", "0.5,0.5,0.5", "a.png"], "--mean and --std"),
                          (["--checkpoint", "x", "--std", "1,0,1", "a.png"], "--std"),
-                         (["--checkpoint", "x", "--mean", "0.5,0.5", "--std", "1,1,1", "a.png"], "--mean"),
+                         (["--checkpoint", "x", "--mean", "0.5,0.5,0.5,0.5", "--std", "1", "a.png"], "--mean"),
                          (["--checkpoint", "x", "--frobnicate", "a.png"], "--frobnicate")):
         p = run(PREDICT, *args, rc=2)
         check(needle in p.stderr and p.stdout == "", f"vit-predict {args}: {p.stderr!r}")
@@ -935,12 +936,416 @@ def test_loader_workers0_partial_batch(d):
     check(r["samples"] == 15 and [c["count"] for c in r["per_class"]] == [5, 5, 5], r)
 
 
+# ---------------------------------------------------------- hostile inputs
+# What a crash leaves on stderr, as opposed to an error message.
+CRASH_SIGNS = ("Traceback", "Segmentation", "AddressSanitizer", "LeakSanitizer", "runtime error:", "core dumped",
+               "Aborted", "double free", "stack smashing", "terminate called")
+INT64_MAX = (1 << 63) - 1
+
+
+def shown(a):
+    return os.fsdecode(a) if isinstance(a, bytes) else str(a)
+
+
+def hostile(count, exe, *args, rc, names, lines=1):
+    """Runs exe on a hostile input and checks that it fails cleanly: exit status rc (2 for a bad command line or
+    value, 1 for a file or data that cannot be used), nothing on stdout, and `lines` lines on stderr (None: any
+    number, for a failure after the run started) of which the last starts with the program's name and contains
+    each of `names`. Arguments may be bytes (file names that are not UTF-8). count[0] counts the invocations."""
+    count[0] += 1
+    argv = [exe, *(a if isinstance(a, bytes) else str(a) for a in args)]
+    p = subprocess.run(argv, capture_output=True, timeout=120)
+    err = p.stderr.decode("utf-8", "surrogateescape")
+    what = ascii(f"{os.path.basename(exe)} {' '.join(shown(a) for a in args)}")
+    check(p.returncode >= 0, f"{what}: killed by signal {-p.returncode}\n{err}")
+    for sign in CRASH_SIGNS:
+        check(sign not in err, f"{what}: {sign}\n{err}")
+    check(p.returncode == rc, f"{what}: exit {p.returncode}, expected {rc}\n{err}")
+    check(p.stdout == b"", f"{what}: stdout {p.stdout[:300]!r}")
+    err_lines = err.splitlines()
+    check(err_lines and (lines is None or len(err_lines) == lines),
+          f"{what}: {len(err_lines)} lines on stderr, expected {lines}:\n{err}")
+    last = err_lines[-1]
+    check(last.startswith(os.path.basename(exe) + ": "), f"{what}: {last!r}")
+    for name in names:
+        check(shown(name) in last, f"{what}: the message does not name {shown(name)!r}: {last!r}")
+    return last
+
+
+def refused_values(kind, lo, hi):
+    """Values a numeric flag of range [lo, hi] must refuse: not numbers, not finite, out of range."""
+    values = ["", "abc", "12abc", "nan", "inf", "-inf", "1e999", "-1", "99999999999999999999"]
+    if kind == "int":
+        values += ["1.5", "1e3", "0x10", "5 ", "-99999999999999999999", str(lo - 1)]
+        if hi < INT64_MAX:
+            values.append(str(hi + 1))
+    else:
+        values += ["-1e999", "0" if lo > 0 else "-1e-9", f"{hi * 2:g}"]
+    return list(dict.fromkeys(values))
+
+
+# Each program's numeric flags with their accepted ranges (the flags' help and docs/programs.md).
+NUMERIC_FLAGS = {
+    "train": [("--img-size", "int", 1, 8192), ("--patch-size", "int", 1, 1024), ("--in-channels", "int", 1, 3),
+              ("--dim", "int", 1, 65536), ("--depth", "int", 1, 1024), ("--heads", "int", 1, 1024),
+              ("--epochs", "int", 1, 1000000), ("--batch-size", "int", 1, 65536), ("--workers", "int", 0, 256),
+              ("--warmup-epochs", "int", 0, 1000000), ("--seed", "int", 0, INT64_MAX), ("--threads", "int", 0, 4096),
+              ("--steps-per-epoch", "int", 0, INT64_MAX), ("--val-batches", "int", 0, INT64_MAX),
+              ("--shift", "int", 1, 8192), ("--mlp-ratio", "real", 1e-3, 64), ("--drop", "real", 0, 0.999),
+              ("--attn-drop", "real", 0, 0.999), ("--drop-path", "real", 0, 0.999), ("--lr", "real", 0, 10),
+              ("--weight-decay", "real", 0, 10), ("--label-smoothing", "real", 0, 0.999),
+              ("--clip-grad", "real", 0, 1e9), ("--ln-eps", "real", 1e-12, 0.5), ("--crop-scale", "real", 1e-3, 1)],
+    "predict": [("--top-k", "int", 1, 1000000), ("--threads", "int", 0, 4096)],
+    "eval": [("--batch-size", "int", 1, 65536), ("--workers", "int", 0, 256), ("--threads", "int", 0, 4096),
+             ("--limit", "int", 0, INT64_MAX)],
+    "data": [("--count", "int", 1, 1024), ("--cols", "int", 1, 256), ("--size", "int", 8, 1024),
+             ("--seed", "int", 0, INT64_MAX), ("--index", "int", 0, INT64_MAX)],
+    "bench": [("--threads", "int", 1, 4096), ("--steps", "int", 1, 100000), ("--warmup", "int", 0, 100000)],
+}
+# --mean / --std: one finite value per channel or one for all; a std is > 0.
+REFUSED_STATS = ["", "abc", "0.5,abc", "nan", "inf", "-inf", "1e999", "0.5,,0.5", "0.5,0.5,0.5,0.5", "0.5;0.5",
+                 "0.5,", ",0.5", "0.5 0.5", "0x10", "1e", "."]
+REFUSED_STD = ["0", "-1", "0.5,0,0.5", "-0", "1e-999"]
+
+
+def test_hostile_numbers(d):
+    """Every numeric flag of the five programs given values it must refuse (empty, not a number, trailing
+    garbage, NaN, infinities, out of range, huge, missing): exit 2 and one line naming the flag, before any file
+    is read (the files named are missing, so reading one would fail otherwise); then the configuration
+    checks of vit-train, also made before the data is read or --out is created."""
+    count = [0]
+    missing = os.path.join(d, "missing")
+    ckpt, img = os.path.join(d, "missing.safetensors"), os.path.join(d, "missing.png")
+    grid = os.path.join(d, "grid.png")
+    base = {"train": (TRAIN, ["--data", missing, "--out", os.path.join(d, "out")]),
+            "predict": (PREDICT, ["--checkpoint", ckpt, img]),
+            "eval": (EVAL, ["--checkpoint", ckpt, "--data", missing]),
+            "data": (DATA, ["preview", "--data", missing, "--out", grid]),
+            "bench": (BENCH, ["--workload", "fmnist-train"])}
+    for prog, flags in NUMERIC_FLAGS.items():
+        exe, args = base[prog]
+        for flag, kind, lo, hi in flags:
+            for value in refused_values(kind, lo, hi):
+                hostile(count, exe, *args, flag, value, rc=2, names=[flag])
+            hostile(count, exe, *args, f"{flag}=", rc=2, names=[flag])
+            hostile(count, exe, *args, flag, rc=2, names=[f"{flag} needs a value"])
+    for exe, args in ((PREDICT, base["predict"][1]), (EVAL, base["eval"][1])):
+        for value in REFUSED_STATS:
+            hostile(count, exe, *args, "--mean", value, "--std", "0.5", rc=2, names=["--mean"])
+        for value in REFUSED_STATS + REFUSED_STD:
+            hostile(count, exe, *args, "--mean", "0.5", "--std", value, rc=2, names=["--std"])
+        hostile(count, exe, *args, "--mean", "0.5", rc=2, names=["--mean and --std go together"])
+    # model flags that are each in range but do not make a model together
+    out = os.path.join(d, "never")
+    for args, names in ((["--img-size", "30", "--patch-size", "4"], ["--img-size 30", "--patch-size 4"]),
+                        (["--dim", "12", "--heads", "5"], ["--heads 5", "--dim 12"]),
+                        (["--dim", "12", "--heads", "2", "--mlp-ratio", "0.01"], ["--mlp-ratio"]),
+                        (["--img-size", "8192", "--patch-size", "1"], ["tokens"]),
+                        (["--model", "vit_gigantic_patch16_224"], ["--model", "vit_tiny_patch16_224"]),
+                        (["--model", "vit_tiny_patch16_224", "--img-size", "30"], ["--img-size 30", "--patch-size 16"]),
+                        (["--img-size", "8", "--patch-size", "4", "--augment", "shift+flip", "--shift", "9"],
+                         ["--shift 9"]),
+                        (["--in-channels", "2"], ["--in-channels"]),
+                        (["--format", "tiff"], ["--format"]),
+                        (["--augment", "crop+flip", "--crop-scale", "1.5"], ["--crop-scale"])):
+        hostile(count, TRAIN, "--data", missing, "--out", out, *args, rc=2, names=names)
+        check(not os.path.exists(out), f"vit-train {args} created --out")
+    # the same on real data: refused at once, the data unread
+    idx = make_idx(os.path.join(d, "idx"))
+    hostile(count, TRAIN, "--data", idx, "--out", out, "--img-size", "30", "--patch-size", "4", rc=2,
+            names=["--img-size 30 is not a multiple of --patch-size 4"])
+    check(not os.path.exists(out), "vit-train --img-size 30 --patch-size 4 created --out")
+    # missing or unknown arguments name what is missing
+    for exe, args, names in ((DATA, [], ["no command"]), (DATA, ["info"], ["--data is required"]),
+                             (DATA, ["frobnicate", "--data", idx], ["unknown command 'frobnicate'"]),
+                             (DATA, ["preview", "--data", idx], ["--out is required"]),
+                             (DATA, ["export", "--data", idx, "--index", "0"], ["--out is required"]),
+                             (DATA, ["info", "--data", idx, "--bogus"], ["--bogus"]),
+                             (DATA, ["info", "--data", idx, "--format", "tiff"], ["--format", "tiff"]),
+                             (DATA, ["info", "--data", idx, "--split", "test"], ["--split"]),
+                             (BENCH, [], ["--workload is required"]), (BENCH, ["--workload", "nope"], ["nope"]),
+                             (BENCH, ["--workload", "fmnist-train", "--bogus"], ["--bogus"]),
+                             (PREDICT, ["--checkpoint", ckpt], ["no IMAGE"]), (PREDICT, [img], ["--checkpoint"]),
+                             (EVAL, ["--data", idx], ["--checkpoint"]), (EVAL, ["--checkpoint", ckpt], ["--data"]),
+                             (EVAL, ["--checkpoint", ckpt, "--data", idx, "--split", "test"], ["--split"]),
+                             (TRAIN, ["--epochs", "1"], ["--data is required"])):
+        hostile(count, exe, *args, rc=2, names=names)
+    print(f"hostile invocations: {count[0]}")
+
+
+def sparse_file(path, size):
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def png_claiming(path, width, height):
+    """A PNG whose header claims width x height pixels, with one tiny IDAT: a decompression bomb's header."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_hostile_files(d):
+    """Each file argument of vit-predict, vit-eval, vit-train and vit-data given a missing, empty, truncated,
+    oversized or wrong-format file, a special file, a folder, a file where a folder is expected, and names that
+    are not UTF-8: exit 1 and one line naming the file, nothing on stdout. A good file under a name that is not
+    UTF-8 works, and the JSON naming it stays valid UTF-8."""
+    count = [0]
+    data = make_folder(os.path.join(d, "data"), 4, 2)
+    out = os.path.join(d, "run")
+    run(TRAIN, *train_args(data, out, epochs=1))
+    ckpt = os.path.join(out, "last.safetensors")
+    good_png = os.path.join(d, "good.png")
+    Image.fromarray(pattern(0, np.random.default_rng(0))).save(good_png)
+    bad = os.path.join(d, "bad")
+    os.makedirs(bad)
+
+    def put(name, blob):
+        path = os.path.join(bad, name) if isinstance(name, str) else os.fsencode(bad) + b"/" + name
+        with open(path, "wb") as f:
+            f.write(blob)
+        return path
+
+    with open(ckpt, "rb") as f:
+        ckpt_blob = f.read()
+    with open(good_png, "rb") as f:
+        png_blob = f.read()
+    skimage_jpg = "/usr/lib/python3/dist-packages/skimage/data/truncated.jpg"
+    if os.path.exists(skimage_jpg):
+        with open(skimage_jpg, "rb") as f:
+            jpg_blob = f.read()
+    else:
+        import io
+        buf = io.BytesIO()
+        Image.fromarray(pattern(1, np.random.default_rng(1))).resize((64, 64)).save(buf, "JPEG", quality=90)
+        jpg_blob = buf.getvalue()[:400]
+    a_folder = os.path.join(bad, "a_folder.safetensors")
+    os.makedirs(a_folder)
+    common = {"missing": os.path.join(bad, "missing"), "empty": put("empty", b""),
+              "text": put("text", b"this is not what you are looking for\n" * 4),
+              "sparse 3 GiB": sparse_file(os.path.join(bad, "sparse"), 3 << 30),
+              "folder": a_folder, "special file": "/dev/null",
+              "not UTF-8, missing": os.fsencode(bad) + b"/\xff\xfe-missing",
+              "not UTF-8, truncated": put(b"\xff\xfe-truncated", png_blob[:len(png_blob) // 2])}
+    checkpoints = dict(common, **{
+        "truncated": put("truncated.safetensors", ckpt_blob[:len(ckpt_blob) // 2]),
+        "a PNG": put("image.safetensors", png_blob),
+        "an optimizer file": os.path.join(out, "last.optim.safetensors"),
+        "huge header": put("huge_header.safetensors", struct.pack("<Q", 1 << 40) + ckpt_blob[8:])})
+    images = dict(common, **{
+        "truncated PNG": put("truncated.png", png_blob[:len(png_blob) // 2]),
+        "truncated JPEG": put("truncated.jpg", jpg_blob),
+        "a checkpoint": put("model.png", ckpt_blob),
+        "100000 x 100000 PNG": png_claiming(os.path.join(bad, "bomb.png"), 100000, 100000)})
+    idx = make_idx(os.path.join(d, "idx"))
+    datasets = {"missing": os.path.join(bad, "missing_data"), "empty file": common["empty"],
+                "a PNG": images["truncated PNG"], "empty folder": os.path.join(bad, "empty_folder"),
+                "special file": "/dev/null", "not UTF-8, missing": os.fsencode(bad) + b"/\xff\xfe-data"}
+    os.makedirs(datasets["empty folder"])
+    for kind, cut in (("truncated IDX", lambda b: b[:len(b) // 2]), ("empty IDX", lambda b: b""),
+                      ("text IDX", lambda b: b"not IDX\n")):
+        root = os.path.join(bad, kind.replace(" ", "_"))
+        os.makedirs(root)
+        for name in os.listdir(idx):
+            with open(os.path.join(idx, name), "rb") as f:
+                blob = f.read()
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(cut(blob) if "images" in name else blob)
+        datasets[kind] = root
+    outputs = {"folder": a_folder, "missing folder": os.path.join(bad, "no_such_folder", "x.png"),
+               "under a file": os.path.join(common["empty"], "x.png"),
+               "not UTF-8, missing folder": os.fsencode(bad) + b"/\xff\xfe-dir/x.png"}
+
+    for kind, path in checkpoints.items():
+        for exe, args in ((PREDICT, ["--checkpoint", path, good_png]),
+                          (EVAL, ["--checkpoint", path, "--data", data, "--workers", "1"]),
+                          (TRAIN, train_args(data, os.path.join(d, "r"), "--resume", path)),
+                          (TRAIN, train_args(data, os.path.join(d, "r"), "--pretrained", path))):
+            hostile(count, exe, *args, rc=1, names=[path])
+    for kind, path in images.items():
+        hostile(count, PREDICT, "--checkpoint", ckpt, path, rc=1, names=[path])
+        hostile(count, PREDICT, "--checkpoint", ckpt, "--json", path, rc=1, names=[path])
+    for kind, path in datasets.items():
+        for exe, args in ((EVAL, ["--checkpoint", ckpt, "--data", path]),
+                          (TRAIN, train_args(path, os.path.join(d, "r"))),
+                          (DATA, ["info", "--data", path]),
+                          (DATA, ["preview", "--data", path, "--out", os.path.join(d, "grid.png")]),
+                          (DATA, ["export", "--data", path, "--out", os.path.join(d, "x.png")])):
+            hostile(count, exe, *args, rc=1, names=[path])
+    # an unreadable image inside a dataset: named by every program that decodes it
+    broken = make_folder(os.path.join(d, "broken"), 4, 2)
+    victim = os.path.join(broken, "val", CLASSES[0], "001.png")
+    with open(victim, "wb") as f:
+        f.write(jpg_blob)
+    hostile(count, EVAL, "--checkpoint", ckpt, "--data", broken, "--workers", "2", rc=1, names=[victim])
+    hostile(count, DATA, "export", "--data", broken, "--split", "val", "--index", "1", "--out",
+            os.path.join(d, "x.png"), rc=1, names=[victim])
+    hostile(count, DATA, "preview", "--data", broken, "--split", "val", "--out", os.path.join(d, "x.png"), rc=1,
+            names=[victim])
+    # training reads the validation split after the first epoch, so its startup line comes first
+    hostile(count, TRAIN, *train_args(broken, os.path.join(d, "r"), epochs=1), rc=1, names=[victim], lines=None)
+    hostile(count, DATA, "export", "--data", data, "--index", "1000", "--out", os.path.join(d, "x.png"), rc=1,
+            names=["1000"])
+    for kind, path in outputs.items():
+        hostile(count, EVAL, "--checkpoint", ckpt, "--data", data, "--confusion", path, rc=1,
+                names=["--confusion", path])
+        hostile(count, DATA, "preview", "--data", data, "--out", path, rc=1, names=["--out", path])
+        hostile(count, DATA, "export", "--data", data, "--out", path, rc=1, names=["--out", path])
+    for path in (common["empty"], outputs["missing folder"], outputs["not UTF-8, missing folder"]):
+        hostile(count, TRAIN, *train_args(data, path), rc=1, names=["--out", path])
+    # the run's state that --resume reads is metadata too: each key with values it must refuse
+    t, ometa = read_safetensors(os.path.join(out, "last.optim.safetensors"))
+    tm, mmeta = read_safetensors(ckpt)
+    state = os.path.join(d, "state")
+    for key in ("train.epochs_done", "train.best_acc", "train.rng", "train.seed", "train.step", "train.partial",
+                "train.history", "train.optim_step"):
+        for value in ("abc", "", "-1", "1x", "nan", "99999999999999999999"):
+            os.makedirs(state, exist_ok=True)
+            if key == "train.optim_step":
+                write_safetensors(os.path.join(state, "last.safetensors"), tm.items(), {**mmeta, key: value})
+                write_safetensors(os.path.join(state, "last.optim.safetensors"), t.items(), ometa)
+            else:
+                write_safetensors(os.path.join(state, "last.safetensors"), tm.items(), mmeta)
+                write_safetensors(os.path.join(state, "last.optim.safetensors"), t.items(), {**ometa, key: value})
+            hostile(count, TRAIN, *train_args(data, state, "--resume", os.path.join(state, "last.safetensors")), rc=1,
+                    names=[f'"{key}"'])
+    print(f"hostile invocations: {count[0]}")
+
+    # A good image and a good checkpoint under names that are not UTF-8 work; the JSON stays UTF-8.
+    odd_png = os.fsencode(d) + b"/\xff\xfe \xe9.png"
+    odd_ckpt = os.fsencode(d) + b"/\xff.safetensors"
+    with open(odd_png, "wb") as f:
+        f.write(png_blob)
+    with open(odd_ckpt, "wb") as f:
+        f.write(ckpt_blob)
+    p = subprocess.run([PREDICT, "--checkpoint", odd_ckpt, "--json", odd_png, good_png], capture_output=True,
+                       timeout=120)
+    check(p.returncode == 0 and p.stderr == b"", p.stderr)
+    results = [json.loads(line) for line in p.stdout.decode("utf-8").splitlines()]
+    check([r["image"] for r in results] == [os.path.join(d, "\ufffd\ufffd \ufffd.png"), good_png], results)
+    check(results[0]["top"] == results[1]["top"], results)
+    p = subprocess.run([EVAL, "--checkpoint", odd_ckpt, "--data", data, "--json", "--workers", "1"],
+                       capture_output=True, timeout=120)
+    check(p.returncode == 0, p.stderr)
+    r = json.loads(p.stdout.decode("utf-8"))
+    check(r["checkpoint"] == os.path.join(d, "\ufffd.safetensors"), r)
+
+
+def test_normalization_metadata(d):
+    """A checkpoint's mean/std: one value per channel or one for all, as vit-train writes them for gray and
+    colour models; vit-eval and vit-predict apply them as training did. Anything else (a wrong count, garbage,
+    non-finite, std <= 0, one key without the other) is an error naming the checkpoint and the key, exit 1;
+    --mean/--std override it under the same rule, a wrong count for the model being exit 2. class_names that
+    are not an array of one string per class are refused the same way."""
+    idx = make_idx(os.path.join(d, "idx"))
+    png = os.path.join(d, "digit.png")
+    Image.fromarray(pattern(1, np.random.default_rng(5))[..., 0]).save(png)
+    gray = {}
+    for norm, mean, std in (("imagenet", "0.449", "0.226"), ("half", "0.5", "0.5"), ("none", "0", "1")):
+        out = os.path.join(d, f"gray_{norm}")
+        p = run(TRAIN, "--data", idx, "--out", out, "--epochs", "1", "--batch-size", "4", "--normalize", norm,
+                "--lr", "3e-3", "--augment", "none", "--json", *TINY)
+        row = json_lines(p.stdout)[0]
+        ckpt = os.path.join(out, "last.safetensors")
+        _, meta = read_safetensors(ckpt)
+        check(meta["mean"] == mean and meta["std"] == std and meta["vit.in_channels"] == "1", meta)
+        # vit-eval sees the validation split exactly as training did (the gray ImageNet statistics included)
+        r = json.loads(run(EVAL, "--checkpoint", ckpt, "--data", idx, "--json", "--batch-size", "4",
+                           "--workers", "1", "--threads", "1").stdout)
+        check(abs(r["loss"] - row["val_loss"]) < 2e-6 and abs(r["top1"] - row["val_acc"]) < 1e-6,
+              f"{norm}: vit-eval {r['loss']} {r['top1']}, training {row['val_loss']} {row['val_acc']}")
+        gray[norm] = (ckpt, r)
+    ckpt, want = gray["half"]
+
+    def variant(src, name, **changes):
+        """src with its metadata changed: a key set to None is left out."""
+        t, meta = read_safetensors(src)
+        meta = {k: v for k, v in {**meta, **changes}.items() if v is not None}
+        path = os.path.join(d, name + ".safetensors")
+        write_safetensors(path, t.items(), meta)
+        return path
+
+    def predict(path, *extra, rc=0):
+        return run(PREDICT, "--checkpoint", path, "--json", "--top-k", "10", *extra, png, rc=rc)
+
+    expected = predict(ckpt).stdout
+    # one value for all channels, here the only one, written or given as a flag
+    for path, extra in ((ckpt, ["--mean", "0.5", "--std", "0.5"]),
+                        (variant(ckpt, "spaced", mean=" 0.5 ", std="5e-1"), []),
+                        (variant(ckpt, "override", mean="abc", std="0"), ["--mean", "0.5", "--std=0.5"])):
+        check(predict(path, *extra).stdout == expected, f"{path} {extra}")
+        r = json.loads(run(EVAL, "--checkpoint", path, "--data", idx, "--json", "--batch-size", "4", "--workers", "1",
+                           "--threads", "1", *extra).stdout)
+        check(r["loss"] == want["loss"] and r["top1"] == want["top1"], (r, want))
+    # a wrong count, garbage, non-finite, std <= 0, one key alone: refused, naming the file and the key
+    for name, changes, key in (("three", dict(mean="0.5,0.5,0.5", std="0.5,0.5,0.5"), "mean"),
+                               ("two", dict(mean="0.5", std="0.5,0.5"), "std"),
+                               ("garbage", dict(mean="abc", std="abc"), "mean"),
+                               ("empty", dict(mean="", std="0.5"), "mean"),
+                               ("json", dict(mean="[0.5]", std="[0.5]"), "mean"),
+                               ("nan", dict(mean="nan", std="0.5"), "mean"),
+                               ("inf", dict(mean="0.5", std="inf"), "std"),
+                               ("zero", dict(mean="0.5", std="0"), "std"),
+                               ("negative", dict(mean="0.5", std="-0.5"), "std"),
+                               ("newline", dict(mean="0.5\nx", std="0.5"), "mean"),
+                               ("no_std", dict(std=None), "std"),
+                               ("no_mean", dict(mean=None), "mean")):
+        path = variant(ckpt, name, **changes)
+        for exe, args in ((PREDICT, ["--checkpoint", path, png]),
+                          (EVAL, ["--checkpoint", path, "--data", idx, "--workers", "1"])):
+            p = run(exe, *args, rc=1)
+            err = p.stderr.splitlines()
+            check(len(err) == 1 and path in err[0] and f'"{key}"' in err[0] and p.stdout == "",
+                  f"{name}: {p.stderr!r}")
+    # no mean/std at all: no normalization (pixels / 255), as the "none" model was trained
+    ckpt_none, want_none = gray["none"]
+    bare = variant(ckpt_none, "bare", mean=None, std=None)
+    r = json.loads(run(EVAL, "--checkpoint", bare, "--data", idx, "--json", "--batch-size", "4", "--workers", "1",
+                       "--threads", "1").stdout)
+    check(r["loss"] == want_none["loss"], (r, want_none))
+    # flags: a count that fits no channel count of the model is a bad command line
+    for flag_args, flag in ((["--mean", "0.5,0.5,0.5", "--std", "0.5"], "--mean"),
+                            (["--mean", "0.5", "--std", "0.5,0.5"], "--std")):
+        for exe, args in ((PREDICT, ["--checkpoint", ckpt_none, png]),
+                          (EVAL, ["--checkpoint", ckpt_none, "--data", idx, "--workers", "1"])):
+            p = run(exe, *args, *flag_args, rc=2)
+            check(flag in p.stderr and "1-channel" in p.stderr and p.stdout == "", p.stderr)
+    # a colour model: three values (vit-train's) or one for all give the same answers
+    data = make_folder(os.path.join(d, "data"), 4, 2)
+    out = os.path.join(d, "rgb")
+    run(TRAIN, *train_args(data, out, "--normalize", "half", epochs=1))
+    rgb = os.path.join(out, "last.safetensors")
+    _, meta = read_safetensors(rgb)
+    check(meta["mean"] == "0.5,0.5,0.5" and meta["std"] == "0.5,0.5,0.5", meta)
+    img = os.path.join(data, "val", CLASSES[1], "000.png")
+    three = run(PREDICT, "--checkpoint", rgb, "--json", "--top-k", "3", img).stdout
+    one = run(PREDICT, "--checkpoint", variant(rgb, "rgb_one", mean="0.5", std="0.5"), "--json", "--top-k", "3",
+              img).stdout
+    check(one == three, (one, three))
+    p = run(PREDICT, "--checkpoint", variant(rgb, "rgb_two", mean="0.5,0.5", std="0.5"), img, rc=1)
+    check('"mean": 2 values for a 3-channel model' in p.stderr, p.stderr)
+    # class_names: one string per class, or absent (class_<i>)
+    for name, value in (("names_short", '["a", "b"]'), ("names_long", '["a", "b", "c", "d"]'),
+                        ("names_garbage", "abc"), ("names_numbers", "[1, 2, 3]"), ("names_trailing", '["a","b","c"] x'),
+                        ("names_comma", '["a","b",]')):
+        p = run(PREDICT, "--checkpoint", variant(rgb, name, class_names=value), img, rc=1)
+        check('"class_names"' in p.stderr and p.stdout == "", p.stderr)
+    escaped = variant(rgb, "names_escaped", class_names='["a\\u00e9\\ud83d\\ude00", "b\\"q", "c"]')
+    p = run(PREDICT, "--checkpoint", escaped, "--json", "--top-k", "3", img)
+    check(sorted(x["class"] for x in json_lines(p.stdout)[0]["top"]) == ["a\u00e9\U0001F600", 'b"q', "c"], p.stdout)
+
+
 TESTS = {name[5:]: fn for name, fn in globals().items() if name.startswith("test_")}
 
 
 def main():
-    global TRAIN, PREDICT, EVAL
+    global TRAIN, PREDICT, EVAL, DATA, BENCH
     name, TRAIN, PREDICT, EVAL, so = sys.argv[1:2] + [os.path.abspath(p) for p in sys.argv[2:6]]
+    DATA, BENCH = ([os.path.abspath(p) for p in sys.argv[6:8]] + [None, None])[:2]
     os.environ["VIT_LIBRARY"] = so
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix=f"vit-{name}-") as d:
