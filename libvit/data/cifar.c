@@ -170,6 +170,10 @@ static vit_status read_py_batch(vit_dataset *ds, const char *file, int64_t *cap,
         s = vit_fail(VIT_ERR_FORMAT, "%s: expected keys 'data' (numpy array) and 'labels' (list)", file);
         goto done;
     }
+    if (!data->dtype || !data->data) { /* _reconstruct'ed but never BUILD: no dtype, no bytes */
+        s = vit_fail(VIT_ERR_FORMAT, "%s: 'data' is a numpy array that was never given its contents", file);
+        goto done;
+    }
     if (data->dtype->len != 2 || memcmp(data->dtype->s, "u1", 2) || data->ndim != 2 || data->shape[1] != RECORD) {
         s = vit_fail(VIT_ERR_FORMAT, "%s: 'data' is %.*s with %d dimensions; expected uint8 [N, %d]", file,
                      (int)(data->dtype->len > 16 ? 16 : data->dtype->len), (const char *)data->dtype->s, data->ndim,

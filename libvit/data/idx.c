@@ -5,8 +5,10 @@
  * zlib's gzread reads plain files transparently, so one path serves both. */
 #include <stdio.h>
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "data/data.h"
@@ -18,21 +20,43 @@ static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullove
                                               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
 static const char *const kmnist_names[10] = {"o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"};
 
-/* The file for a split and kind, trying the usual spellings: "-idx3-ubyte"
- * and ".idx3-ubyte" (some mirrors), each plain or ".gz". NULL if none. */
-static char *find_file(const char *dir, const char *prefix, const char *kind) {
+/* *out: the file for a split and kind, trying the usual spellings:
+ * "-idx3-ubyte" and ".idx3-ubyte" (some mirrors), each plain or ".gz"; NULL
+ * if none. A failed allocation is an error, not a missing file. */
+static vit_status find_file(const char *dir, const char *prefix, const char *kind, char **out) {
     static const char *const seps[] = {"-", "."}, *const exts[] = {"", ".gz"};
     char name[128];
+    *out = NULL;
     for (int s = 0; s < 2; s++)
         for (int e = 0; e < 2; e++) {
             snprintf(name, sizeof name, "%s%s%s%s", prefix, seps[s], kind, exts[e]);
-            if (vit_path_exists(dir, name)) return vit_path_join(dir, name);
+            char *p = vit_path_join(dir, name);
+            if (!p) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: no memory for the name of %s", dir, name);
+            struct stat st;
+            if (stat(p, &st) == 0) {
+                *out = p;
+                return VIT_OK;
+            }
+            free(p);
         }
-    return NULL;
+    return VIT_OK;
+}
+
+/* gzopen and gzread allocate zlib's state and buffers: a failure there is
+ * out of memory, not a bad file. */
+static vit_status gz_fail(gzFile f, const char *path, vit_status otherwise, const char *what) {
+    int errnum = Z_OK;
+    const char *msg = f ? gzerror(f, &errnum) : strerror(errno);
+    if (errnum == Z_MEM_ERROR || (!f && errno == ENOMEM))
+        return vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: out of memory %s", path, what);
+    return vit_fail(otherwise, "%s: %s: %s", path, what, msg);
 }
 
 int vit_idx_detect(const char *path) {
-    char *a = find_file(path, "train-images", "idx3-ubyte"), *b = find_file(path, "t10k-images", "idx3-ubyte");
+    char *a = NULL, *b = NULL;
+    /* Detection is best effort: out of memory here reads as "not IDX". */
+    (void)find_file(path, "train-images", "idx3-ubyte", &a);
+    (void)find_file(path, "t10k-images", "idx3-ubyte", &b);
     int r = a || b;
     free(a);
     free(b);
@@ -45,12 +69,17 @@ int vit_idx_detect(const char *path) {
  * really there. */
 static vit_status read_idx(const char *path, int want_ndim, int64_t *dims, uint8_t **data) {
     *data = NULL;
+    errno = 0;
     gzFile f = gzopen(path, "rb");
-    if (!f) return vit_fail(VIT_ERR_IO, "%s: cannot open", path);
+    if (!f) return gz_fail(NULL, path, VIT_ERR_IO, "opening");
     vit_status s = VIT_OK;
     uint8_t hdr[4 + 4 * 3];
     int hlen = 4 + 4 * want_ndim;
     int got = gzread(f, hdr, (unsigned)hlen);
+    if (got < 0) {
+        s = gz_fail(f, path, VIT_ERR_FORMAT, "reading the IDX header");
+        goto done;
+    }
     if (got != hlen) {
         s = vit_fail(VIT_ERR_FORMAT, "%s: truncated IDX header (%d of %d bytes)", path, got < 0 ? 0 : got, hlen);
         goto done;
@@ -60,19 +89,36 @@ static vit_status read_idx(const char *path, int want_ndim, int64_t *dims, uint8
                      path, want_ndim, want_ndim > 1 ? "s" : "", hdr[0], hdr[1], hdr[2], hdr[3]);
         goto done;
     }
+    /* Each dimension is below 2^32 and the running product is kept at most
+     * IDX_MAX_BYTES, so the product never overflows. */
     int64_t total = 1;
+    char shape[64] = "";
     for (int i = 0; i < want_ndim; i++) {
         const uint8_t *p = hdr + 4 + 4 * i;
         dims[i] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-        if (dims[i] <= 0 || dims[i] > IDX_MAX_BYTES || total * dims[i] > IDX_MAX_BYTES) {
-            s = vit_fail(VIT_ERR_FORMAT, "%s: IDX dimension %d is %lld: absurd size", path, i, (long long)dims[i]);
+        size_t at = strlen(shape);
+        snprintf(shape + at, sizeof shape - at, "%s%lld", i ? " x " : "", (long long)dims[i]);
+    }
+    for (int i = 0; i < want_ndim; i++) {
+        if (dims[i] <= 0 || dims[i] > IDX_MAX_BYTES / total) {
+            s = vit_fail(VIT_ERR_FORMAT, "%s: IDX header claims [%s]: absurd size (%s)", path, shape,
+                         dims[i] <= 0 ? "a dimension of 0" : "more than the 4 GiB accepted");
             goto done;
         }
         total *= dims[i];
     }
     if (want_ndim == 3 && (dims[1] > 4096 || dims[2] > 4096)) {
-        s = vit_fail(VIT_ERR_FORMAT, "%s: IDX images of %lld x %lld pixels: absurd size", path, (long long)dims[1],
-                     (long long)dims[2]);
+        s = vit_fail(VIT_ERR_FORMAT,
+                     "%s: IDX header claims [%s]: absurd size (images of %lld x %lld pixels; 4096 a side accepted)",
+                     path, shape, (long long)dims[1], (long long)dims[2]);
+        goto done;
+    }
+    /* A plain file's size is known: check it now rather than after reading. */
+    struct stat st;
+    if (gzdirect(f) && stat(path, &st) == 0 && (int64_t)st.st_size - hlen != total) {
+        s = vit_fail(VIT_ERR_FORMAT, "%s: %s: the header [%s] promises %lld bytes of data, the file has %lld", path,
+                     (int64_t)st.st_size - hlen < total ? "truncated" : "more data than the header's dimensions",
+                     shape, (long long)total, (long long)st.st_size - hlen);
         goto done;
     }
     size_t cap = 0, have = 0;
@@ -93,9 +139,7 @@ static vit_status read_idx(const char *path, int want_ndim, int64_t *dims, uint8
         size_t chunk = cap - have > ((size_t)1 << 30) ? ((size_t)1 << 30) : cap - have;
         int r = gzread(f, *data + have, (unsigned)chunk);
         if (r < 0) {
-            int errnum;
-            const char *msg = gzerror(f, &errnum);
-            s = vit_fail(VIT_ERR_FORMAT, "%s: corrupt gzip data: %s", path, msg);
+            s = gz_fail(f, path, VIT_ERR_FORMAT, "corrupt gzip data");
             goto done;
         }
         if (r == 0) {
@@ -137,9 +181,11 @@ vit_status vit_idx_open(vit_dataset *ds, const char *path) {
     char ip[32], lp[32];
     snprintf(ip, sizeof ip, "%s-images", prefix);
     snprintf(lp, sizeof lp, "%s-labels", prefix);
-    char *images = find_file(path, ip, "idx3-ubyte"), *labels = find_file(path, lp, "idx1-ubyte");
-    vit_status s = VIT_OK;
+    char *images = NULL, *labels = NULL;
     uint8_t *img = NULL, *lab = NULL;
+    vit_status s = find_file(path, ip, "idx3-ubyte", &images);
+    if (s == VIT_OK) s = find_file(path, lp, "idx1-ubyte", &labels);
+    if (s != VIT_OK) goto done;
     if (!images || !labels) {
         s = vit_fail(VIT_ERR_IO, "%s: no %s-%s-idx%d-ubyte[.gz] file for the %s split", path, prefix,
                      images ? "labels" : "images", images ? 1 : 3, ds->split == VIT_SPLIT_TRAIN ? "train" : "val");

@@ -22,12 +22,13 @@
 vit_status vit_pixbuf_reserve(vit_pixbuf *b, size_t bytes) {
     if (bytes <= b->cap) return VIT_OK;
     /* Grow by half again so a stream of slightly larger images does not
-     * reallocate every time. */
+     * reallocate every time. The old pixels are never kept, so free them
+     * first: realloc would copy them and hold both buffers at the peak. */
     size_t cap = bytes + bytes / 2;
-    uint8_t *p = realloc(b->data, cap);
-    if (!p) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "no memory for a %zu-byte image buffer", bytes);
-    b->data = p;
-    b->cap = cap;
+    free(b->data);
+    b->data = malloc(cap);
+    b->cap = b->data ? cap : 0;
+    if (!b->data) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "no memory for a %zu-byte image buffer", bytes);
     return VIT_OK;
 }
 
@@ -41,7 +42,6 @@ void vit_decoder_init(vit_decoder *d) { memset(d, 0, sizeof *d); }
 void vit_decoder_release(vit_decoder *d) {
     if (d->tj) tjDestroy(d->tj);
     free(d->file);
-    free(d->rows);
     memset(d, 0, sizeof *d);
 }
 
@@ -83,17 +83,24 @@ static vit_status check_dims(const char *name, const char *kind, int64_t w, int6
     return VIT_OK;
 }
 
+/* libpng and TurboJPEG report a failed allocation as a decoding error, with
+ * a message to match; the C library's errno, cleared before the call, tells
+ * the two apart, so running out of memory is never blamed on the file. */
+static vit_status codec_status(vit_status otherwise) { return errno == ENOMEM ? VIT_ERR_OUT_OF_MEMORY : otherwise; }
+
 /* --------------------------------------------------------------------- JPEG */
 static vit_status decode_jpeg(vit_decoder *d, const char *name, const uint8_t *data, size_t size, int channels,
                               int min_side, vit_pixbuf *out) {
+    errno = 0;
     if (!d->tj) {
         d->tj = tjInitDecompress();
-        if (!d->tj) return vit_fail(VIT_ERR_INTERNAL, "%s: TurboJPEG: %s", name, tjGetErrorStr2(NULL));
+        if (!d->tj)
+            return vit_fail(codec_status(VIT_ERR_INTERNAL), "%s: TurboJPEG: %s", name, tjGetErrorStr2(NULL));
     }
     if (size > 0xFFFFFFFFu) return vit_fail(VIT_ERR_FORMAT, "%s: JPEG file too large", name);
     int w, h, subsamp, cs;
     if (tjDecompressHeader3(d->tj, data, (unsigned long)size, &w, &h, &subsamp, &cs) != 0)
-        return vit_fail(VIT_ERR_FORMAT, "%s: bad JPEG header: %s", name, tjGetErrorStr2(d->tj));
+        return vit_fail(codec_status(VIT_ERR_FORMAT), "%s: bad JPEG header: %s", name, tjGetErrorStr2(d->tj));
     VIT_TRY(check_dims(name, "JPEG", w, h));
 
     /* Scale in the DCT when the image is much larger than needed: decoding at
@@ -118,12 +125,13 @@ static vit_status decode_jpeg(vit_decoder *d, const char *name, const uint8_t *d
     int pf = cmyk ? TJPF_CMYK : channels == 1 && !to_gray ? TJPF_GRAY : TJPF_RGB;
     int pc = tjPixelSize[pf];
     VIT_TRY(vit_pixbuf_reserve(out, (size_t)sw * (size_t)sh * (size_t)pc));
+    errno = 0;
     if (tjDecompress2(d->tj, data, (unsigned long)size, out->data, sw, 0, sh, pf, 0) != 0) {
         /* Warnings (recoverable corruption) still give an image, as in Pillow,
          * except a truncated file, which Pillow refuses too. */
         const char *msg = tjGetErrorStr2(d->tj);
         if (tjGetErrorCode(d->tj) != TJERR_WARNING || strstr(msg, "Premature end"))
-            return vit_fail(VIT_ERR_FORMAT, "%s: corrupt JPEG: %s", name, msg);
+            return vit_fail(codec_status(VIT_ERR_FORMAT), "%s: corrupt JPEG: %s", name, msg);
     }
     out->w = sw;
     out->h = sh;
@@ -182,6 +190,7 @@ static vit_status decode_png(vit_decoder *d, const char *name, const uint8_t *da
                              vit_pixbuf *out) {
     png_src src = {data, size, 0, d->msg};
     d->msg[0] = '\0';
+    errno = 0;
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
     if (!png) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: cannot create a PNG reader", name);
     png_infop info = png_create_info_struct(png);
@@ -194,10 +203,15 @@ static vit_status decode_png(vit_decoder *d, const char *name, const uint8_t *da
      * volatile is needed. */
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, NULL);
-        return vit_fail(VIT_ERR_FORMAT, "%s: corrupt PNG: %s", name, d->msg);
+        return vit_fail(codec_status(VIT_ERR_FORMAT), "%s: corrupt PNG: %s", name, d->msg);
     }
     png_set_read_fn(png, &src, png_read_mem);
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff); /* our own pixel-count check below */
+    /* Only IHDR, PLTE, tRNS and IDAT matter for the pixels. libpng would
+     * read every other known chunk (text, ICC profiles, ...) into a buffer
+     * of the length its header claims: a 2 GiB tEXt length in a 100-byte
+     * file would be a 2 GiB allocation. Skipped, they are never held. */
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
     png_read_info(png, info);
 
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
@@ -206,13 +220,27 @@ static vit_status decode_png(vit_decoder *d, const char *name, const uint8_t *da
         return VIT_ERR_FORMAT;
     }
     int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
-    if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    /* Deflate expands at most 1032:1, so a file this small cannot hold the
+     * pixels its header claims: refuse it before allocating them (libpng
+     * would only find out at the end of the data). */
+    uint64_t raw_bytes = (uint64_t)w * h * png_get_channels(png, info) * (uint64_t)depth / 8;
+    if (raw_bytes / 1032 > size) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return vit_fail(VIT_ERR_FORMAT, "%s: a PNG of %zu bytes cannot hold the %u x %u pixels its header claims "
+                        "(truncated?)", name, size, (unsigned)w, (unsigned)h);
+    }
+    if (color == PNG_COLOR_TYPE_PALETTE) {
+        png_set_palette_to_rgb(png);
+        /* A tRNS chunk makes the expansion RGBA: drop that alpha too, as
+         * Pillow's convert('RGB') of a palette image with transparency does. */
+        if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
+    }
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (depth == 16) png_set_strip_16(png); /* high byte, as Pillow's ";16B" raw modes */
     if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
     int gray = !(color & PNG_COLOR_MASK_COLOR) && color != PNG_COLOR_TYPE_PALETTE;
     if (gray && channels == 3) png_set_gray_to_rgb(png);
-    png_set_interlace_handling(png);
+    int passes = png_set_interlace_handling(png);
     png_read_update_info(png, info);
 
     int got_c = png_get_channels(png, info);
@@ -220,15 +248,10 @@ static vit_status decode_png(vit_decoder *d, const char *name, const uint8_t *da
     if ((got_c != 1 && got_c != 3) || rowbytes != (size_t)w * got_c)
         png_error(png, "unexpected pixel layout after conversion");
     if (vit_pixbuf_reserve(out, (size_t)w * h * got_c) != VIT_OK) png_error(png, "out of memory");
-    if (h > d->rows_cap) {
-        void *r = realloc(d->rows, h * sizeof(png_bytep));
-        if (!r) png_error(png, "out of memory");
-        d->rows = r;
-        d->rows_cap = h;
-    }
-    png_bytep *rows = d->rows;
-    for (png_uint_32 y = 0; y < h; y++) rows[y] = out->data + (size_t)y * rowbytes;
-    png_read_image(png, rows);
+    /* What png_read_image does, without its table of row pointers: for a
+     * 1-pixel-wide image that table would be 8 times the pixels. */
+    for (int pass = 0; pass < passes; pass++)
+        for (png_uint_32 y = 0; y < h; y++) png_read_row(png, out->data + (size_t)y * rowbytes, NULL);
     /* The end chunk is not needed for the pixels; a file cut after the image
      * data is accepted, as Pillow does. */
     png_destroy_read_struct(&png, &info, NULL);
@@ -288,6 +311,7 @@ static void png_w_error(png_structp png, png_const_charp msg) {
 
 static vit_status png_write_cb(FILE *f, void *user) {
     png_out *o = user;
+    errno = 0;
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, o, png_w_error, png_on_warning);
     if (!png) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "cannot create a PNG writer");
     png_infop info = png_create_info_struct(png);
@@ -297,7 +321,7 @@ static vit_status png_write_cb(FILE *f, void *user) {
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
-        return vit_fail(VIT_ERR_IO, "PNG encoding: %s", o->msg);
+        return vit_fail(codec_status(VIT_ERR_IO), "PNG encoding: %s", o->msg);
     }
     static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
                                  PNG_COLOR_TYPE_RGB_ALPHA};

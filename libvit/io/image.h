@@ -28,8 +28,6 @@ typedef struct vit_decoder {
     void *tj;
     uint8_t *file;
     size_t file_cap;
-    void *rows; /* libpng row pointers */
-    size_t rows_cap;
     char msg[256]; /* libpng's error text, kept outside the setjmp frame */
 } vit_decoder;
 

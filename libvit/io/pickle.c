@@ -17,11 +17,12 @@ enum {
     G_ENCODE = 4       /* _codecs.encode */
 };
 
-/* Far above what CIFAR batches need (about 20000 values, a 1000-deep stack),
- * far below what could exhaust memory. */
-#define MAX_VALUES ((size_t)1 << 24)
+/* Far above what CIFAR batches need (about 20000 values and memo entries, a
+ * 1000-deep stack), far below what could exhaust memory: at most about
+ * 120 MB of values and 8 MB each of stack and memo. */
+#define MAX_VALUES ((size_t)1 << 20)
 #define MAX_STACK ((size_t)1 << 20)
-#define MAX_MEMO ((size_t)1 << 24)
+#define MAX_MEMO ((size_t)1 << 20)
 
 typedef struct arena_block {
     struct arena_block *next;

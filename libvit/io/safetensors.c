@@ -100,6 +100,9 @@ static uint32_t le32(const unsigned char *p) {
 static uint64_t le64(const unsigned char *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
 
 /* ------------------------------------------------------------------ reader */
+/* Tensors (and the __metadata__ entry) one header may list. */
+#define VIT_ST_MAX_ENTRIES ((size_t)1 << 20)
+
 struct vit_st_file {
     char *path;
     const unsigned char *base; /* the whole file */
@@ -212,6 +215,10 @@ static vit_status parse_header(vit_st_file *f, const char *text, size_t len) {
     vit_status s = vit_json_parse(text, len, &lim, f->path, &f->header);
     if (s != VIT_OK) return s;
     const vit_json *root = f->header->root;
+    /* The table is sized from the header: bound it (a million tensors is far
+     * beyond any model; the 100 MB header alone would allow ten times that). */
+    if (root->len > VIT_ST_MAX_ENTRIES)
+        return bad(f, NULL, "header lists %zu entries (at most %zu accepted)", root->len, VIT_ST_MAX_ENTRIES);
 
     f->tensors = calloc(root->len ? root->len : 1, sizeof *f->tensors);
     f->by_name = calloc(root->len ? root->len : 1, sizeof *f->by_name);
@@ -257,7 +264,9 @@ static vit_status parse_file(vit_st_file *f) {
     if (n > f->size - 8)
         return bad(f, NULL, "header length %llu runs past the end of the file (%zu bytes)", (unsigned long long)n,
                    f->size);
-    if (n > VIT_ST_MAX_HEADER) return bad(f, NULL, "header length %llu exceeds the limit", (unsigned long long)n);
+    if (n > VIT_ST_MAX_HEADER)
+        return bad(f, NULL, "header length %llu exceeds the limit of %llu bytes", (unsigned long long)n,
+                   (unsigned long long)VIT_ST_MAX_HEADER);
     f->data = f->base + 8 + n;
     f->data_size = f->size - 8 - n;
     return parse_header(f, (const char *)f->base + 8, (size_t)n);

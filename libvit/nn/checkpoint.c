@@ -301,7 +301,8 @@ typedef enum { PLAN_COPY, PLAN_RESAMPLE, PLAN_KEEP } plan_kind;
 static bool is_head(const char *name) { return starts_with(name, "head."); }
 
 static bool square_grid(int64_t tokens, int64_t *g) {
-    if (tokens < 1) return false;
+    /* past 2^40 tokens r * r could overflow; no model has a grid that large */
+    if (tokens < 1 || tokens - 1 > ((int64_t)1 << 40)) return false;
     int64_t r = (int64_t)llround(sqrt((double)(tokens - 1)));
     *g = r;
     return r > 0 && r * r == tokens - 1;
@@ -485,9 +486,19 @@ static vit_status infer_config(const vit_st_file *f, vit_config *cfg) {
     const vit_st_tensor *fc1 = need(f, "blocks.0.mlp.fc1.weight", 2, &s);
     if (s != VIT_OK) return s;
     int64_t D = pe->shape[0], C = pe->shape[1], P = pe->shape[2], g;
+    char a[96];
+    /* The shapes are the file's word: bound them by the configuration's own
+     * limits before any arithmetic (a 0 or 2^62 here would divide by zero or
+     * overflow below). */
+    if (D < 1 || D > 65536 || C < 1 || C > 65536 || P < 1 || P > 65536)
+        return vit_fail(VIT_ERR_UNSUPPORTED, "%s: patch_embed.proj.weight %s: width, channels and patch size must be "
+                        "1 .. 65536", path, vit_shape_str(a, sizeof a, pe->ndim, pe->shape));
     if (pe->shape[3] != P)
         return vit_fail(VIT_ERR_UNSUPPORTED, "%s: patch_embed.proj.weight: non-square %lldx%lld patches", path,
                         (long long)P, (long long)pe->shape[3]);
+    if (fc1->shape[0] < 1 || fc1->shape[0] > 64 * D)
+        return vit_fail(VIT_ERR_UNSUPPORTED, "%s: blocks.0.mlp.fc1.weight %s: hidden width must be 1 .. 64 x %lld",
+                        path, vit_shape_str(a, sizeof a, fc1->ndim, fc1->shape), (long long)D);
     if (pos->shape[2] != D || !square_grid(pos->shape[1], &g))
         return vit_fail(VIT_ERR_UNSUPPORTED, "%s: pos_embed [1, %lld, %lld] is not a class token plus a square grid of width %lld",
                         path, (long long)pos->shape[1], (long long)pos->shape[2], (long long)D);
@@ -515,10 +526,37 @@ static vit_status infer_config(const vit_st_file *f, vit_config *cfg) {
         {VIT_CFG_PATCH_NORM, vit_st_find(f, "patch_embed.norm.weight") != NULL},
         {VIT_CFG_GLOBAL_POOL, vit_st_find(f, "fc_norm.weight") ? VIT_POOL_AVG : VIT_POOL_TOKEN},
     };
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        VIT_TRY(vit_config_set_int(cfg, (vit_config_key)ints[i][0], ints[i][1]));
-    VIT_TRY(vit_config_set_float(cfg, VIT_CFG_MLP_RATIO, ratio));
-    VIT_TRY(vit_config_set_float(cfg, VIT_CFG_LN_EPS, 1e-6));
+    for (size_t i = 0; s == VIT_OK && i < sizeof ints / sizeof ints[0]; i++)
+        s = vit_config_set_int(cfg, (vit_config_key)ints[i][0], ints[i][1]);
+    if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_MLP_RATIO, ratio);
+    if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_LN_EPS, 1e-6);
+    if (s != VIT_OK) vit_error_prefix("%s: configuration inferred from the tensor shapes", path);
+    return s;
+}
+
+/* Every parameter but pos_embed (which may be resampled) must come from a
+ * tensor of the same shape, so a configuration that needs more values than
+ * the file's floating-point tensors hold cannot load: refuse it before
+ * building the model, so metadata claiming a huge model costs nothing. */
+static vit_status check_config_fits(const vit_st_file *f, const struct vit_config *c) {
+    /* Validated ranges: dim, channels and depth <= 2^16, patch <= 2^13 (the
+     * image is <= 8192), hidden <= 2^22, classes < 2^20; so every term is
+     * below 2^59 and the sum cannot overflow. */
+    uint64_t D = (uint64_t)c->dim, H = (uint64_t)(c->dim * c->mlp_ratio), K = (uint64_t)c->num_classes,
+             P = (uint64_t)c->patch_size;
+    uint64_t block = 4 * D + 3 * D * D + (c->qkv_bias ? 3 * D : 0) + D * D + D + H * D + H + D * H + D;
+    uint64_t need = D + D * (uint64_t)c->in_channels * P * P + D + (c->patch_norm ? 2 * D : 0) +
+                    (uint64_t)c->depth * block + 2 * D + K * D + K;
+    uint64_t have = 0;
+    for (size_t i = 0; i < vit_st_count(f); i++) {
+        const vit_st_tensor *t = vit_st_at(f, i);
+        if (is_float_dtype(t->dtype)) have += t->numel; /* at most the file's size */
+    }
+    if (need > have)
+        return vit_fail(VIT_ERR_FORMAT, "%s: the configuration (dim %lld, depth %lld, %lld classes, patch %lld, "
+                        "MLP %lld) needs %llu parameter values besides pos_embed, but the file's tensors hold %llu",
+                        vit_st_path(f), (long long)c->dim, (long long)c->depth, (long long)c->num_classes,
+                        (long long)c->patch_size, (long long)H, (unsigned long long)need, (unsigned long long)have);
     return VIT_OK;
 }
 
@@ -563,6 +601,7 @@ vit_status vit_model_load(vit_context *ctx, const char *path, vit_model **out) {
     if (s == VIT_OK) s = infer_config(f, cfg);
     if (s == VIT_OK) s = apply_config_meta(f, cfg);
     if (s == VIT_OK && (s = vit_config_validate(cfg)) != VIT_OK) vit_error_prefix("%s: configuration", path);
+    if (s == VIT_OK) s = check_config_fits(f, cfg);
     if (s == VIT_OK) s = vit_model_create(ctx, cfg, &model);
     if (s == VIT_OK) s = load_into(model, f, 0);
     for (size_t i = 0; s == VIT_OK && i < vit_st_metadata_count(f); i++) {
