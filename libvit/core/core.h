@@ -124,6 +124,11 @@ const char *vit_dtype_name(vit_dtype dtype);
  * argument for a tensor in device memory. */
 vit_status vit_tensor_host_data(const vit_tensor *t, const char *name, void **data);
 
+/* Numbers in files, in the "C" locale whatever the host program's is:
+ * strtod's contract, and "%.17g" (round-trips a double) with a '.' point. */
+double vit_strtod_c(const char *s, char **end);
+void vit_format_real(char *buf, size_t cap, double v);
+
 /* "[2, 3, 224, 224]" into buf. */
 const char *vit_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
 

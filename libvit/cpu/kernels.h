@@ -24,8 +24,9 @@
  * symbol gets the level's suffix, so one binary holds all three, and
  * cpu/backend.c picks a level's table at run time (no -march=native, and
  * $VIT_MAX_CPU_ISA can cap it). Only the loops marked VIT_VECTORIZED are
- * built for the wider ISA, the rest stays baseline code, exactly as in a
- * target_clones build. */
+ * built for the wider ISA; the rest (thread dispatch, scalar set-up) is the
+ * same baseline code at every level, so the levels differ only where the
+ * vector width and FMA matter. */
 #if !defined(VIT_CPU_ISA)
 #error "cpu/kernels.h is compiled once per ISA level: define VIT_CPU_ISA (see libvit/cpu/meson.build)"
 #endif

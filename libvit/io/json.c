@@ -7,7 +7,6 @@
  * input length: the input needs no terminator and may be any bytes. */
 #include "io/json.h"
 
-#include <locale.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +57,6 @@ typedef struct parser {
     vit_json_doc *doc;
     vit_json *stack; /* scratch for children of open containers */
     size_t sp, stack_cap;
-    locale_t c_locale; /* "C" numeric locale for strtod_l, made on first use */
     vit_status status; /* first error, VIT_OK while parsing goes well */
 } parser;
 
@@ -265,8 +263,7 @@ static bool parse_number(parser *p, vit_json *node) {
     if (n >= sizeof small && !(tok = malloc(n + 1))) return oom(p);
     memcpy(tok, p->s + start, n);
     tok[n] = '\0';
-    if (!p->c_locale) p->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    node->number = p->c_locale ? strtod_l(tok, NULL, p->c_locale) : strtod(tok, NULL);
+    node->number = vit_strtod_c(tok, NULL);
     if (tok != small) free(tok);
     node->type = VIT_JSON_NUMBER;
     return true;
@@ -411,7 +408,6 @@ vit_status vit_json_parse(const char *text, size_t len, const vit_json_limits *l
         else ok = oom(&p);
     }
     free(p.stack);
-    if (p.c_locale) freelocale(p.c_locale);
     if (!ok) {
         vit_json_free(p.doc);
         return p.status;

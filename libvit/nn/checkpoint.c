@@ -81,19 +81,12 @@ static bool parse_int(const char *s, int64_t *out) {
 static bool parse_real(const char *s, double *out) {
     char *end;
     errno = 0;
-    double v = strtod(s, &end);
+    double v = vit_strtod_c(s, &end);
     if (errno || end == s || *end || !isfinite(v)) return false;
     *out = v;
     return true;
 }
 
-/* "%.17g" round-trips a double exactly; the decimal point must be '.' whatever
- * the host program's locale, so fix it up if the C library used ','. */
-static void format_real(char *buf, size_t cap, double v) {
-    snprintf(buf, cap, "%.17g", v);
-    for (char *p = buf; *p; p++)
-        if (*p == ',') *p = '.';
-}
 
 static bool is_float_dtype(vit_st_dtype d) {
     return d == VIT_ST_F32 || d == VIT_ST_F16 || d == VIT_ST_BF16 || d == VIT_ST_F64;
@@ -236,7 +229,7 @@ static vit_status config_meta(const vit_model *model, meta_list *m) {
         if (cfg_keys[i].kind == CFG_REAL) {
             double v;
             s = vit_config_get_float(cfg, cfg_keys[i].key, &v);
-            format_real(buf, sizeof buf, v);
+            vit_format_real(buf, sizeof buf, v);
         } else {
             int64_t v;
             s = vit_config_get_int(cfg, cfg_keys[i].key, &v);
@@ -655,7 +648,7 @@ static vit_status optimizer_meta(const vit_optimizer *opt, meta_list *m) {
         } else {
             double v;
             VIT_TRY(vit_optimizer_get_float(opt, opt_keys[i].param, &v));
-            format_real(buf, sizeof buf, v);
+            vit_format_real(buf, sizeof buf, v);
         }
         meta_add(m, opt_keys[i].name, buf);
     }
