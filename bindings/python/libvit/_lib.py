@@ -1,7 +1,7 @@
 """Finding libvit.so.0 and declaring the prototype of every public C function.
 
 PROTOTYPES mirrors include/vit/*.h one entry per VIT_API function, in header
-order; tests/python/test_prototypes.py checks the two against each other, so
+order; tests/python/test_package.py checks the two against each other, so
 a C function added without a binding fails the suite. Every function gets its
 argtypes and restype here, before anything calls it: ctypes then converts
 and checks each argument instead of guessing (a guessed int where the C side
