@@ -22,35 +22,37 @@
 static const char *const cifar_names[10] = {"airplane", "automobile", "bird", "cat", "deer",
                                             "dog", "frog", "horse", "ship", "truck"};
 
-/* The folder holding the batches: path itself, or its cifar-10-batches-bin
- * / -py subfolder (torchvision's root). *binary says which layout. */
-static char *batches_dir(const char *path, int *binary) {
-    if (vit_path_exists(path, "data_batch_1.bin") || vit_path_exists(path, "test_batch.bin")) {
-        *binary = 1;
-        return strdup(path);
-    }
-    if (vit_path_exists(path, "data_batch_1") || vit_path_exists(path, "test_batch")) {
-        *binary = 0;
-        return strdup(path);
+/* *dir: the folder holding the batches: path itself, or its
+ * cifar-10-batches-bin / -py subfolder (torchvision's root); NULL when there
+ * is none. *binary says which layout. Fails only for want of memory. */
+static vit_status batches_dir(const char *path, int *binary, char **dir) {
+    static const char *const probes[4] = {"data_batch_1.bin", "test_batch.bin", "data_batch_1", "test_batch"};
+    *dir = NULL;
+    for (int i = 0; i < 4; i++) {
+        int e = vit_path_exists(path, probes[i]);
+        if (e < 0) return VIT_ERR_OUT_OF_MEMORY;
+        if (e) {
+            *binary = i < 2;
+            *dir = strdup(path);
+            return *dir ? VIT_OK : vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: no memory for the folder's name", path);
+        }
     }
     static const char *const subs[2] = {"cifar-10-batches-bin", "cifar-10-batches-py"};
     for (int i = 0; i < 2; i++) {
         char *sub = vit_path_join(path, subs[i]);
-        if (sub && vit_is_dir(sub)) {
-            int dummy;
-            char *r = batches_dir(sub, &dummy);
-            free(sub);
-            if (r) *binary = dummy;
-            return r;
-        }
+        if (!sub) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: no memory for the name of %s", path, subs[i]);
+        vit_status s = vit_is_dir(sub) ? batches_dir(sub, binary, dir) : VIT_OK;
         free(sub);
+        if (s != VIT_OK || *dir) return s;
     }
-    return NULL;
+    return VIT_OK;
 }
 
+/* Best effort: out of memory here reads as "not CIFAR-10". */
 int vit_cifar_detect(const char *path) {
     int binary;
-    char *d = batches_dir(path, &binary);
+    char *d = NULL;
+    (void)batches_dir(path, &binary, &d);
     free(d);
     return d != NULL;
 }
@@ -116,7 +118,12 @@ static vit_status read_bin_meta(vit_dataset *ds, const char *dir) {
     uint8_t *buf = NULL;
     size_t cap = 0, size = 0;
     vit_status s = VIT_OK;
-    if (!vit_path_exists(dir, "batches.meta.txt")) {
+    int exists = vit_path_exists(dir, "batches.meta.txt");
+    if (exists < 0) {
+        s = VIT_ERR_OUT_OF_MEMORY;
+        goto done;
+    }
+    if (!exists) {
         vit_log(ds->ctx, VIT_LOG_INFO, "%s missing: using the standard CIFAR-10 class names", file);
         s = vit_ds_set_classes(ds, cifar_names, 10);
         goto done;
@@ -208,7 +215,9 @@ done:
 }
 
 static vit_status read_py_meta(vit_dataset *ds, const char *dir) {
-    if (!vit_path_exists(dir, "batches.meta")) {
+    int exists = vit_path_exists(dir, "batches.meta");
+    if (exists < 0) return VIT_ERR_OUT_OF_MEMORY;
+    if (!exists) {
         vit_log(ds->ctx, VIT_LOG_INFO, "%s/batches.meta missing: using the standard CIFAR-10 class names", dir);
         return vit_ds_set_classes(ds, cifar_names, 10);
     }
@@ -242,7 +251,8 @@ static vit_status read_py_meta(vit_dataset *ds, const char *dir) {
 /* -------------------------------------------------------------------- open */
 vit_status vit_cifar_open(vit_dataset *ds, const char *path) {
     int binary = 0;
-    char *dir = batches_dir(path, &binary);
+    char *dir = NULL;
+    VIT_TRY(batches_dir(path, &binary, &dir));
     if (!dir)
         return vit_fail(VIT_ERR_IO, "%s: no CIFAR-10 batches (data_batch_1[.bin] / test_batch[.bin], or a "
                         "cifar-10-batches-bin / -py folder)", path);
@@ -278,7 +288,8 @@ vit_status vit_cifar_open(vit_dataset *ds, const char *path) {
             s = vit_fail(VIT_ERR_OUT_OF_MEMORY, "no memory");
             break;
         }
-        if (!vit_path_exists(dir, name))
+        struct stat st;
+        if (stat(file, &st) != 0)
             s = vit_fail(VIT_ERR_IO, "%s: missing (the CIFAR-10 %s split needs %s)", file,
                          b ? "train" : "val", b ? "data_batch_1 .. data_batch_5" : "test_batch");
         else

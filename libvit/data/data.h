@@ -106,7 +106,9 @@ int vit_ds_is_bad(vit_dataset *ds, int64_t index);
 const char *vit_ds_path(const vit_dataset *ds, int64_t index);
 
 /* Utilities shared by the readers. */
-int vit_path_exists(const char *dir, const char *name);  /* any kind of entry */
+/* 1 if dir/name is any kind of entry, 0 if not, -1 with the thread error set
+ * (VIT_ERR_OUT_OF_MEMORY) when the name cannot be built. */
+int vit_path_exists(const char *dir, const char *name);
 int vit_is_dir(const char *path);
 char *vit_path_join(const char *a, const char *b); /* malloc'd; NULL when out of memory */
 

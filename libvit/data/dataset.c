@@ -26,8 +26,12 @@ int vit_is_dir(const char *path) {
 
 int vit_path_exists(const char *dir, const char *name) {
     char *p = vit_path_join(dir, name);
+    if (!p) {
+        vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: no memory for the name of %s", dir, name);
+        return -1;
+    }
     struct stat st;
-    int r = p && stat(p, &st) == 0;
+    int r = stat(p, &st) == 0;
     free(p);
     return r;
 }

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <vit/vit.h>
@@ -292,6 +293,58 @@ done:
     return st;
 }
 
+/* CIFAR-10 (binary batches) and an image folder, written by make_datasets:
+ * opening one split and decoding a sample of each. */
+static char cifar_dir[96], folder_dir[96];
+
+static vit_status other_datasets(void) {
+    static const char *const roots[] = {cifar_dir, folder_dir};
+    static const vit_data_format formats[] = {VIT_DATA_CIFAR10, VIT_DATA_FOLDER};
+    vit_status st = VIT_OK;
+    for (int i = 0; i < 2 && st == VIT_OK; i++) {
+        vit_dataset *ds = NULL;
+        vit_tensor *img = NULL;
+        int32_t label;
+        st = vit_dataset_open(fx.ctx, roots[i], formats[i], VIT_SPLIT_VAL, &ds);
+        if (st == VIT_OK) st = vit_dataset_get(ds, 0, &img, &label);
+        vit_tensor_destroy(img);
+        vit_dataset_destroy(ds);
+    }
+    return st;
+}
+
+static int make_datasets(void) {
+    char path[256];
+    snprintf(cifar_dir, sizeof cifar_dir, "%s/cifar", tmpdir);
+    snprintf(folder_dir, sizeof folder_dir, "%s/folder", tmpdir);
+    if (mkdir(cifar_dir, 0700) != 0 || mkdir(folder_dir, 0700) != 0) return 0;
+    snprintf(path, sizeof path, "%s/test_batch.bin", cifar_dir);
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    for (int r = 0; r < 12; r++) { /* label byte, then 3 x 32 x 32 pixels */
+        fputc(r % 10, f);
+        for (int i = 0; i < 3 * 32 * 32; i++) fputc((r * 31 + i) & 255, f);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/batches.meta.txt", cifar_dir);
+    if (!(f = fopen(path, "w"))) return 0;
+    fputs("airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n", f);
+    fclose(f);
+    static const char *const classes[] = {"cat", "coffee"}, *const files[] = {"chelsea.png", "coffee.png"};
+    for (int split = 0; split < 2; split++) {
+        snprintf(path, sizeof path, "%s/%s", folder_dir, split ? "val" : "train");
+        if (mkdir(path, 0700) != 0) return 0;
+        for (int c = 0; c < 2; c++) {
+            snprintf(path, sizeof path, "%s/%s/%s", folder_dir, split ? "val" : "train", classes[c]);
+            if (mkdir(path, 0700) != 0) return 0;
+            char cmd[512];
+            snprintf(cmd, sizeof cmd, "cp %s/%s %s/", skimage, files[c], path);
+            if (system(cmd) != 0) return 0;
+        }
+    }
+    return 1;
+}
+
 static vit_status checkpoints(void) {
     char model_path[128], opt_path[128];
     snprintf(model_path, sizeof model_path, "%s/m.safetensors", tmpdir);
@@ -379,13 +432,14 @@ int main(void) {
         return 77;
     }
     snprintf(tmpdir, sizeof tmpdir, "/tmp/vit_alloc_fail.XXXXXX");
-    if (!mkdtemp(tmpdir)) return 1;
+    if (!mkdtemp(tmpdir) || !make_datasets()) return 1;
     static const scenario scenarios[] = {
         {"context, model and optimizer creation", create_handles, 0},
         {"first training step of a new model", first_step, 0},
         {"training step", train_step, 1},
         {"inference", inference, 1},
         {"dataset, loader and one batch", dataset_batch, 1},
+        {"CIFAR-10 and image-folder datasets", other_datasets, 1},
         {"checkpoint save and load", checkpoints, 1},
         {"PNG and JPEG decoding", images, 1},
     };
