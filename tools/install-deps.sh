@@ -4,12 +4,13 @@
 #   tools/install-deps.sh --bench   also what bench/compare.sh needs: an
 #                                   optimised BLAS for Debian's torch, Node.js
 #                                   and ONNX Runtime in bench/node_modules
+#                                   (tests/onnx compares the export with it)
 # Idempotent; run as root (or through sudo). As another user it stops with
 # the list of missing packages instead of calling apt-get.
 set -eu
 packages="build-essential g++ meson ninja-build pkg-config binutils
-  libdnnl-dev libpng-dev libturbojpeg0-dev zlib1g-dev check
-  python3 python3-numpy python3-torch python3-pil python3-pytest python3-venv
+  libdnnl-dev libpng-dev libturbojpeg0-dev zlib1g-dev check libprotobuf-c-dev protobuf-c-compiler
+  python3 python3-numpy python3-torch python3-pil python3-pytest python3-venv python3-onnx
   dataset-fashion-mnist python3-skimage
   abigail-tools valgrind clang libclang-rt-14-dev libomp-dev"
 bench=false

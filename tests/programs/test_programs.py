@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """End-to-end tests of vit-train, vit-predict and vit-eval on generated data.
 
-    test_programs.py TEST VIT_TRAIN VIT_PREDICT VIT_EVAL LIBVIT_SO [VIT_DATA VIT_BENCH]
+    test_programs.py TEST VIT_TRAIN VIT_PREDICT VIT_EVAL LIBVIT_SO [VIT_DATA VIT_BENCH VIT_EXPORT]
 
 TEST is one of the functions named in TESTS (meson runs each as its own test).
 Every test writes its data into a fresh temporary folder: image folders of
@@ -32,7 +32,7 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "parity"))
 
-TRAIN = PREDICT = EVAL = DATA = BENCH = None
+TRAIN = PREDICT = EVAL = DATA = BENCH = EXPORT = None
 CLASSES = ["checker", "h-stripes", "v stripes \u00e9"]  # sorted; a space and a non-ASCII byte on purpose
 JSON_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
 # A tiny model: 8x8 images in 4 patches, width 12, one block.
@@ -1001,6 +1001,7 @@ NUMERIC_FLAGS = {
     "data": [("--count", "int", 1, 1024), ("--cols", "int", 1, 256), ("--size", "int", 8, 1024),
              ("--seed", "int", 0, INT64_MAX), ("--index", "int", 0, INT64_MAX)],
     "bench": [("--threads", "int", 1, 4096), ("--steps", "int", 1, 100000), ("--warmup", "int", 0, 100000)],
+    "export": [("--opset", "int", 17, 21), ("--batch", "int", 1, 2147483647)],
 }
 # --mean / --std: one finite value per channel or one for all; a std is > 0.
 REFUSED_STATS = ["", "abc", "0.5,abc", "nan", "inf", "-inf", "1e999", "0.5,,0.5", "0.5,0.5,0.5,0.5", "0.5;0.5",
@@ -1009,7 +1010,7 @@ REFUSED_STD = ["0", "-1", "0.5,0,0.5", "-0", "1e-999"]
 
 
 def test_hostile_numbers(d):
-    """Every numeric flag of the five programs given values it must refuse (empty, not a number, trailing
+    """Every numeric flag of the six programs given values it must refuse (empty, not a number, trailing
     garbage, NaN, infinities, out of range, huge, missing): exit 2 and one line naming the flag, before any file
     is read (the files named are missing, so reading one would fail otherwise); then the configuration
     checks of vit-train, also made before the data is read or --out is created."""
@@ -1021,7 +1022,8 @@ def test_hostile_numbers(d):
             "predict": (PREDICT, ["--checkpoint", ckpt, img]),
             "eval": (EVAL, ["--checkpoint", ckpt, "--data", missing]),
             "data": (DATA, ["preview", "--data", missing, "--out", grid]),
-            "bench": (BENCH, ["--workload", "fmnist-train"])}
+            "bench": (BENCH, ["--workload", "fmnist-train"]),
+            "export": (EXPORT, ["--onnx", os.path.join(d, "x.onnx"), "--checkpoint", ckpt])}
     for prog, flags in NUMERIC_FLAGS.items():
         exe, args = base[prog]
         for flag, kind, lo, hi in flags:
@@ -1068,7 +1070,11 @@ def test_hostile_numbers(d):
                              (PREDICT, ["--checkpoint", ckpt], ["no IMAGE"]), (PREDICT, [img], ["--checkpoint"]),
                              (EVAL, ["--data", idx], ["--checkpoint"]), (EVAL, ["--checkpoint", ckpt], ["--data"]),
                              (EVAL, ["--checkpoint", ckpt, "--data", idx, "--split", "test"], ["--split"]),
-                             (TRAIN, ["--epochs", "1"], ["--data is required"])):
+                             (TRAIN, ["--epochs", "1"], ["--data is required"]),
+                             (EXPORT, ["--checkpoint", ckpt], ["--onnx is required"]),
+                             (EXPORT, ["--onnx", os.path.join(d, "x.onnx")], ["--checkpoint is required"]),
+                             (EXPORT, ["--onnx", os.path.join(d, "x.onnx"), "--checkpoint", ckpt, "--bogus"],
+                              ["--bogus"])):
         hostile(count, exe, *args, rc=2, names=names)
     print(f"hostile invocations: {count[0]}")
 
@@ -1090,9 +1096,9 @@ def png_claiming(path, width, height):
 
 
 def test_hostile_files(d):
-    """Each file argument of vit-predict, vit-eval, vit-train and vit-data given a missing, empty, truncated,
-    oversized or wrong-format file, a special file, a folder, a file where a folder is expected, and names that
-    are not UTF-8: exit 1 and one line naming the file, nothing on stdout. A good file under a name that is not
+    """Each file argument of vit-predict, vit-eval, vit-train, vit-data and vit-export given a missing, empty,
+    truncated, oversized or wrong-format file, a special file, a folder, a file where a folder is expected, and
+    names that are not UTF-8: exit 1 and one line naming the file, nothing on stdout. A good file under a name that is not
     UTF-8 works, and the JSON naming it stays valid UTF-8."""
     count = [0]
     data = make_folder(os.path.join(d, "data"), 4, 2)
@@ -1164,7 +1170,8 @@ def test_hostile_files(d):
         for exe, args in ((PREDICT, ["--checkpoint", path, good_png]),
                           (EVAL, ["--checkpoint", path, "--data", data, "--workers", "1"]),
                           (TRAIN, train_args(data, os.path.join(d, "r"), "--resume", path)),
-                          (TRAIN, train_args(data, os.path.join(d, "r"), "--pretrained", path))):
+                          (TRAIN, train_args(data, os.path.join(d, "r"), "--pretrained", path)),
+                          (EXPORT, ["--onnx", os.path.join(d, "x.onnx"), "--checkpoint", path])):
             hostile(count, exe, *args, rc=1, names=[path])
     for kind, path in images.items():
         hostile(count, PREDICT, "--checkpoint", ckpt, path, rc=1, names=[path])
@@ -1195,6 +1202,7 @@ def test_hostile_files(d):
                 names=["--confusion", path])
         hostile(count, DATA, "preview", "--data", data, "--out", path, rc=1, names=["--out", path])
         hostile(count, DATA, "export", "--data", data, "--out", path, rc=1, names=["--out", path])
+        hostile(count, EXPORT, "--onnx", path, "--checkpoint", ckpt, rc=1, names=["--onnx", path])
     for path in (common["empty"], outputs["missing folder"], outputs["not UTF-8, missing folder"]):
         hostile(count, TRAIN, *train_args(data, path), rc=1, names=["--out", path])
     # the run's state that --resume reads is metadata too: each key with values it must refuse
@@ -1343,9 +1351,9 @@ TESTS = {name[5:]: fn for name, fn in globals().items() if name.startswith("test
 
 
 def main():
-    global TRAIN, PREDICT, EVAL, DATA, BENCH
+    global TRAIN, PREDICT, EVAL, DATA, BENCH, EXPORT
     name, TRAIN, PREDICT, EVAL, so = sys.argv[1:2] + [os.path.abspath(p) for p in sys.argv[2:6]]
-    DATA, BENCH = ([os.path.abspath(p) for p in sys.argv[6:8]] + [None, None])[:2]
+    DATA, BENCH, EXPORT = ([os.path.abspath(p) for p in sys.argv[6:9]] + [None, None, None])[:3]
     os.environ["VIT_LIBRARY"] = so
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix=f"vit-{name}-") as d:

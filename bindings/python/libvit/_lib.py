@@ -136,6 +136,11 @@ PROTOTYPES: Dict[str, Tuple[object, List[object]]] = {
     "vit_loader_next": (_status, [_handle, _handle, _handle, POINTER(c_int)]),
     "vit_image_load": (_status, [_handle, c_char_p, _handle]),
     "vit_image_write_png": (_status, [c_char_p, _handle]),
+    # onnx.h
+    "vit_onnx_options_create": (_status, [_out]),
+    "vit_onnx_options_destroy": (None, [_handle]),
+    "vit_onnx_options_set_int": (_status, [_handle, _enum, c_int64]),
+    "vit_model_export_onnx": (_status, [_handle, c_char_p, _handle]),
 }
 
 

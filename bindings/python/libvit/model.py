@@ -7,7 +7,7 @@ import json
 import math
 import re
 from collections.abc import MutableMapping
-from ctypes import byref, c_char_p, c_double, c_float, c_int, c_int64, c_uint64
+from ctypes import byref, c_char_p, c_double, c_float, c_int, c_int64, c_uint64, c_void_p
 from typing import (Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union)
 
 import numpy as np
@@ -23,6 +23,8 @@ __all__ = ["Config", "Model", "ParamInfo", "presets", "topk", "accuracy", "read_
 
 LOAD_ALLOW_HEAD_MISMATCH = 1  # VIT_LOAD_ALLOW_HEAD_MISMATCH
 LOAD_IGNORE_EXTRA = 2         # VIT_LOAD_IGNORE_EXTRA
+ONNX_OPSET = 1                # VIT_ONNX_OPSET
+ONNX_BATCH = 2                # VIT_ONNX_BATCH
 
 _F32 = np.dtype(np.float32)
 _I32 = np.dtype(np.int32)
@@ -598,6 +600,20 @@ class Model(_Handle):
         atomically (vit_model_save)."""
         raw = path_bytes(path)
         check(LIB.vit_model_save(self._ptr(), raw))
+
+    def export_onnx(self, path: PathLike, *, opset: int = 17, batch: Optional[int] = None) -> None:
+        """Write the inference graph as an ONNX file, atomically: input
+        "images" [batch, C, H, W], output "logits"; batch None is a dynamic
+        batch dimension, an int a fixed one (vit_model_export_onnx)."""
+        settings = ((ONNX_OPSET, as_int(opset, "opset")), (ONNX_BATCH, 0 if batch is None else as_int(batch, "batch")))
+        opts = c_void_p()
+        check(LIB.vit_onnx_options_create(byref(opts)))
+        try:
+            for key, value in settings:
+                check(LIB.vit_onnx_options_set_int(opts, key, value))
+            check(LIB.vit_model_export_onnx(self._ptr(), path_bytes(path), opts))
+        finally:
+            LIB.vit_onnx_options_destroy(opts)
 
     def load_weights(self, path: PathLike, *, allow_head_mismatch: bool = False,
                      ignore_extra: bool = False) -> None:

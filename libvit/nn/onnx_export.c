@@ -1,0 +1,294 @@
+/* vit_model_export_onnx: the model's inference graph in ONNX (opset 17+).
+ *
+ * The residual stream is kept 2-D, [B*T, D], so every linear layer is one
+ * Gemm with transB=1 over timm's [out, in] weight as it lies in the model's
+ * buffer: initializers point at the weights, which are never transposed or
+ * copied (a copy to the host only for a model in device memory). Attention
+ * is written out (Reshape/Transpose, MatMul, Softmax), GELU through Erf, as
+ * torch.onnx writes them; ONNX Runtime fuses these patterns again. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "nn/nn.h"
+#include "vit/onnx.h"
+#include "vit/version.h"
+
+struct vit_onnx_options {
+    int64_t opset, batch;
+};
+
+enum { OPSET_MIN = 17, OPSET_MAX = 21 };
+
+vit_status vit_onnx_options_create(vit_onnx_options **out) {
+    VIT_CHECK_ARG(out, "vit_onnx_options_create: out is NULL");
+    *out = calloc(1, sizeof **out);
+    if (!*out) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_onnx_options_create: no memory");
+    (*out)->opset = OPSET_MIN;
+    return VIT_OK;
+}
+
+void vit_onnx_options_destroy(vit_onnx_options *options) {
+    free(options);
+}
+
+vit_status vit_onnx_options_set_int(vit_onnx_options *options, vit_onnx_option key, int64_t value) {
+    VIT_CHECK_ARG(options, "vit_onnx_options_set_int: options is NULL");
+    switch (key) {
+    case VIT_ONNX_OPSET:
+        VIT_CHECK_ARG(value >= OPSET_MIN && value <= OPSET_MAX,
+                      "vit_onnx_options_set_int: VIT_ONNX_OPSET %lld is outside %d..%d (LayerNormalization needs "
+                      "opset 17)", (long long)value, OPSET_MIN, OPSET_MAX);
+        options->opset = value;
+        return VIT_OK;
+    case VIT_ONNX_BATCH:
+        VIT_CHECK_ARG(value >= 0 && value <= INT32_MAX,
+                      "vit_onnx_options_set_int: VIT_ONNX_BATCH %lld is outside 0 (dynamic)..%d", (long long)value,
+                      INT32_MAX);
+        options->batch = value;
+        return VIT_OK;
+    }
+    return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_onnx_options_set_int: unknown key %d", (int)key);
+}
+
+#ifndef VIT_HAVE_ONNX
+
+vit_status vit_model_export_onnx(const vit_model *model, const char *path, const vit_onnx_options *options) {
+    (void)options;
+    VIT_CHECK_ARG(model, "vit_model_export_onnx: model is NULL");
+    VIT_CHECK_ARG(path && *path, "vit_model_export_onnx: path is NULL or empty");
+    return vit_fail(VIT_ERR_UNSUPPORTED,
+                    "vit_model_export_onnx: %s: this libvit was built without ONNX export (protobuf-c was not found: "
+                    "install libprotobuf-c-dev and protobuf-c-compiler, then configure with -Donnx=enabled)", path);
+}
+
+#else
+
+#include "io/onnx.h"
+
+typedef struct exporter {
+    vit_onnx *g;
+    const vit_model *m;
+    const float *w; /* the model's weights in host memory */
+    int64_t opset;
+    char name[96];  /* scratch for node names (the graph copies them) */
+    const char *one, *half, *sqrt2;
+} exporter;
+
+/* Node and value names: "blocks.3.attn.softmax" and so on. */
+static const char *name(exporter *e, const char *fmt, ...) VIT_PRINTF(2, 3);
+static const char *name(exporter *e, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->name, sizeof e->name, fmt, ap);
+    va_end(ap);
+    return e->name;
+}
+
+/* Parameter idx as an initializer under its timm name. */
+static const char *weight(exporter *e, int idx) {
+    const vit_param *p = &e->m->params[idx];
+    return vit_onnx_weight(e->g, p->name, p->ndim, p->shape, e->w + p->offset);
+}
+
+#define NODE(op, out, ...) VIT_ONNX_NODE(e->g, op, out, __VA_ARGS__)
+#define INTS(...) (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+
+/* x [rows, in] -> [rows, out]: x W^T + b. */
+static const char *linear(exporter *e, const char *x, int w, int b, const char *out) {
+    const char *y = b >= 0 ? NODE("Gemm", out, x, weight(e, w), weight(e, b)) : NODE("Gemm", out, x, weight(e, w));
+    vit_onnx_attr_int(e->g, "transB", 1);
+    return y;
+}
+
+/* Over the last axis, with the model's epsilon. */
+static const char *layernorm(exporter *e, const char *x, int w, int b, const char *out) {
+    const char *y = NODE("LayerNormalization", out, x, weight(e, w), weight(e, b));
+    vit_onnx_attr_int(e->g, "axis", -1);
+    vit_onnx_attr_float(e->g, "epsilon", (float)e->m->cfg.ln_eps);
+    return y;
+}
+
+/* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as torch.onnx writes nn.GELU. */
+static const char *gelu(exporter *e, const char *x, const char *prefix) {
+    const char *d = NODE("Div", name(e, "%s.div", prefix), x, e->sqrt2);
+    const char *f = NODE("Erf", name(e, "%s.erf", prefix), d);
+    const char *a = NODE("Add", name(e, "%s.add", prefix), f, e->one);
+    const char *m = NODE("Mul", name(e, "%s.mul", prefix), x, a);
+    return NODE("Mul", name(e, "%s", prefix), m, e->half);
+}
+
+static const char *transpose(exporter *e, const char *x, const char *out, int n, const int64_t *perm) {
+    const char *y = NODE("Transpose", out, x);
+    vit_onnx_attr_ints(e->g, "perm", n, perm);
+    return y;
+}
+
+/* Shape constants shared by the blocks. */
+typedef struct shapes {
+    const char *qkv, *rows, *tokens, *idx[3];
+} shapes;
+
+/* x [B*T, D] -> the same after block i. */
+static const char *block(exporter *e, const char *x, int i, const shapes *sh) {
+    const struct vit_config *c = &e->m->cfg;
+    const vit_block_params *bp = &e->m->blocks[i];
+    const char *h = layernorm(e, x, bp->norm1_w, bp->norm1_b, name(e, "blocks.%d.norm1", i));
+    const char *qkv = linear(e, h, bp->qkv_w, bp->qkv_b, name(e, "blocks.%d.attn.qkv", i));
+    /* [B*T, 3D] -> [B, T, 3, H, hd] -> [3, B, H, T, hd]: q, k, v by Gather. */
+    const char *r = NODE("Reshape", name(e, "blocks.%d.attn.qkv.reshape", i), qkv, sh->qkv);
+    const char *p = transpose(e, r, name(e, "blocks.%d.attn.qkv.transpose", i), INTS(2, 0, 3, 1, 4));
+    const char *qkv3[3];
+    static const char *const which[3] = {"q", "k", "v"};
+    for (int j = 0; j < 3; j++) {
+        qkv3[j] = NODE("Gather", name(e, "blocks.%d.attn.%s", i, which[j]), p, sh->idx[j]);
+        vit_onnx_attr_int(e->g, "axis", 0);
+    }
+    const char *kt = transpose(e, qkv3[1], name(e, "blocks.%d.attn.k.transpose", i), INTS(0, 1, 3, 2));
+    const char *s = NODE("MatMul", name(e, "blocks.%d.attn.scores", i), qkv3[0], kt); /* [B, H, T, T] */
+    const char *scale = vit_onnx_scalar(e->g, name(e, "blocks.%d.attn.scale", i),
+                                        1.0f / sqrtf((float)(c->dim / c->heads)));
+    s = NODE("Mul", name(e, "blocks.%d.attn.scaled", i), s, scale);
+    const char *a = NODE("Softmax", name(e, "blocks.%d.attn.softmax", i), s);
+    vit_onnx_attr_int(e->g, "axis", -1);
+    const char *o = NODE("MatMul", name(e, "blocks.%d.attn.context", i), a, qkv3[2]); /* [B, H, T, hd] */
+    o = transpose(e, o, name(e, "blocks.%d.attn.context.transpose", i), INTS(0, 2, 1, 3));
+    o = NODE("Reshape", name(e, "blocks.%d.attn.context.reshape", i), o, sh->rows);
+    o = linear(e, o, bp->proj_w, bp->proj_b, name(e, "blocks.%d.attn.proj", i));
+    x = NODE("Add", name(e, "blocks.%d.residual1", i), x, o);
+
+    h = layernorm(e, x, bp->norm2_w, bp->norm2_b, name(e, "blocks.%d.norm2", i));
+    const char *f = linear(e, h, bp->fc1_w, bp->fc1_b, name(e, "blocks.%d.mlp.fc1", i));
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "blocks.%d.mlp.gelu", i);
+    f = gelu(e, f, prefix);
+    f = linear(e, f, bp->fc2_w, bp->fc2_b, name(e, "blocks.%d.mlp.fc2", i));
+    return NODE("Add", name(e, "blocks.%d", i), x, f);
+}
+
+/* images [B, C, H, W] -> tokens [B*T, D]: patch projection, class token,
+ * position embedding. */
+static const char *embed(exporter *e, const char *images, const shapes *sh) {
+    const vit_model *m = e->m;
+    const struct vit_config *c = &m->cfg;
+    int64_t P = c->patch_size, D = c->dim;
+    const char *x = NODE("Conv", "patch_embed.proj", images, weight(e, m->patch_w), weight(e, m->patch_b));
+    vit_onnx_attr_ints(e->g, "kernel_shape", INTS(P, P));
+    vit_onnx_attr_ints(e->g, "strides", INTS(P, P));
+    /* [B, D, g, g] -> [B, N, D] */
+    x = NODE("Reshape", "patch_embed.flatten", x, vit_onnx_ints(e->g, "shape.patches", INTS(0, D, -1)));
+    x = transpose(e, x, "patch_embed.transpose", INTS(0, 2, 1));
+    if (c->patch_norm) x = layernorm(e, x, m->patch_norm_w, m->patch_norm_b, "patch_embed.norm");
+    /* The class token broadcast to [B, 1, D]; B read from the input. */
+    const char *batch = NODE("Shape", "batch", images);
+    vit_onnx_attr_int(e->g, "end", 1);
+    const char *cls_shape = NODE("Concat", "cls_token.shape", batch, vit_onnx_ints(e->g, "shape.cls", INTS(1, D)));
+    vit_onnx_attr_int(e->g, "axis", 0);
+    const char *cls = NODE("Expand", "cls_token.expand", weight(e, m->cls_token), cls_shape);
+    x = NODE("Concat", "tokens", cls, x);
+    vit_onnx_attr_int(e->g, "axis", 1);
+    x = NODE("Add", "pos_embed.add", x, weight(e, m->pos_embed));
+    return NODE("Reshape", "tokens.rows", x, sh->rows);
+}
+
+/* tokens [B*T, D] -> pooled and normalised [B, D]. LayerNorm is per token,
+ * so for token pooling normalising the class token alone equals timm's
+ * norm-then-select. */
+static const char *pool(exporter *e, const char *x, const shapes *sh) {
+    const vit_model *m = e->m;
+    const char *t = NODE("Reshape", "tokens.final", x, sh->tokens);
+    const char *p;
+    if (m->cfg.global_pool == VIT_POOL_AVG) {
+        /* Mean of the patch tokens, after the class token. */
+        const char *s = NODE("Slice", "pool.patches", t, vit_onnx_ints(e->g, "pool.starts", INTS(1)),
+                             vit_onnx_ints(e->g, "pool.ends", INTS(m->tokens)),
+                             vit_onnx_ints(e->g, "pool.axes", INTS(1)));
+        if (e->opset >= 18) {
+            p = NODE("ReduceMean", "pool", s, vit_onnx_ints(e->g, "pool.reduce_axes", INTS(1)));
+        } else {
+            p = NODE("ReduceMean", "pool", s);
+            vit_onnx_attr_ints(e->g, "axes", INTS(1));
+        }
+        vit_onnx_attr_int(e->g, "keepdims", 0);
+    } else {
+        p = NODE("Gather", "pool", t, sh->idx[0]);
+        vit_onnx_attr_int(e->g, "axis", 1);
+    }
+    return layernorm(e, p, m->norm_w, m->norm_b, m->cfg.global_pool == VIT_POOL_AVG ? "fc_norm" : "norm");
+}
+
+/* ONNX IR version of each opset's release (onnx/helper.py VERSION_TABLE). */
+static int64_t ir_version(int64_t opset) {
+    return opset <= 18 ? 8 : opset <= 20 ? 9 : 10;
+}
+
+static vit_status build(exporter *e, int64_t batch) {
+    const vit_model *m = e->m;
+    const struct vit_config *c = &m->cfg;
+    int64_t D = c->dim, T = m->tokens, H = c->heads;
+    vit_onnx *g = e->g;
+    e->one = vit_onnx_scalar(g, "const.one", 1.0f);
+    e->half = vit_onnx_scalar(g, "const.half", 0.5f);
+    e->sqrt2 = vit_onnx_scalar(g, "const.sqrt2", sqrtf(2.0f));
+    shapes sh = {
+        .qkv = vit_onnx_ints(g, "shape.qkv", INTS(-1, T, 3, H, D / H)),
+        .rows = vit_onnx_ints(g, "shape.rows", INTS(-1, D)),
+        .tokens = vit_onnx_ints(g, "shape.tokens", INTS(-1, T, D)),
+        .idx = {vit_onnx_index(g, "const.index0", 0), vit_onnx_index(g, "const.index1", 1),
+                vit_onnx_index(g, "const.index2", 2)},
+    };
+    const int64_t in_dims[4] = {batch ? batch : -1, c->in_channels, c->img_size, c->img_size};
+    const int64_t out_dims[2] = {batch ? batch : -1, c->num_classes};
+    vit_onnx_input(g, "images", 4, in_dims, "batch");
+    const char *x = embed(e, "images", &sh);
+    for (int i = 0; i < c->depth; i++) x = block(e, x, i, &sh);
+    x = pool(e, x, &sh);
+    linear(e, x, m->head_w, m->head_b, "logits");
+    vit_onnx_output(g, "logits", 2, out_dims, "batch");
+    for (int i = 0; i < m->n_meta; i++) vit_onnx_meta(g, m->meta[i].key, m->meta[i].value);
+    return VIT_OK;
+}
+
+vit_status vit_model_export_onnx(const vit_model *model, const char *path, const vit_onnx_options *options) {
+    VIT_CHECK_ARG(model, "vit_model_export_onnx: model is NULL");
+    VIT_CHECK_ARG(path && *path, "vit_model_export_onnx: path is NULL or empty");
+    vit_onnx_options defaults = {OPSET_MIN, 0};
+    if (!options) options = &defaults;
+    exporter e = {.m = model, .opset = options->opset};
+    float *host = NULL;
+    if (model->be->host_memory) {
+        e.w = model->weights;
+    } else {
+        host = vit_alloc((size_t)model->total * sizeof(float));
+        if (!host) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_export_onnx: %s: no host memory for the weights",
+                                   path);
+        vit_status s = model->be->ops->copy(model->be, host, model->weights, (size_t)model->total * sizeof(float),
+                                            VIT_COPY_TO_HOST);
+        if (s != VIT_OK) {
+            vit_free(host);
+            return s;
+        }
+        e.w = host;
+    }
+    e.g = vit_onnx_new("libvit_vit");
+    vit_status s = e.g ? build(&e, options->batch) : vit_last_status();
+    if (s == VIT_OK) {
+        const struct vit_config *c = &model->cfg;
+        char doc[256];
+        snprintf(doc, sizeof doc,
+                 "Vision Transformer from libvit: %lldx%lld px, %lld channels, patch %lld, dim %lld, depth %lld, "
+                 "heads %lld, %lld classes; images normalised with the metadata's mean and std",
+                 (long long)c->img_size, (long long)c->img_size, (long long)c->in_channels, (long long)c->patch_size,
+                 (long long)c->dim, (long long)c->depth, (long long)c->heads, (long long)c->num_classes);
+        s = vit_onnx_write(e.g, path, options->opset, ir_version(options->opset), "libvit", VIT_VERSION_STRING, doc);
+    }
+    if (s != VIT_OK) vit_error_prefix("vit_model_export_onnx");
+    vit_onnx_free(e.g);
+    vit_free(host);
+    return s;
+}
+
+#endif
