@@ -19,6 +19,7 @@ typedef struct ptr_list {
 struct vit_onnx {
     vit_arena arena;
     bool failed;
+    vit_status status; /* why it failed */
     const char *name;
     ptr_list nodes, inits, inputs, outputs, meta;
     Onnx__NodeProto *last;
@@ -29,6 +30,7 @@ static void *alloc0(vit_onnx *g, size_t bytes) {
     void *p = vit_arena_alloc(&g->arena, bytes ? bytes : 1);
     if (!p) {
         g->failed = true;
+        g->status = VIT_ERR_OUT_OF_MEMORY;
         return NULL;
     }
     memset(p, 0, bytes);
@@ -188,7 +190,7 @@ const char *vit_onnx_node(vit_onnx *g, const char *op, const char *out, int n_in
     for (int i = 0; i < n_in; i++) {
         /* An input that failed to be made (NULL) fails the graph. */
         if (!in[i] || !(inputs[i] = dup(g, in[i]))) {
-            g->failed = true;
+            g->failed = true; /* a NULL input comes from an earlier failure, which set status */
             return NULL;
         }
     }
@@ -209,7 +211,8 @@ static Onnx__AttributeProto *attr(vit_onnx *g, const char *name, Onnx__Attribute
     if (!g->last || g->failed) return NULL;
     if (g->last->n_attribute == MAX_ATTRS) {
         g->failed = true;
-        vit_fail(VIT_ERR_INTERNAL, "ONNX export: node %s has more than %d attributes", g->last->name, MAX_ATTRS);
+        g->status = vit_fail(VIT_ERR_INTERNAL, "ONNX export: node %s has more than %d attributes", g->last->name,
+                             MAX_ATTRS);
         return NULL;
     }
     Onnx__AttributeProto *a = alloc0(g, sizeof *a);
@@ -281,8 +284,9 @@ vit_status vit_onnx_write(vit_onnx *g, const char *path, int64_t opset, int64_t 
     Onnx__OperatorSetIdProto *opsp = &ops;
     Onnx__ModelProto model = ONNX__MODEL_PROTO__INIT;
     if (g->failed) {
-        if (vit_last_status() == VIT_ERR_INTERNAL) return VIT_ERR_INTERNAL;
-        return vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: no memory to build the ONNX graph", path);
+        if (g->status == VIT_ERR_OUT_OF_MEMORY)
+            return vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: no memory to build the ONNX graph", path);
+        return g->status ? g->status : vit_fail(VIT_ERR_INTERNAL, "%s: the ONNX graph is incomplete", path);
     }
     graph.name = (char *)g->name;
     graph.n_node = g->nodes.n;

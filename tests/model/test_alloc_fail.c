@@ -1,8 +1,8 @@
 /*
  * Allocation-failure sweep: for each scenario (creating a context, model and
  * optimizer; a training step; inference; opening a dataset and loading a
- * batch; saving and loading checkpoints; decoding PNG and JPEG images), run
- * it once per allocation it makes, the n-th allocation failing, n = 1, 2, ...
+ * batch; saving and loading checkpoints; decoding PNG and JPEG images; ONNX
+ * export), run it once per allocation it makes, the n-th allocation failing, n = 1, 2, ...
  * until a run makes no more allocations than n - 1. Each failing run must
  * return VIT_ERR_OUT_OF_MEMORY (or succeed, where libvit can do without the
  * memory), never crash; the handles it was given must still work, and once
@@ -384,6 +384,21 @@ done:
     return st;
 }
 
+/* A build without ONNX export has nothing to sweep here. */
+static vit_status onnx_export(void) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/m.onnx", tmpdir);
+    vit_onnx_options *opts = NULL;
+    vit_status st = VIT_OK;
+    TRY(vit_onnx_options_create(&opts));
+    TRY(vit_onnx_options_set_int(opts, VIT_ONNX_BATCH, 3));
+    st = vit_model_export_onnx(fx.model, path, opts);
+    if (st == VIT_ERR_UNSUPPORTED) st = VIT_OK;
+done:
+    vit_onnx_options_destroy(opts);
+    return st;
+}
+
 /* ------------------------------------------------------------------ sweep */
 typedef struct scenario {
     const char *name;
@@ -442,6 +457,7 @@ int main(void) {
         {"CIFAR-10 and image-folder datasets", other_datasets, 1},
         {"checkpoint save and load", checkpoints, 1},
         {"PNG and JPEG decoding", images, 1},
+        {"ONNX export", onnx_export, 1},
     };
     int bad = 0;
     long runs = 0, failures = 0;

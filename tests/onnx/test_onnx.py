@@ -24,7 +24,9 @@ import gzip
 import json
 import math
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -290,6 +292,9 @@ def case_seed_variant(tmp):
     ctx = libvit.Context(seed=0)
     model = make_model(ctx, seed=2, img_size=32, patch_size=4, in_channels=3, num_classes=10, dim=48, depth=2,
                        heads=3, patch_norm=True, ln_eps=1e-5)
+    # Patch features of variance ~1e-4, so the patch LayerNorm's epsilon (1e-5, not timm's 1e-6) shows in the logits.
+    w = model.param("patch_embed.proj.weight")
+    model.set_param("patch_embed.proj.weight", w * 0.01)
     x = np.random.default_rng(3).normal(0, 1, (7, 3, 32, 32)).astype(np.float32)
     print(verify(model, os.path.join(tmp, "seed.onnx"), [x[:1], x[:7]]))
     print(verify(model, os.path.join(tmp, "seed7.onnx"), [x], batch=7))
@@ -364,10 +369,25 @@ def case_errors(tmp):
             assert open(path).read() == "previous"
     finally:
         os.chmod(tmp, 0o700)
+    # A full file system (a file-size limit: writes fail with EFBIG) part-way through the weights.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    saved = resource.getrlimit(resource.RLIMIT_FSIZE)
+    for limit in (0, 100, 5000):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, saved[1]))
+        try:
+            model.export_onnx(path)
+        except libvit.InputOutputError as e:
+            assert "keep.onnx" in str(e), str(e)
+        else:
+            raise AssertionError(f"an export into a file system full at {limit} bytes reported success")
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, saved)
+        assert open(path).read() == "previous" and os.listdir(tmp) == ["keep.onnx"], os.listdir(tmp)
     model.export_onnx(path)
     onnx.checker.check_model(path, full_check=True)
     assert sorted(os.listdir(tmp)) == ["keep.onnx"], os.listdir(tmp)
-    print("errors: opset, batch and path refused with the argument named; atomic replace")
+    print("errors: opset, batch and path refused with the argument named; a full file system leaves the previous "
+          "file; atomic replace")
 
 
 def case_program(tmp, vit_export):
