@@ -61,8 +61,9 @@ vit_status vit_model_export_onnx(const vit_model *model, const char *path, const
     VIT_CHECK_ARG(model, "vit_model_export_onnx: model is NULL");
     VIT_CHECK_ARG(path && *path, "vit_model_export_onnx: path is NULL or empty");
     return vit_fail(VIT_ERR_UNSUPPORTED,
-                    "vit_model_export_onnx: %s: this libvit was built without ONNX export (protobuf-c was not found: "
-                    "install libprotobuf-c-dev and protobuf-c-compiler, then configure with -Donnx=enabled)", path);
+                    "vit_model_export_onnx: %s: this libvit was built without ONNX export (meson -Donnx=disabled, or "
+                    "protobuf-c missing: install libprotobuf-c-dev and protobuf-c-compiler and configure with "
+                    "-Donnx=enabled)", path);
 }
 
 #else
