@@ -1,6 +1,6 @@
 #!/bin/sh
-# valgrind memcheck of a short vit-train run and of vit-predict on its
-# checkpoint: no memory errors, no definitely-lost blocks.
+# valgrind memcheck of a short vit-train run and of vit-predict and
+# vit-export on its checkpoint: no memory errors, no definitely-lost blocks.
 #   tools/valgrind-check.sh BUILD
 # VIT_MAX_CPU_ISA=baseline keeps oneDNN's JIT at SSE4.1 as well: its AVX
 # kernels read whole vectors past the end of a buffer under a mask, which is
@@ -46,4 +46,14 @@ image=/usr/lib/python3/dist-packages/skimage/data/camera.png
 [ -f "$image" ] || image=/usr/lib/python3/dist-packages/skimage/data/chelsea.png
 memcheck vit-predict "$build/examples/vit-predict" --checkpoint "$tmp/run/best.safetensors" --top-k 3 \
     --threads 2 "$image"
-echo "valgrind-check: vit-train (2 epochs) and vit-predict: no memcheck errors, no definitely-lost blocks"
+# vit-export: a build without ONNX export says so (exit 1) without errors either.
+rc=0
+VIT_MAX_CPU_ISA=baseline valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+    --show-leak-kinds=definite "$build/examples/vit-export" --onnx "$tmp/m.onnx" \
+    --checkpoint "$tmp/run/best.safetensors" >"$tmp/vit-export.log" 2>&1 || rc=$?
+if [ "$rc" -ne 0 ] && ! { [ "$rc" -eq 1 ] && grep -q "without ONNX export" "$tmp/vit-export.log"; }; then
+    cat "$tmp/vit-export.log"
+    echo "valgrind-check: vit-export failed (exit status $rc)" >&2
+    exit 1
+fi
+echo "valgrind-check: vit-train (2 epochs), vit-predict and vit-export: no memcheck errors, no definitely-lost blocks"
