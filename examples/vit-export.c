@@ -10,18 +10,21 @@
 static const char *prog = "vit-export";
 
 static const char usage[] =
-    "usage: vit-export --onnx OUT.onnx --checkpoint FILE [--opset 17] [--batch dynamic|N]\n"
+    "usage: vit-export --onnx OUT.onnx --checkpoint FILE [--opset 17] [--batch dynamic|N] [--external-data]\n"
     "\n"
     "Writes the checkpoint's inference graph as ONNX: input \"images\" [batch, C, H, W]\n"
     "float32 (normalised with the checkpoint's mean and std), output \"logits\"\n"
     "[batch, classes]; the weights as initializers, class names, mean and std in the\n"
     "metadata. --opset 17 (default) to 21; --batch dynamic (default) leaves the batch\n"
-    "dimension free, N fixes it. The file is replaced atomically. One line on stderr\n"
-    "says what was written.\n";
+    "dimension free, N fixes it. --external-data puts the weights in OUT.onnx.data beside\n"
+    "the file (ONNX external data), as is done anyway for a model that would reach\n"
+    "protobuf's 2 GiB limit. Files are replaced atomically. One line on stderr says\n"
+    "what was written.\n";
 
 int main(int argc, char **argv) {
     const char *out = NULL, *checkpoint = NULL, *batch_text = "dynamic", *v;
     long long opset = 17, batch = 0;
+    bool external = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -39,6 +42,7 @@ int main(int argc, char **argv) {
                 return 2;
             continue;
         }
+        if (!strcmp(a, "--external-data")) { external = true; continue; }
         return cli_usage_error(prog, "unknown argument '%s'", a);
     }
     if (!out) return cli_usage_error(prog, "--onnx is required");
@@ -56,6 +60,7 @@ int main(int argc, char **argv) {
     if (s == VIT_OK) { what = "options"; s = vit_onnx_options_create(&opts); }
     if (s == VIT_OK) s = vit_onnx_options_set_int(opts, VIT_ONNX_OPSET, opset);
     if (s == VIT_OK) s = vit_onnx_options_set_int(opts, VIT_ONNX_BATCH, batch);
+    if (s == VIT_OK && external) s = vit_onnx_options_set_int(opts, VIT_ONNX_EXTERNAL_DATA, 1);
     if (s == VIT_OK) { what = out; s = vit_model_export_onnx(model, out, opts); }
     if (s != VIT_OK) {
         cli_fail(prog, what, s);

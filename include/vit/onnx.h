@@ -21,7 +21,10 @@ typedef struct vit_onnx_options vit_onnx_options;
 
 typedef enum vit_onnx_option {
     VIT_ONNX_OPSET = 1, /* int: default-domain opset, 17 (default) .. 21; LayerNormalization needs 17 */
-    VIT_ONNX_BATCH = 2  /* int: 0 (default) a dynamic "batch" dimension, N > 0 a fixed batch of N */
+    VIT_ONNX_BATCH = 2, /* int: 0 (default) a dynamic "batch" dimension, N > 0 a fixed batch of N */
+    VIT_ONNX_EXTERNAL_DATA = 3 /* int: where the weights go: 0 (default) in the file unless it would reach
+                                  protobuf's 2 GiB limit, then in "<path>.data" beside it (ONNX external
+                                  data); 1 always beside it; -1 always in the file */
 } vit_onnx_option;
 
 VIT_API vit_status vit_onnx_options_create(vit_onnx_options **out);
@@ -29,9 +32,11 @@ VIT_API void vit_onnx_options_destroy(vit_onnx_options *options);
 VIT_API vit_status vit_onnx_options_set_int(vit_onnx_options *options, vit_onnx_option key, int64_t value);
 
 /* Writes the model's inference graph to path, atomically (a crash or error
- * leaves an existing file intact). Weights are read from the model as they
+ * leaves an existing file intact; with external data, "<path>.data" is
+ * written first, atomically too). Weights are read from the model as they
  * are now; the model is not changed. VIT_ERR_UNSUPPORTED when this build has
- * no ONNX support or the file would exceed protobuf's 2 GiB limit. */
+ * no ONNX support, or the weights are kept in the file (VIT_ONNX_EXTERNAL_DATA
+ * -1) and it would exceed protobuf's 2 GiB limit. */
 VIT_API vit_status vit_model_export_onnx(const vit_model *model, const char *path, const vit_onnx_options *options);
 
 VIT_EXTERN_C_END

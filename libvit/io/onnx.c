@@ -277,8 +277,75 @@ static vit_status pack_model(FILE *f, void *user) {
     return VIT_OK;
 }
 
-vit_status vit_onnx_write(vit_onnx *g, const char *path, int64_t opset, int64_t ir_version, const char *producer,
-                          const char *producer_version, const char *doc) {
+/* External data: tensors of at least EXTERNAL_MIN bytes (onnx's own
+ * size_threshold) go to one side file, each at a page-aligned offset so a
+ * runtime can map it. */
+enum { EXTERNAL_MIN = 1024, EXTERNAL_ALIGN = 4096 };
+
+static bool goes_external(const Onnx__TensorProto *t) {
+    return t->has_raw_data && t->raw_data.len >= EXTERNAL_MIN;
+}
+
+/* The side file: the tensors' bytes in initializer order, zero padding between. */
+static vit_status write_external(FILE *f, void *user) {
+    const vit_onnx *g = user;
+    static const uint8_t zeros[EXTERNAL_ALIGN];
+    size_t at = 0;
+    for (size_t i = 0; i < g->inits.n; i++) {
+        const Onnx__TensorProto *t = g->inits.items[i];
+        if (!goes_external(t)) continue;
+        size_t pad = (EXTERNAL_ALIGN - at % EXTERNAL_ALIGN) % EXTERNAL_ALIGN;
+        if (fwrite(zeros, 1, pad, f) != pad || fwrite(t->raw_data.data, 1, t->raw_data.len, f) != t->raw_data.len)
+            return VIT_OK; /* the FILE's error flag reports it */
+        at += pad + t->raw_data.len;
+    }
+    return VIT_OK;
+}
+
+static Onnx__StringStringEntryProto *entry(vit_onnx *g, const char *key, const char *value) {
+    Onnx__StringStringEntryProto *e = alloc0(g, sizeof *e);
+    if (!e) return NULL;
+    *e = (Onnx__StringStringEntryProto)ONNX__STRING_STRING_ENTRY_PROTO__INIT;
+    e->key = dup(g, key);
+    e->value = dup(g, value);
+    return e->key && e->value ? e : NULL;
+}
+
+/* Writes data_path and points the large tensors at it (location is its
+ * name relative to the model file, as ONNX requires). */
+static vit_status externalize(vit_onnx *g, const char *data_path, const char *location) {
+    Onnx__StringStringEntryProto ***ext = alloc0(g, g->inits.n * sizeof *ext);
+    size_t at = 0;
+    for (size_t i = 0; ext && i < g->inits.n; i++) {
+        const Onnx__TensorProto *t = g->inits.items[i];
+        if (!goes_external(t)) continue;
+        at += (EXTERNAL_ALIGN - at % EXTERNAL_ALIGN) % EXTERNAL_ALIGN;
+        char offset[32], length[32];
+        snprintf(offset, sizeof offset, "%zu", at);
+        snprintf(length, sizeof length, "%zu", t->raw_data.len);
+        Onnx__StringStringEntryProto **e = ext[i] = alloc0(g, 3 * sizeof *e);
+        if (!e || !(e[0] = entry(g, "location", location)) || !(e[1] = entry(g, "offset", offset)) ||
+            !(e[2] = entry(g, "length", length)))
+            break;
+        at += t->raw_data.len;
+    }
+    if (g->failed) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: no memory for the external data table", data_path);
+    VIT_TRY(vit_atomic_write(data_path, write_external, g));
+    for (size_t i = 0; i < g->inits.n; i++) {
+        Onnx__TensorProto *t = g->inits.items[i];
+        if (!goes_external(t)) continue;
+        t->has_raw_data = 0;
+        t->raw_data = (ProtobufCBinaryData){0, NULL};
+        t->n_external_data = 3;
+        t->external_data = ext[i];
+        t->has_data_location = 1;
+        t->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    }
+    return VIT_OK;
+}
+
+vit_status vit_onnx_write(vit_onnx *g, const char *path, int external, int64_t opset, int64_t ir_version,
+                          const char *producer, const char *producer_version, const char *doc) {
     Onnx__GraphProto graph = ONNX__GRAPH_PROTO__INIT;
     Onnx__OperatorSetIdProto ops = ONNX__OPERATOR_SET_ID_PROTO__INIT;
     Onnx__OperatorSetIdProto *opsp = &ops;
@@ -311,11 +378,21 @@ vit_status vit_onnx_write(vit_onnx *g, const char *path, int64_t opset, int64_t 
     model.n_metadata_props = g->meta.n;
     model.metadata_props = (Onnx__StringStringEntryProto **)g->meta.items;
     /* Parsers (protobuf's C++ runtime in onnx and ONNX Runtime) refuse messages
-     * of 2 GiB and more; a model that large would need external data files. */
+     * of 2 GiB and more: a model that large keeps its weights beside the file. */
     size_t bytes = onnx__model_proto__get_packed_size(&model);
+    if (external == 0) external = bytes >= (size_t)INT32_MAX ? 1 : -1;
+    if (external > 0) {
+        const char *slash = strrchr(path, '/');
+        size_t n = strlen(path);
+        char *data_path = alloc0(g, n + sizeof ".data");
+        if (!data_path) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: no memory for the data file's name", path);
+        memcpy(data_path, path, n);
+        memcpy(data_path + n, ".data", sizeof ".data");
+        VIT_TRY(externalize(g, data_path, slash ? data_path + (slash + 1 - path) : data_path));
+        bytes = onnx__model_proto__get_packed_size(&model);
+    }
     if (bytes >= (size_t)INT32_MAX)
-        return vit_fail(VIT_ERR_UNSUPPORTED,
-                        "%s: the ONNX file would be %zu bytes, over protobuf's 2 GiB limit (external data is not "
-                        "written)", path, bytes);
+        return vit_fail(VIT_ERR_UNSUPPORTED, "%s: the ONNX file would be %zu bytes, over protobuf's 2 GiB limit", path,
+                        bytes);
     return vit_atomic_write(path, pack_model, &model);
 }

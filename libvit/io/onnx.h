@@ -51,9 +51,12 @@ void vit_onnx_meta(vit_onnx *g, const char *key, const char *value);
 
 /* Serialises the model (default-domain opset, IR version ir_version) to
  * path atomically, streaming the protobuf: no second copy of the weights is
- * made. A file over protobuf's 2 GiB limit is refused (VIT_ERR_UNSUPPORTED)
- * before anything is written. */
-vit_status vit_onnx_write(vit_onnx *g, const char *path, int64_t opset, int64_t ir_version, const char *producer,
-                          const char *producer_version, const char *doc);
+ * made. external > 0 puts every tensor of 1 KiB or more in "<path>.data"
+ * (ONNX external data, written first, atomically too), < 0 keeps them
+ * inline, 0 does so unless the file would reach protobuf's 2 GiB limit.
+ * An inline file over the limit is refused (VIT_ERR_UNSUPPORTED) before
+ * anything is written. */
+vit_status vit_onnx_write(vit_onnx *g, const char *path, int external, int64_t opset, int64_t ir_version,
+                          const char *producer, const char *producer_version, const char *doc);
 
 #endif

@@ -18,7 +18,7 @@
 #include "vit/version.h"
 
 struct vit_onnx_options {
-    int64_t opset, batch;
+    int64_t opset, batch, external_data;
 };
 
 enum { OPSET_MIN = 17, OPSET_MAX = 21 };
@@ -49,6 +49,12 @@ vit_status vit_onnx_options_set_int(vit_onnx_options *options, vit_onnx_option k
                       "vit_onnx_options_set_int: VIT_ONNX_BATCH %lld is outside 0 (dynamic)..%d", (long long)value,
                       INT32_MAX);
         options->batch = value;
+        return VIT_OK;
+    case VIT_ONNX_EXTERNAL_DATA:
+        VIT_CHECK_ARG(value >= -1 && value <= 1,
+                      "vit_onnx_options_set_int: VIT_ONNX_EXTERNAL_DATA %lld is not -1 (never), 0 (over 2 GiB) or 1 "
+                      "(always)", (long long)value);
+        options->external_data = value;
         return VIT_OK;
     }
     return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_onnx_options_set_int: unknown key %d", (int)key);
@@ -256,7 +262,7 @@ static vit_status build(exporter *e, int64_t batch) {
 vit_status vit_model_export_onnx(const vit_model *model, const char *path, const vit_onnx_options *options) {
     VIT_CHECK_ARG(model, "vit_model_export_onnx: model is NULL");
     VIT_CHECK_ARG(path && *path, "vit_model_export_onnx: path is NULL or empty");
-    vit_onnx_options defaults = {OPSET_MIN, 0};
+    vit_onnx_options defaults = {OPSET_MIN, 0, 0};
     if (!options) options = &defaults;
     exporter e = {.m = model, .opset = options->opset};
     float *host = NULL;
@@ -284,7 +290,8 @@ vit_status vit_model_export_onnx(const vit_model *model, const char *path, const
                  "heads %lld, %lld classes; images normalised with the metadata's mean and std",
                  (long long)c->img_size, (long long)c->img_size, (long long)c->in_channels, (long long)c->patch_size,
                  (long long)c->dim, (long long)c->depth, (long long)c->heads, (long long)c->num_classes);
-        s = vit_onnx_write(e.g, path, options->opset, ir_version(options->opset), "libvit", VIT_VERSION_STRING, doc);
+        s = vit_onnx_write(e.g, path, (int)options->external_data, options->opset, ir_version(options->opset), "libvit",
+                           VIT_VERSION_STRING, doc);
     }
     if (s != VIT_OK) vit_error_prefix("vit_model_export_onnx");
     vit_onnx_free(e.g);

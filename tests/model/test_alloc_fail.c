@@ -393,7 +393,13 @@ static vit_status onnx_export(void) {
     TRY(vit_onnx_options_create(&opts));
     TRY(vit_onnx_options_set_int(opts, VIT_ONNX_BATCH, 3));
     st = vit_model_export_onnx(fx.model, path, opts);
-    if (st == VIT_ERR_UNSUPPORTED) st = VIT_OK;
+    if (st == VIT_ERR_UNSUPPORTED) {
+        st = VIT_OK;
+        goto done;
+    }
+    TRY(st);
+    TRY(vit_onnx_options_set_int(opts, VIT_ONNX_EXTERNAL_DATA, 1));
+    TRY(vit_model_export_onnx(fx.model, path, opts));
 done:
     vit_onnx_options_destroy(opts);
     return st;

@@ -1,6 +1,7 @@
 /* vit_model_export_onnx read back with protobuf-c's own parser: the graph's
  * interface, opset and IR version, every parameter as an initializer with
- * the model's bytes, the metadata, the operators; bad arguments. Runs in the
+ * the model's bytes, the metadata, the operators; external data; bad
+ * arguments. Runs in the
  * sanitizer builds too (test_onnx.py checks the numbers, through Python). */
 #include <check.h>
 #include <stdio.h>
@@ -35,6 +36,9 @@ static void setup(void) {
 }
 
 static void teardown(void) {
+    char data[80];
+    snprintf(data, sizeof data, "%s.data", path);
+    unlink(data);
     unlink(path);
     vit_model_destroy(model);
     vit_context_destroy(ctx);
@@ -142,11 +146,12 @@ START_TEST(dynamic_batch_graph) {
 }
 END_TEST
 
-START_TEST(fixed_batch_and_opset) {
+START_TEST(fixed_batch_opset_external_data) {
     vit_onnx_options *opts = NULL;
     ck_assert_int_eq(vit_onnx_options_create(&opts), VIT_OK);
     ck_assert_int_eq(vit_onnx_options_set_int(opts, VIT_ONNX_BATCH, 7), VIT_OK);
     ck_assert_int_eq(vit_onnx_options_set_int(opts, VIT_ONNX_OPSET, 19), VIT_OK);
+    ck_assert_int_eq(vit_onnx_options_set_int(opts, VIT_ONNX_EXTERNAL_DATA, 1), VIT_OK);
     ck_assert_int_eq(vit_model_export_onnx(model, path, opts), VIT_OK);
     vit_onnx_options_destroy(opts);
     Onnx__ModelProto *m = read_back();
@@ -154,6 +159,32 @@ START_TEST(fixed_batch_and_opset) {
     ck_assert_int_eq(m->ir_version, 9);
     check_dims(m->graph->input[0], "images", 4, (const int64_t[]){7, 3, 16, 16});
     check_dims(m->graph->output[0], "logits", 2, (const int64_t[]){7, 5});
+    /* The qkv weight [48, 16] (3 KiB) lies in the data file, named relative to the model's folder. */
+    const Onnx__TensorProto *t = initializer(m->graph, "blocks.0.attn.qkv.weight");
+    ck_assert_ptr_nonnull(t);
+    ck_assert(!t->has_raw_data && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL);
+    ck_assert_int_eq(t->n_external_data, 3);
+    ck_assert_str_eq(t->external_data[0]->key, "location");
+    char location[80], data[80];
+    snprintf(location, sizeof location, "%s.data", strrchr(path, '/') + 1);
+    ck_assert_str_eq(t->external_data[0]->value, location);
+    ck_assert_str_eq(t->external_data[1]->key, "offset");
+    ck_assert_str_eq(t->external_data[2]->key, "length");
+    long offset = atol(t->external_data[1]->value);
+    ck_assert_int_eq(offset % 4096, 0);
+    ck_assert_int_eq(atol(t->external_data[2]->value), 48 * 16 * 4);
+    float want[48 * 16], got[48 * 16];
+    ck_assert_int_eq(vit_model_param_read(model, "blocks.0.attn.qkv.weight", want, sizeof want), VIT_OK);
+    snprintf(data, sizeof data, "%s.data", path);
+    FILE *f = fopen(data, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, offset, SEEK_SET), 0);
+    ck_assert_int_eq(fread(got, 1, sizeof got, f), sizeof got);
+    fclose(f);
+    ck_assert(!memcmp(got, want, sizeof got));
+    /* Small tensors stay inline. */
+    t = initializer(m->graph, "blocks.0.norm1.bias");
+    ck_assert(t && t->has_raw_data && t->n_external_data == 0);
     onnx__model_proto__free_unpacked(m, NULL);
 }
 END_TEST
@@ -184,7 +215,7 @@ int main(void) {
     TCase *tc = tcase_create("onnx");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, dynamic_batch_graph);
-    tcase_add_test(tc, fixed_batch_and_opset);
+    tcase_add_test(tc, fixed_batch_opset_external_data);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

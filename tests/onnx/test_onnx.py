@@ -21,6 +21,7 @@ the largest differences.
     VIT_LIBRARY=build/libvit/libvit.so.0 /usr/bin/python3 tests/onnx/test_onnx.py CASE [VIT_EXPORT]
 """
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -184,6 +185,24 @@ def randomize(model, seed, scale=1.0):
     model.load_state_dict(state)
 
 
+def file_digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_model(path):
+    """onnx.checker.check_model(full_check=True) on a copy: onnx 1.12 writes the inferred shapes back into the file
+    it checks."""
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as d:
+        for f in (path, path + ".data"):
+            if os.path.exists(f):
+                shutil.copyfile(f, os.path.join(d, os.path.basename(f)))
+        onnx.checker.check_model(os.path.join(d, os.path.basename(path)), full_check=True)
+
+
 def ort_available():
     node = shutil.which("node")
     if node and os.path.isdir(os.path.join(BENCH, "node_modules", "onnxruntime-node")):
@@ -208,9 +227,10 @@ def ort_run(node, path, batches, tmp):
     return info["onnxruntime"], [np.fromfile(f, "<f4") for f in outs]
 
 
-def verify(model, path, batches, *, opset=17, batch=None, meta=None, oracle_batches=None):
+def verify(model, path, batches, *, opset=17, batch=None, meta=None, oracle_batches=None, external_data=None):
     """Export model to path and compare every oracle on every batch; returns the report line."""
-    model.export_onnx(path, opset=opset, batch=batch)
+    model.export_onnx(path, opset=opset, batch=batch, external_data=external_data)
+    written = file_digest(path)
     m = onnx.load(path)
     report = [f"{os.path.basename(path)}: {os.path.getsize(path)} bytes, {len(m.graph.node)} nodes, opset {opset}, "
               f"batch {'dynamic' if batch is None else batch}"]
@@ -221,7 +241,7 @@ def verify(model, path, batches, *, opset=17, batch=None, meta=None, oracle_batc
     for k, v in (meta or {}).items():
         assert props.get(k) == v, f"metadata_props[{k!r}] = {props.get(k)!r}, want {v!r}"
     if opset <= 17:
-        onnx.checker.check_model(path, full_check=True)
+        check_model(path)
         report.append("onnx.checker full_check passed")
     else:
         report.append(f"onnx.checker skipped (onnx {onnx.__version__} knows opsets up to 17)")
@@ -244,6 +264,7 @@ def verify(model, path, batches, *, opset=17, batch=None, meta=None, oracle_batc
         assert worst <= TOL, f"ONNX Runtime differs from libvit by {worst:.3e} > {TOL}"
     else:
         report.append("ONNX Runtime: not available (tools/install-deps.sh --bench installs it), not run")
+    assert file_digest(path) == written, f"{path} changed while it was checked"
     return "; ".join(report)
 
 
@@ -320,6 +341,34 @@ def case_opset18(tmp):
     print(verify(model, os.path.join(tmp, "o21.onnx"), [x], opset=21))
 
 
+def case_external_data(tmp):
+    """The weights in PATH.data beside the file (ONNX external data), page-aligned; small constants stay inline."""
+    ctx = libvit.Context(seed=0)
+    model = make_model(ctx, seed=9, img_size=28, patch_size=7, in_channels=1, num_classes=10, dim=64, depth=2,
+                       heads=4, patch_norm=True, ln_eps=1e-5)
+    x = fmnist_images(7, offset=300)
+    path = os.path.join(tmp, "ext.onnx")
+    print(verify(model, path, [x[:1], x], external_data=True))
+    m = onnx.load(path, load_external_data=False)
+    params = {p.name for p in model.parameters()}
+    external = {}
+    for t in m.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            info = {e.key: e.value for e in t.external_data}
+            assert info["location"] == "ext.onnx.data" and int(info["offset"]) % 4096 == 0, info
+            external[t.name] = (int(info["offset"]), int(info["length"]))
+        else:
+            assert len(t.raw_data) < 1024, f"{t.name}: {len(t.raw_data)} bytes inline"
+    big = {p.name for p in model.parameters() if 4 * int(np.prod(p.shape)) >= 1024}
+    assert set(external) == big and big < params, (sorted(external), sorted(big))
+    blob = np.fromfile(path + ".data", "<f4")
+    for name, (offset, length) in external.items():
+        assert np.array_equal(blob[offset // 4:(offset + length) // 4], model.param(name).ravel()), name
+    assert os.path.getsize(path) < 64 * 1024, os.path.getsize(path)
+    print(f"external data: {len(external)} tensors in ext.onnx.data ({os.path.getsize(path + '.data')} bytes), "
+          f"{os.path.getsize(path)} bytes of graph")
+
+
 def case_vit_b16(tmp):
     """ViT-B/16 at 224, 1000 classes, random weights: a 350 MB file; dynamic batch."""
     ctx = libvit.Context(seed=0, threads=2)
@@ -384,7 +433,7 @@ def case_errors(tmp):
             resource.setrlimit(resource.RLIMIT_FSIZE, saved)
         assert open(path).read() == "previous" and os.listdir(tmp) == ["keep.onnx"], os.listdir(tmp)
     model.export_onnx(path)
-    onnx.checker.check_model(path, full_check=True)
+    check_model(path)
     assert sorted(os.listdir(tmp)) == ["keep.onnx"], os.listdir(tmp)
     print("errors: opset, batch and path refused with the argument named; a full file system leaves the previous "
           "file; atomic replace")
@@ -407,12 +456,20 @@ def case_program(tmp, vit_export):
     model.export_onnx(os.path.join(tmp, "api.onnx"), batch=7)
     with open(out, "rb") as a, open(os.path.join(tmp, "api.onnx"), "rb") as b:
         assert a.read() == b.read(), "vit-export and vit_model_export_onnx wrote different files"
-    onnx.checker.check_model(out, full_check=True)
+    check_model(out)
+    print(p.stderr.strip())
+    # --external-data: the same graph, the weights beside it
+    ext = os.path.join(tmp, "ext.onnx")
+    p = subprocess.run([vit_export, "--onnx", ext, "--checkpoint", ckpt, "--external-data"], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout == "", p.stderr
+    assert os.path.getsize(ext + ".data") >= 4 * model.num_params - 4096, os.path.getsize(ext + ".data")
+    check_model(ext)
     print(p.stderr.strip())
 
 
 CASES = {"fmnist": case_fmnist, "seed_variant": case_seed_variant, "avg_pool": case_avg_pool,
-         "opset18": case_opset18, "vit_b16": case_vit_b16, "errors": case_errors, "program": case_program}
+         "opset18": case_opset18, "external_data": case_external_data, "vit_b16": case_vit_b16, "errors": case_errors, "program": case_program}
 
 
 def main():

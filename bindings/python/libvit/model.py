@@ -25,6 +25,7 @@ LOAD_ALLOW_HEAD_MISMATCH = 1  # VIT_LOAD_ALLOW_HEAD_MISMATCH
 LOAD_IGNORE_EXTRA = 2         # VIT_LOAD_IGNORE_EXTRA
 ONNX_OPSET = 1                # VIT_ONNX_OPSET
 ONNX_BATCH = 2                # VIT_ONNX_BATCH
+ONNX_EXTERNAL_DATA = 3        # VIT_ONNX_EXTERNAL_DATA
 
 _F32 = np.dtype(np.float32)
 _I32 = np.dtype(np.int32)
@@ -601,11 +602,16 @@ class Model(_Handle):
         raw = path_bytes(path)
         check(LIB.vit_model_save(self._ptr(), raw))
 
-    def export_onnx(self, path: PathLike, *, opset: int = 17, batch: Optional[int] = None) -> None:
+    def export_onnx(self, path: PathLike, *, opset: int = 17, batch: Optional[int] = None,
+                    external_data: Optional[bool] = None) -> None:
         """Write the inference graph as an ONNX file, atomically: input
         "images" [batch, C, H, W], output "logits"; batch None is a dynamic
-        batch dimension, an int a fixed one (vit_model_export_onnx)."""
-        settings = ((ONNX_OPSET, as_int(opset, "opset")), (ONNX_BATCH, 0 if batch is None else as_int(batch, "batch")))
+        batch dimension, an int a fixed one. external_data True puts the
+        weights in PATH.data beside the file, False keeps them in it, None
+        does so unless the file would reach 2 GiB (vit_model_export_onnx)."""
+        external = 0 if external_data is None else (1 if as_bool(external_data, "external_data") else -1)
+        settings = ((ONNX_OPSET, as_int(opset, "opset")), (ONNX_BATCH, 0 if batch is None else as_int(batch, "batch")),
+                    (ONNX_EXTERNAL_DATA, external))
         opts = c_void_p()
         check(LIB.vit_onnx_options_create(byref(opts)))
         try:
