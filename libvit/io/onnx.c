@@ -248,13 +248,17 @@ void vit_onnx_attr_ints(vit_onnx *g, const char *name, int n, const int64_t *val
     a->ints = v;
 }
 
-void vit_onnx_meta(vit_onnx *g, const char *key, const char *value) {
+static Onnx__StringStringEntryProto *entry(vit_onnx *g, const char *key, const char *value) {
     Onnx__StringStringEntryProto *e = alloc0(g, sizeof *e);
-    if (!e) return;
+    if (!e) return NULL;
     *e = (Onnx__StringStringEntryProto)ONNX__STRING_STRING_ENTRY_PROTO__INIT;
     e->key = dup(g, key);
     e->value = dup(g, value);
-    push(g, &g->meta, e);
+    return e->key && e->value ? e : NULL;
+}
+
+void vit_onnx_meta(vit_onnx *g, const char *key, const char *value) {
+    push(g, &g->meta, entry(g, key, value));
 }
 
 /* ------------------------------------------------------------------- write */
@@ -300,15 +304,6 @@ static vit_status write_external(FILE *f, void *user) {
         at += pad + t->raw_data.len;
     }
     return VIT_OK;
-}
-
-static Onnx__StringStringEntryProto *entry(vit_onnx *g, const char *key, const char *value) {
-    Onnx__StringStringEntryProto *e = alloc0(g, sizeof *e);
-    if (!e) return NULL;
-    *e = (Onnx__StringStringEntryProto)ONNX__STRING_STRING_ENTRY_PROTO__INIT;
-    e->key = dup(g, key);
-    e->value = dup(g, value);
-    return e->key && e->value ? e : NULL;
 }
 
 /* Writes data_path and points the large tensors at it (location is its
