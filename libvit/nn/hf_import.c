@@ -538,14 +538,18 @@ vit_status vit_hf_convert(const vit_st_file *f, bool need_head, vit_st_file **ou
             meta_push(meta, &nm, k, v);
         }
         vit_st_entry *e = calloc(c.count ? c.count : 1, sizeof *e);
-        if (!e) s = vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: out of memory", c.path);
         for (size_t i = 0; e && i < c.count; i++) {
             e[i].name = c.entries[i].name;
             e[i].dtype = VIT_ST_F32;
             e[i].ndim = c.entries[i].ndim;
             memcpy(e[i].shape, c.entries[i].shape, sizeof c.entries[i].shape);
         }
-        if (e) s = vit_st_build(c.path, e, c.count, meta, nm, fill, &c, out);
+        /* later messages name timm's tensors: say so with the file's name */
+        char *name = NULL;
+        if (e && asprintf(&name, "%s (in timm's names)", c.path) < 0) name = NULL;
+        if (!e || !name) s = vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: out of memory", c.path);
+        else s = vit_st_build(name, e, c.count, meta, nm, fill, &c, out);
+        free(name);
         free(e);
         if (s == VIT_OK)
             vit_log(NULL, VIT_LOG_INFO, "%s: transformers ViT%s of %lld layers, converted to timm's layout", c.path,
