@@ -65,10 +65,12 @@ static vit_status cfg_labels(const char *what, const vit_json *root, hf_config *
     vit_status s = VIT_OK;
     for (size_t i = 0; s == VIT_OK && i < v->len; i++) {
         const vit_json *e = &v->items[i];
-        char *end;
+        char *end, canonical[24];
         errno = 0;
         long long id = strtoll(e->key, &end, 10);
-        if (errno || end == e->key || *end || (size_t)(end - e->key) != e->key_len || id < 0 || (size_t)id >= v->len)
+        snprintf(canonical, sizeof canonical, "%lld", id); /* not "01", "+1", " 1" */
+        if (errno || *end || strlen(canonical) != e->key_len || strcmp(canonical, e->key) != 0 || id < 0 ||
+            (size_t)id >= v->len)
             s = vit_fail(VIT_ERR_FORMAT, "%s: id2label key \"%.40s\" is not a class index 0 .. %zu", what, e->key,
                          v->len - 1);
         else if (e->type != VIT_JSON_STRING)
