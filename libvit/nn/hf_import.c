@@ -488,11 +488,10 @@ bool vit_hf_detect(const vit_st_file *f) {
 }
 
 /* Metadata of the converted file: ours first, then the file's own keys we do not set. */
-static bool meta_push(vit_st_meta *m, size_t *n, const char *key, const char *value) {
+static void meta_push(vit_st_meta *m, size_t *n, const char *key, const char *value) {
     for (size_t i = 0; i < *n; i++)
-        if (!strcmp(m[i].key, key)) return false;
+        if (!strcmp(m[i].key, key)) return;
     m[(*n)++] = (vit_st_meta){key, value};
-    return true;
 }
 
 vit_status vit_hf_convert(const vit_st_file *f, bool need_head, vit_st_file **out) {
