@@ -6,7 +6,11 @@
  * "libvit.kind": "model", and the model's own metadata keys (class_names,
  * mean, std, ...). Files from timm / the Hugging Face hub (timm layout, F32,
  * F16 or BF16) load too: the configuration is then inferred from the tensor
- * shapes. docs/checkpoints.md describes the scheme in full.
+ * shapes. So do Hugging Face transformers ViTs (ViTForImageClassification,
+ * and ViTModel into an existing model): renamed to timm's layout on load,
+ * query / key / value fused, the configuration from the config.json beside
+ * the file when there (id2label -> class_names). docs/checkpoints.md
+ * describes the scheme in full.
  *
  * Every write is atomic: a temporary file beside the target is written,
  * fsynced and renamed over it, so a crash or error leaves the old file intact.
@@ -34,7 +38,9 @@ VIT_API vit_status vit_model_save(const vit_model *model, const char *path);
  * image size, depth, classes, MLP ratio, qkv bias, patch norm, pooling;
  * heads from timm's presets by width, else width / 64; LayerNorm eps 1e-6).
  * Any "vit.*" metadata key overrides the inferred value. Every tensor must
- * match a parameter exactly; half-precision tensors are widened to f32. */
+ * match a parameter exactly; half-precision tensors are widened to f32.
+ * A transformers ViTModel (no classifier) is VIT_ERR_NOT_FOUND here: load it
+ * with vit_model_load_weights and VIT_LOAD_ALLOW_HEAD_MISMATCH. */
 VIT_API vit_status vit_model_load(vit_context *ctx, const char *path, vit_model **out);
 
 /* Flags of vit_model_load_weights. */

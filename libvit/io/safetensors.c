@@ -534,9 +534,9 @@ static vit_status check_entries(const char *path, const vit_st_entry *entries, s
     return s;
 }
 
-vit_status vit_st_write(const char *path, const vit_st_entry *entries, size_t count, const vit_st_meta *meta,
-                        size_t meta_count, vit_st_fill_fn fill, void *user) {
-    VIT_CHECK_ARG(path, "vit_st_write: path is NULL");
+/* The header, then the tensors: atomically to path, or to mem when given. */
+static vit_status emit(const char *path, FILE *mem, const vit_st_entry *entries, size_t count, const vit_st_meta *meta,
+                       size_t meta_count, vit_st_fill_fn fill, void *user) {
     VIT_CHECK_ARG(entries || count == 0, "%s: entries is NULL", path);
     VIT_CHECK_ARG(meta || meta_count == 0, "%s: meta is NULL", path);
     uint64_t *bytes = calloc(count ? count : 1, sizeof *bytes), largest;
@@ -583,10 +583,44 @@ vit_status vit_st_write(const char *path, const vit_st_entry *entries, size_t co
     } else if (largest && (largest > SIZE_MAX || !(w.scratch = malloc((size_t)largest)))) {
         s = vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: no memory for a %llu-byte tensor", path, (unsigned long long)largest);
     } else {
-        s = vit_atomic_write(path, write_body, &w);
+        s = mem ? write_body(mem, &w) : vit_atomic_write(path, write_body, &w);
     }
     free(w.scratch);
     vit_json_buf_free(&h);
     free(bytes);
     return s;
+}
+
+vit_status vit_st_write(const char *path, const vit_st_entry *entries, size_t count, const vit_st_meta *meta,
+                        size_t meta_count, vit_st_fill_fn fill, void *user) {
+    VIT_CHECK_ARG(path, "vit_st_write: path is NULL");
+    return emit(path, NULL, entries, count, meta, meta_count, fill, user);
+}
+
+vit_status vit_st_build(const char *name, const vit_st_entry *entries, size_t count, const vit_st_meta *meta,
+                        size_t meta_count, vit_st_fill_fn fill, void *user, vit_st_file **out) {
+    VIT_CHECK_ARG(out, "vit_st_build: out is NULL");
+    *out = NULL;
+    VIT_CHECK_ARG(name, "vit_st_build: name is NULL");
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *mem = open_memstream(&buf, &size);
+    if (!mem) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: out of memory", name);
+    vit_status s = emit(name, mem, entries, count, meta, meta_count, fill, user);
+    if (fclose(mem) != 0 && s == VIT_OK) s = vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: out of memory", name);
+    vit_st_file *f = s == VIT_OK ? new_file(name) : NULL;
+    if (s == VIT_OK && !f) s = vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: out of memory", name);
+    if (s != VIT_OK) {
+        free(buf);
+        return s;
+    }
+    f->owned = (unsigned char *)buf; /* freed by vit_st_close from here on */
+    f->base = f->owned;
+    f->size = size;
+    if ((s = parse_file(f)) != VIT_OK) {
+        vit_st_close(f);
+        return s;
+    }
+    *out = f;
+    return VIT_OK;
 }

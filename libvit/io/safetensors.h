@@ -93,6 +93,11 @@ typedef vit_status (*vit_st_fill_fn)(void *user, size_t index, void *dst, size_t
 vit_status vit_st_write(const char *path, const vit_st_entry *entries, size_t count, const vit_st_meta *meta,
                         size_t meta_count, vit_st_fill_fn fill, void *user);
 
+/* The same file built in memory and opened at once (the handle owns the
+ * bytes): a file converted on load (nn/hf_import.c). name is used in messages. */
+vit_status vit_st_build(const char *name, const vit_st_entry *entries, size_t count, const vit_st_meta *meta,
+                        size_t meta_count, vit_st_fill_fn fill, void *user, vit_st_file **out);
+
 /* Conversions used by the reader, exposed for tests. */
 float vit_half_to_float(uint16_t h);
 float vit_bf16_to_float(uint16_t b);

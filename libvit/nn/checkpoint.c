@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "nn/hf_import.h"
 #include "nn/nn.h"
 
 #define KEY_VERSION "libvit.version"
@@ -165,6 +166,18 @@ static vit_status open_checked(const char *path, const char *kind, vit_st_file *
         vit_st_close(*out);
         *out = NULL;
     }
+    return s;
+}
+
+/* A model file. One in Hugging Face transformers' layout comes back converted
+ * to timm's (nn/hf_import.c); need_head: refuse one without a classifier. */
+static vit_status open_model(const char *path, bool need_head, vit_st_file **out) {
+    VIT_TRY(open_checked(path, "model", out));
+    if (!vit_hf_detect(*out)) return VIT_OK;
+    vit_st_file *timm;
+    vit_status s = vit_hf_convert(*out, need_head, &timm);
+    vit_st_close(*out);
+    *out = s == VIT_OK ? timm : NULL;
     return s;
 }
 
@@ -432,7 +445,7 @@ vit_status vit_model_load_weights(vit_model *model, const char *path, int flags)
     VIT_CHECK_ARG(!(flags & ~(VIT_LOAD_ALLOW_HEAD_MISMATCH | VIT_LOAD_IGNORE_EXTRA)),
                   "vit_model_load_weights: unknown flags 0x%x", (unsigned)flags);
     vit_st_file *f;
-    VIT_TRY(open_checked(path, "model", &f));
+    VIT_TRY(open_model(path, false, &f));
     vit_status s = load_into(model, f, flags);
     vit_st_close(f);
     return s;
@@ -587,7 +600,7 @@ vit_status vit_model_load(vit_context *ctx, const char *path, vit_model **out) {
     VIT_CHECK_ARG(ctx, "vit_model_load: ctx is NULL");
     VIT_CHECK_ARG(path, "vit_model_load: path is NULL");
     vit_st_file *f;
-    VIT_TRY(open_checked(path, "model", &f));
+    VIT_TRY(open_model(path, true, &f));
     vit_config *cfg = NULL;
     vit_model *model = NULL;
     vit_status s = vit_config_create(&cfg);

@@ -82,6 +82,26 @@ static inline vit_context *vit_fuzz_context(void) {
     return ctx;
 }
 
+/* The model make_corpus.py writes the checkpoint seeds for: 8 x 8 images in
+ * 4 x 4 patches, 3 channels, 3 classes, width 8, one block of 2 heads, MLP
+ * ratio 2. */
+static inline vit_model *vit_fuzz_seed_model(void) {
+    vit_config *cfg;
+    vit_model *model = NULL;
+    const int64_t v[][2] = {{VIT_CFG_IMG_SIZE, 8}, {VIT_CFG_PATCH_SIZE, 4}, {VIT_CFG_IN_CHANNELS, 3},
+                            {VIT_CFG_NUM_CLASSES, 3}, {VIT_CFG_DIM, 8}, {VIT_CFG_DEPTH, 1}, {VIT_CFG_HEADS, 2}};
+    if (vit_config_create(&cfg) != VIT_OK) abort();
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (vit_config_set_int(cfg, (vit_config_key)v[i][0], v[i][1]) != VIT_OK) abort();
+    if (vit_config_set_float(cfg, VIT_CFG_MLP_RATIO, 2.0) != VIT_OK ||
+        vit_model_create(vit_fuzz_context(), cfg, &model) != VIT_OK) {
+        fprintf(stderr, "fuzz: cannot make the seeds' model: %s\n", vit_last_error());
+        abort();
+    }
+    vit_config_destroy(cfg);
+    return model;
+}
+
 static inline int vit_fuzz_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st, (void)flag, (void)ftw;
     return remove(path);

@@ -5,27 +5,18 @@
  * into an existing model (exact, and with the head / extra-tensor
  * allowances), and as that model's optimizer state ("optim.*" keys).
  *
- * The existing model is the one make_corpus.py writes the seeds for: 8 x 8
- * images in 4 x 4 patches, 3 channels, 3 classes, width 8, one block of 2
- * heads, MLP ratio 2. */
+ * The existing model is vit_fuzz_seed_model(). */
 #include "fuzz.h"
 
 static vit_model *model;
 static vit_optimizer *opt;
 
 static void setup(void) {
-    vit_config *cfg;
-    const int64_t v[][2] = {{VIT_CFG_IMG_SIZE, 8}, {VIT_CFG_PATCH_SIZE, 4}, {VIT_CFG_IN_CHANNELS, 3},
-                            {VIT_CFG_NUM_CLASSES, 3}, {VIT_CFG_DIM, 8}, {VIT_CFG_DEPTH, 1}, {VIT_CFG_HEADS, 2}};
-    if (vit_config_create(&cfg) != VIT_OK) abort();
-    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-        if (vit_config_set_int(cfg, (vit_config_key)v[i][0], v[i][1]) != VIT_OK) abort();
-    if (vit_config_set_float(cfg, VIT_CFG_MLP_RATIO, 2.0) != VIT_OK ||
-        vit_model_create(vit_fuzz_context(), cfg, &model) != VIT_OK || vit_adamw_create(model, &opt) != VIT_OK) {
-        fprintf(stderr, "fuzz: cannot make the checkpoint target's model: %s\n", vit_last_error());
+    model = vit_fuzz_seed_model();
+    if (vit_adamw_create(model, &opt) != VIT_OK) {
+        fprintf(stderr, "fuzz: cannot make the checkpoint target's optimizer: %s\n", vit_last_error());
         abort();
     }
-    vit_config_destroy(cfg);
 }
 
 static void on_metadata(void *user, const char *key, const char *value) {

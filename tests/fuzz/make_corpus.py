@@ -317,6 +317,60 @@ def make_checkpoint(out):
     write(out, "checkpoint", "optimizer.safetensors", safetensors(t, meta))
 
 
+# ----------------------------------------------- transformers ViT checkpoints
+# fuzz_hf.c's model in transformers' names: vit_params renamed, qkv split.
+def hf_params(prefix="vit.", classifier=True, pooler=False, qkv_bias=True, **kw):
+    top = {"cls_token": "embeddings.cls_token", "pos_embed": "embeddings.position_embeddings",
+           "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+           "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
+           "norm.weight": "layernorm.weight", "norm.bias": "layernorm.bias"}
+    block = {"norm1": "layernorm_before", "attn.proj": "attention.output.dense", "norm2": "layernorm_after",
+             "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense"}
+    p = []
+    for name, shape in vit_params(qkv_bias=qkv_bias, **kw):
+        if name in top:
+            p.append((prefix + top[name], shape))
+        elif name.startswith("head."):
+            if classifier:
+                p.append(("classifier." + name[5:], shape))
+        else:
+            _, i, rest = name.split(".", 2)
+            module, kind = rest.rsplit(".", 1)
+            layer = "%sencoder.layer.%s." % (prefix, i)
+            if module == "attn.qkv":
+                p += [(layer + "attention.attention.%s.%s" % (w, kind), (shape[0] // 3,) + shape[1:])
+                      for w in ("query", "key", "value")]
+            else:
+                p.append((layer + block[module] + "." + kind, shape))
+    if pooler:
+        p += [(prefix + "pooler.dense.weight", (8, 8)), (prefix + "pooler.dense.bias", (8,))]
+    return p
+
+
+def make_hf(out):
+    sep = b"#VITPART#"
+    config = {"model_type": "vit", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "intermediate_size": 16, "hidden_act": "gelu", "layer_norm_eps": 1e-12, "image_size": 8,
+              "patch_size": 4, "num_channels": 3, "qkv_bias": True,
+              "id2label": {"0": "cat", "1": "dog", "2": "\u00e9t\u00e9"}, "label2id": {"cat": 0, "dog": 1}}
+    pre = {"do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "size": {"height": 8}}
+
+    def file(params, dtype="F32"):
+        return safetensors([(n, dtype, s, values(s, i, dtype)) for i, (n, s) in enumerate(params)], {"format": "pt"})
+
+    def text(obj):
+        return json.dumps(obj).encode()
+
+    write(out, "hf", "classification.bin", file(hf_params()) + sep + text(config) + sep + text(pre))
+    write(out, "hf", "classification_no_config.bin", file(hf_params(), "F16"))
+    no_bias = dict(config, qkv_bias=False, image_size=[8, 8], patch_size=[4, 4])
+    write(out, "hf", "no_qkv_bias_bf16.bin", file(hf_params(qkv_bias=False), "BF16") + sep + text(no_bias))
+    model = {k: v for k, v in config.items() if k != "id2label"}
+    write(out, "hf", "vitmodel_pooler.bin", file(hf_params("", False, True)) + sep + text(model))
+    write(out, "hf", "grid3_depth2.bin", file(hf_params(img=12, depth=2), "F64") + sep +
+          text(dict(config, image_size=12, num_hidden_layers=2)))
+
+
 # -------------------------------------------------------------- image folders
 def make_folder(out):
     lists = {
@@ -332,7 +386,7 @@ def make_folder(out):
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
-    for target in ("png", "jpeg", "idx", "cifar_bin", "cifar_pickle", "safetensors", "checkpoint", "json", "folder"):
+    for target in ("png", "jpeg", "idx", "cifar_bin", "cifar_pickle", "safetensors", "checkpoint", "json", "folder", "hf"):
         shutil.rmtree(os.path.join(out, target), ignore_errors=True)
     make_png(out)
     make_jpeg(out)
@@ -342,6 +396,7 @@ def main():
     make_json(out)
     make_checkpoint(out)
     make_folder(out)
+    make_hf(out)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define TARGETS(X) X(png) X(jpeg) X(idx) X(cifar_bin) X(cifar_pickle) X(safetensors) X(checkpoint) X(json) X(folder)
+#define TARGETS(X) X(png) X(jpeg) X(idx) X(cifar_bin) X(cifar_pickle) X(safetensors) X(checkpoint) X(json) X(folder) X(hf)
 
 #define DECLARE(name) int vit_fuzz_##name(const uint8_t *data, size_t size);
 TARGETS(DECLARE)

@@ -302,8 +302,9 @@ class Model(_Handle):
     @classmethod
     def load(cls, ctx: Context, path: PathLike) -> "Model":
         """A model from a checkpoint: libvit's own, or a timm / Hugging Face
-        safetensors file whose configuration is inferred from its shapes
-        (vit_model_load). Metadata (class names, normalisation) comes along."""
+        safetensors file whose configuration is inferred from its shapes, or
+        a transformers ViTForImageClassification whose config.json is beside
+        it (vit_model_load). Metadata (class names, normalisation) comes along."""
         live(ctx, Context, "ctx")
         raw = path_bytes(path)
         m = cls.__new__(cls)
