@@ -325,8 +325,8 @@ static void k_embed_tokens_forward(float *tokens, const float *patch, const floa
                                    int D) {
     const size_t nt = F((int64_t)B * (N + 1) * D);
     float *t = up(tokens, nt);
-    ok(be->ops->embed_tokens_forward(be, t, up(patch, F((int64_t)B * N * D)), up(cls, F(D)),
-                                     up(pos, F((int64_t)(N + 1) * D)), B, N, D),
+    ok(be->ops->embed_tokens_forward(be, t, up(patch, F((int64_t)B * N * D)), up(cls, F(D)), NULL,
+                                     up(pos, F((int64_t)(N + 1) * D)), B, N, D, 0, 1),
        "embed_tokens_forward");
     down(tokens, t, nt);
 }
@@ -335,7 +335,7 @@ static void k_embed_tokens_backward(float *dpatch, float *dcls, float *dpos, con
                                     int D) {
     const size_t npt = F((int64_t)B * N * D), npos = F((int64_t)(N + 1) * D);
     float *dp = up(dpatch, npt), *dc = up(dcls, F(D)), *dq = up(dpos, npos);
-    ok(be->ops->embed_tokens_backward(be, dp, dc, dq, up(dtokens, F((int64_t)B * (N + 1) * D)), B, N, D),
+    ok(be->ops->embed_tokens_backward(be, dp, dc, NULL, dq, up(dtokens, F((int64_t)B * (N + 1) * D)), B, N, D, 0, 1, 1),
        "embed_tokens_backward");
     down(dpatch, dp, npt), down(dcls, dc, F(D)), down(dpos, dq, npos);
 }
@@ -370,13 +370,13 @@ static void k_dropout_backward(float *dinp, const float *dout, int64_t n, float 
 
 static void k_pool_forward(float *out, const float *tokens, int B, int T, int D, int avg) {
     float *o = up(out, F((int64_t)B * D));
-    ok(be->ops->pool_forward(be, o, up(tokens, F((int64_t)B * T * D)), B, T, D, avg), "pool_forward");
+    ok(be->ops->pool_forward(be, o, up(tokens, F((int64_t)B * T * D)), B, T, D, avg, 1), "pool_forward");
     down(out, o, F((int64_t)B * D));
 }
 
 static void k_pool_backward(float *dtokens, const float *dout, int B, int T, int D, int avg) {
     float *dt = up(dtokens, F((int64_t)B * T * D));
-    ok(be->ops->pool_backward(be, dt, up(dout, F((int64_t)B * D)), B, T, D, avg), "pool_backward");
+    ok(be->ops->pool_backward(be, dt, up(dout, F((int64_t)B * D)), B, T, D, avg, 1), "pool_backward");
     down(dtokens, dt, F((int64_t)B * T * D));
 }
 
