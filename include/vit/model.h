@@ -24,7 +24,7 @@ typedef enum vit_config_key {
     VIT_CFG_HEADS = 7,          /* int: attention heads (12); must divide DIM */
     VIT_CFG_QKV_BIAS = 8,       /* int 0/1: bias on the fused qkv projection (1) */
     VIT_CFG_PATCH_NORM = 9,     /* int 0/1: LayerNorm after the patch projection, the seed's variant (0) */
-    VIT_CFG_GLOBAL_POOL = 10,   /* int vit_pool: class token or mean of patch tokens (token) */
+    VIT_CFG_GLOBAL_POOL = 10,   /* int vit_pool: class token, mean of patch tokens or attention pool (token) */
     /* timm's ViT family options (timm's VisionTransformer argument in brackets): */
     VIT_CFG_CLASS_TOKEN = 11,   /* int 0/1: a class token "cls_token" [1, 1, D] first in the sequence (1) [class_token] */
     VIT_CFG_REG_TOKENS = 12,    /* int 0..64: register tokens "reg_token" [1, R, D] after the class token (0) [reg_tokens] */
@@ -49,8 +49,12 @@ typedef enum vit_config_key {
 
 typedef enum vit_pool {
     VIT_POOL_TOKEN = 0, /* the class token's features (timm global_pool='token') */
-    VIT_POOL_AVG = 1    /* mean of the patch tokens (class and register tokens excluded), then
+    VIT_POOL_AVG = 1,   /* mean of the patch tokens (class and register tokens excluded), then
                            fc_norm unless VIT_CFG_FC_NORM is 0 (timm global_pool='avg') */
+    VIT_POOL_MAP = 2    /* attention pooling: timm's AttentionPoolLatent head "attn_pool.*" (one
+                           learned query, q and kv projections, proj, norm, MLP) over the
+                           normalised patch tokens (timm global_pool='map', SigLIP); needs
+                           no class or register tokens */
 } vit_pool;
 
 /* A configuration with ViT-B/16 at 224 defaults. */

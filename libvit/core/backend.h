@@ -118,6 +118,18 @@ typedef struct vit_backend_ops {
                                      const float *out, const void *saved, int B, int T, int H, int hd, float scale,
                                      float drop_p, uint64_t drop_key, void *scratch);
 
+    /* Attention of L learned queries over each sample's N tokens (timm's
+     * AttentionPoolLatent, no dropout): q [L, H * hd] shared by the batch,
+     * kv [B, N, 2, H, hd] (its kv(x).reshape(B, N, 2, H, hd)); out [B, L, H * hd].
+     * probs [B, H, L, N]: the softmax, kept for backward (NULL in inference);
+     * scratch [B, H, L, N] floats of working memory.
+     * Backward: dq [L, H * hd] (sums over the batch in a fixed order), dkv (each may be NULL) += */
+    vit_status (*pool_attention_forward)(vit_backend *be, float *out, float *probs, const float *q, const float *kv,
+                                         int B, int L, int N, int H, int hd, float scale, float *scratch);
+    vit_status (*pool_attention_backward)(vit_backend *be, float *dq, float *dkv, const float *dout, const float *q,
+                                          const float *kv, const float *probs, int B, int L, int N, int H, int hd,
+                                          float scale, float *scratch);
+
     /* Softmax cross-entropy with PyTorch's label smoothing s:
      * loss [1] = mean over b of -(1 - s) log p[b, label] - (s / C) sum_c log p[b, c];
      * probs [B, C] saved for backward; labels [B] in 0..C-1 (device memory). */

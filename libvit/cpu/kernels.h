@@ -47,6 +47,8 @@
 #define vit_gelu_backward VIT_ISA_NAME(vit_gelu_backward)
 #define vit_quick_gelu_forward VIT_ISA_NAME(vit_quick_gelu_forward)
 #define vit_quick_gelu_backward VIT_ISA_NAME(vit_quick_gelu_backward)
+#define vit_pool_attention_forward VIT_ISA_NAME(vit_pool_attention_forward)
+#define vit_pool_attention_backward VIT_ISA_NAME(vit_pool_attention_backward)
 #define vit_scale_channels_forward VIT_ISA_NAME(vit_scale_channels_forward)
 #define vit_scale_channels_backward VIT_ISA_NAME(vit_scale_channels_backward)
 #define vit_softmax_forward VIT_ISA_NAME(vit_softmax_forward)
@@ -102,6 +104,13 @@ vit_status vit_attention_forward(vit_backend *be, float *out, void *saved, const
 vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
                                   const void *saved, int B, int T, int H, int hd, float scale, float drop_p,
                                   uint64_t drop_key, void *given_scratch);
+
+/* attention of learned queries (the attention-pool head) */
+vit_status vit_pool_attention_forward(vit_backend *be, float *out, float *probs, const float *q, const float *kv,
+                                      int B, int L, int N, int H, int hd, float scale, float *scratch);
+vit_status vit_pool_attention_backward(vit_backend *be, float *dq, float *dkv, const float *dout, const float *q,
+                                       const float *kv, const float *probs, int B, int L, int N, int H, int hd,
+                                       float scale, float *scratch);
 
 /* cross-entropy */
 vit_status vit_cross_entropy_forward(vit_backend *be, float *loss, float *probs, const float *logits,

@@ -254,7 +254,8 @@ static vit_status config_meta(const vit_model *model, meta_list *m) {
         } else {
             int64_t v;
             s = vit_config_get_int(cfg, cfg_keys[i].key, &v);
-            if (cfg_keys[i].kind == CFG_POOL) snprintf(buf, sizeof buf, "%s", v == VIT_POOL_AVG ? "avg" : "token");
+            if (cfg_keys[i].kind == CFG_POOL)
+                snprintf(buf, sizeof buf, "%s", v == VIT_POOL_AVG ? "avg" : v == VIT_POOL_MAP ? "map" : "token");
             else snprintf(buf, sizeof buf, "%lld", (long long)v);
         }
         if (s != VIT_OK) {
@@ -546,6 +547,7 @@ static vit_status infer_config(const vit_st_file *f, vit_config *cfg) {
             depth = b + 1;
     }
     bool pre_norm = vit_st_find(f, "norm_pre.weight") != NULL, fc_norm = vit_st_find(f, "fc_norm.weight") != NULL;
+    bool attn_pool = vit_st_find(f, "attn_pool.latent") != NULL; /* timm's global_pool='map' */
     double ratio = (double)fc1->shape[0] / (double)D;
     /* the model computes hidden = (int)(dim * ratio): make sure that lands */
     while ((int64_t)((double)D * ratio) < fc1->shape[0]) ratio = nextafter(ratio, INFINITY);
@@ -567,7 +569,7 @@ static vit_status infer_config(const vit_st_file *f, vit_config *cfg) {
         {VIT_CFG_PATCH_BIAS, vit_st_find(f, "patch_embed.proj.bias") != NULL},
         /* average pooling: after fc_norm, or (no class token and no fc_norm:
          * the _gap models' fc_norm=False) of the normalised tokens */
-        {VIT_CFG_GLOBAL_POOL, fc_norm || !cls ? VIT_POOL_AVG : VIT_POOL_TOKEN},
+        {VIT_CFG_GLOBAL_POOL, attn_pool ? VIT_POOL_MAP : fc_norm || !cls ? VIT_POOL_AVG : VIT_POOL_TOKEN},
         {VIT_CFG_FC_NORM, fc_norm ? 1 : cls ? -1 : 0},
     };
     for (size_t i = 0; s == VIT_OK && i < sizeof ints / sizeof ints[0]; i++)
@@ -595,7 +597,8 @@ static vit_status check_config_fits(const vit_st_file *f, const struct vit_confi
                      (c->init_values > 0 ? 2 * D : 0);
     uint64_t need = (uint64_t)(c->class_token + c->reg_tokens) * D + D * (uint64_t)c->in_channels * P * P +
                     (c->patch_bias ? D : 0) + (c->patch_norm ? 2 * D : 0) + (c->pre_norm ? 2 * D : 0) +
-                    (uint64_t)c->depth * block + 2 * D + K * D + K;
+                    (uint64_t)c->depth * block + 2 * D + K * D + K +
+                    (c->global_pool == VIT_POOL_MAP ? D + 3 * D * D + 3 * D + D * D + D + 2 * D + 2 * H * D + H + D : 0);
     uint64_t have = 0;
     for (size_t i = 0; i < vit_st_count(f); i++) {
         const vit_st_tensor *t = vit_st_at(f, i);
@@ -624,6 +627,7 @@ static vit_status apply_config_meta(const vit_st_file *f, vit_config *cfg) {
         } else {
             if (cfg_keys[i].kind == CFG_POOL && !strcmp(v, "token")) iv = VIT_POOL_TOKEN, ok = true;
             else if (cfg_keys[i].kind == CFG_POOL && !strcmp(v, "avg")) iv = VIT_POOL_AVG, ok = true;
+            else if (cfg_keys[i].kind == CFG_POOL && !strcmp(v, "map")) iv = VIT_POOL_MAP, ok = true;
             else ok = parse_int(v, &iv);
             s = ok ? vit_config_set_int(cfg, cfg_keys[i].key, iv) : VIT_OK;
         }

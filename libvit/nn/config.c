@@ -115,7 +115,7 @@ vit_status vit_config_set_int(vit_config *cfg, vit_config_key key, int64_t value
     case VIT_CFG_QUICK_GELU: ok = value == 0 || value == 1; break;
     case VIT_CFG_FC_NORM: ok = value >= -1 && value <= 1; break;
     case VIT_CFG_REG_TOKENS: ok = value >= 0 && value <= 64; break;
-    case VIT_CFG_GLOBAL_POOL: ok = value == VIT_POOL_TOKEN || value == VIT_POOL_AVG; break;
+    case VIT_CFG_GLOBAL_POOL: ok = value == VIT_POOL_TOKEN || value == VIT_POOL_AVG || value == VIT_POOL_MAP; break;
     case VIT_CFG_IMG_SIZE: ok = value >= 1 && value <= 8192; break;
     case VIT_CFG_NUM_CLASSES: ok = value >= 0 && value <= 1000000; break; /* 0: no head */
     default: ok = value >= 1 && value <= 65536; break;
@@ -177,6 +177,9 @@ vit_status vit_config_validate(const vit_config *c) {
     if (c->global_pool == VIT_POOL_TOKEN && !c->class_token)
         return vit_fail(VIT_ERR_INVALID_ARGUMENT, "config: class-token pooling needs a class token "
                         "(VIT_CFG_CLASS_TOKEN = 0: set VIT_CFG_GLOBAL_POOL to VIT_POOL_AVG)");
+    if (c->global_pool == VIT_POOL_MAP && (c->class_token || c->reg_tokens || c->fc_norm == 1))
+        return vit_fail(VIT_ERR_INVALID_ARGUMENT, "config: attention pooling (VIT_POOL_MAP) takes no class token, no "
+                        "register tokens and no fc_norm");
     int64_t grid = c->img_size / c->patch_size, tokens = grid * grid + c->class_token + c->reg_tokens;
     if (tokens > 1000000)
         return vit_fail(VIT_ERR_INVALID_ARGUMENT, "config: %lld tokens is too many", (long long)tokens);
@@ -202,7 +205,7 @@ static const char *const preset_names[] = {
 
 /* timm's family variants: the plain model's sizes plus these options, as
  * their timm model functions set them (vision_transformer.py). */
-enum { V_GAP = 1, V_CLIP = 2, V_QUICK = 4, V_DINOV2 = 8, V_REG4 = 16, V_DEIT3 = 32, V_SIGLIP_GAP = 64 };
+enum { V_GAP = 1, V_CLIP = 2, V_QUICK = 4, V_DINOV2 = 8, V_REG4 = 16, V_DEIT3 = 32, V_SIGLIP_GAP = 64, V_SIGLIP = 128 };
 static const struct variant {
     const char *name;
     int dim, depth, heads, patch, img, flags;
@@ -214,6 +217,9 @@ static const struct variant {
     {"vit_base_patch32_clip_quickgelu_224", 768, 12, 12, 32, 224, V_CLIP | V_QUICK},
     {"vit_base_patch16_clip_quickgelu_224", 768, 12, 12, 16, 224, V_CLIP | V_QUICK},
     {"vit_large_patch14_clip_quickgelu_224", 1024, 24, 16, 14, 224, V_CLIP | V_QUICK},
+    {"vit_base_patch16_siglip_224", 768, 12, 12, 16, 224, V_SIGLIP},
+    {"vit_base_patch16_siglip_256", 768, 12, 12, 16, 256, V_SIGLIP},
+    {"vit_base_patch16_siglip_384", 768, 12, 12, 16, 384, V_SIGLIP},
     {"vit_base_patch16_siglip_gap_224", 768, 12, 12, 16, 224, V_SIGLIP_GAP},
     {"vit_small_patch14_dinov2", 384, 12, 6, 14, 518, V_DINOV2},
     {"vit_base_patch14_dinov2", 768, 12, 12, 14, 518, V_DINOV2},
@@ -263,6 +269,10 @@ static void apply_variant(struct vit_config *c, const struct variant *v) {
         c->class_token = 0;
         c->global_pool = VIT_POOL_AVG;
         c->fc_norm = 0;
+    }
+    if (v->flags & V_SIGLIP) { /* class_token=False, global_pool='map' */
+        c->class_token = 0;
+        c->global_pool = VIT_POOL_MAP;
     }
     if (v->flags & V_CLIP) { /* pre_norm=True (and so no patch bias), LayerNorm eps 1e-5 */
         c->pre_norm = 1;

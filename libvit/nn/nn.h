@@ -25,6 +25,11 @@ typedef struct vit_block_params {
     int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, ls1, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
 } vit_block_params;
 
+/* timm's AttentionPoolLatent ("attn_pool.*"), for VIT_POOL_MAP. */
+typedef struct vit_attn_pool_params {
+    int latent, q_w, q_b, kv_w, kv_b, proj_w, proj_b, norm_w, norm_b, fc1_w, fc1_b, fc2_w, fc2_b;
+} vit_attn_pool_params;
+
 typedef struct vit_meta_entry {
     char *key, *value;
 } vit_meta_entry;
@@ -47,6 +52,7 @@ struct vit_model {
     int cls_token, reg_token, pos_embed, patch_w, patch_b, patch_norm_w, patch_norm_b, norm_pre_w, norm_pre_b;
     int norm_w, norm_b, head_w, head_b; /* -1: absent */
     vit_block_params *blocks;
+    vit_attn_pool_params attn_pool; /* latent < 0 without one */
 
     bool training, grad_enabled;
     uint64_t rng_counter; /* forwards in training mode: keys dropout masks */

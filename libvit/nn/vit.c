@@ -98,6 +98,27 @@ static vit_status build_params(vit_model *m) {
     ok &= ok && (m->norm_w = add_param(&pb, name, 1, SHAPE(D), false)) >= 0;
     snprintf(name, sizeof name, "%s.bias", norm);
     ok &= ok && (m->norm_b = add_param(&pb, name, 1, SHAPE(D), false)) >= 0;
+    vit_attn_pool_params *ap = &m->attn_pool;
+    ap->latent = -1;
+    if (ok && c->global_pool == VIT_POOL_MAP) {
+#define POOL_PARAM(field, suffix, decay, ...)                                                   \
+    ok &= (ap->field = add_param(&pb, "attn_pool." suffix, (int)(sizeof SHAPE(__VA_ARGS__) / sizeof(int64_t)), \
+                                 SHAPE(__VA_ARGS__), decay)) >= 0
+        POOL_PARAM(latent, "latent", true, 1, 1, D);
+        POOL_PARAM(q_w, "q.weight", true, D, D);
+        POOL_PARAM(q_b, "q.bias", false, D);
+        POOL_PARAM(kv_w, "kv.weight", true, 2 * D, D);
+        POOL_PARAM(kv_b, "kv.bias", false, 2 * D);
+        POOL_PARAM(proj_w, "proj.weight", true, D, D);
+        POOL_PARAM(proj_b, "proj.bias", false, D);
+        POOL_PARAM(norm_w, "norm.weight", false, D);
+        POOL_PARAM(norm_b, "norm.bias", false, D);
+        POOL_PARAM(fc1_w, "mlp.fc1.weight", true, H, D);
+        POOL_PARAM(fc1_b, "mlp.fc1.bias", false, H);
+        POOL_PARAM(fc2_w, "mlp.fc2.weight", true, D, H);
+        POOL_PARAM(fc2_b, "mlp.fc2.bias", false, D);
+#undef POOL_PARAM
+    }
     if (c->num_classes > 0) { /* 0: no head, timm's num_classes=0 (nn.Identity) */
         ok &= ok && (m->head_w = add_param(&pb, "head.weight", 2, SHAPE(c->num_classes, D), true)) >= 0;
         ok &= ok && (m->head_b = add_param(&pb, "head.bias", 1, SHAPE(c->num_classes), false)) >= 0;
@@ -123,6 +144,9 @@ static void init_params(vit_model *m, float *weights) {
         bool is_gamma = len > 6 && !strcmp(p->name + len - 6, ".gamma");
         if (is_gamma) {
             for (int64_t k = 0; k < p->numel; k++) w[k] = (float)m->cfg.init_values;
+        } else if (i == m->attn_pool.latent) { /* AttentionPoolLatent: trunc_normal_tf_(std = dim^-0.5) */
+            float std = 1.0f / sqrtf((float)m->cfg.dim);
+            vit_rng_trunc_normal(w, (size_t)p->numel, key, std, -2.0f * std, 2.0f * std);
         } else if (i == m->cls_token || i == m->reg_token) {
             for (int64_t k = 0; k < p->numel; k++) w[k] = (float)(vit_rng_normal(key, (uint64_t)k) * 1e-6);
         } else if (i == m->patch_w || i == m->patch_b) {
@@ -375,6 +399,36 @@ static vit_status forward_failed(vit_model *m) {
     return vit_last_status();
 }
 
+/* timm's AttentionPoolLatent over tokens [B, T, D] (no class or register
+ * tokens): one learned query attends over them, then proj and x + mlp(norm(x))
+ * -> [B, D]. */
+static vit_value *attn_pool_forward(vit_model *m, vit_value *tokens, int B) {
+    const struct vit_config *c = &m->cfg;
+    const vit_attn_pool_params *ap = &m->attn_pool;
+    vit_tape *t = &m->tape;
+    int T = m->tokens, D = (int)c->dim, Hh = (int)c->heads;
+    vit_value *kv = vit_op_linear(t, tokens, param_value(m, ap->kv_w), param_value(m, ap->kv_b), B * T, D, 2 * D);
+    NEED(kv);
+    vit_value *q = vit_op_linear(t, param_value(m, ap->latent), param_value(m, ap->q_w), param_value(m, ap->q_b), 1,
+                                 D, D);
+    NEED(q);
+    vit_value *a = vit_op_pool_attention(t, q, kv, B, 1, T, Hh, D / Hh);
+    NEED(a);
+    vit_value *x = vit_op_linear(t, a, param_value(m, ap->proj_w), param_value(m, ap->proj_b), B, D, D);
+    NEED(x);
+    vit_value *h = vit_op_layernorm(t, x, param_value(m, ap->norm_w), param_value(m, ap->norm_b), B, D,
+                                    (float)c->ln_eps);
+    NEED(h);
+    vit_value *f = vit_op_linear_act(t, h, param_value(m, ap->fc1_w), param_value(m, ap->fc1_b), B, D, m->hidden,
+                                     c->quick_gelu != 0);
+    NEED(f);
+    f = vit_op_linear(t, f, param_value(m, ap->fc2_w), param_value(m, ap->fc2_b), B, m->hidden, D);
+    NEED(f);
+    return vit_op_residual(t, x, f, NULL, B, D);
+fail:
+    return NULL;
+}
+
 /* What a forward computes: the logits, the pooled features or the tokens. */
 typedef enum { UPTO_LOGITS, UPTO_POOLED, UPTO_TOKENS } forward_upto;
 
@@ -448,7 +502,12 @@ static vit_status forward(vit_model *m, const vit_tensor *images, vit_tensor *ou
              VIT_OK);
         return VIT_OK;
     }
-    if (!avg || m->fc_norm) {
+    if (c->global_pool == VIT_POOL_MAP) {
+        x = vit_op_layernorm(t, x, norm_w, norm_b, (int64_t)B * T, D, (float)c->ln_eps);
+        NEED(x);
+        x = attn_pool_forward(m, x, B);
+        NEED(x);
+    } else if (!avg || m->fc_norm) {
         /* LayerNorm is per token, so pooling first and normalising only the
          * pooled rows equals timm's norm-then-select for token pooling. */
         x = vit_op_pool(t, x, B, T, D, avg, m->prefix);

@@ -130,6 +130,9 @@ vit_value *vit_op_scale_channels(vit_tape *tape, vit_value *x, vit_value *gamma,
 /* out [B, T, H * hd] from qkv [B, T, 3, H, hd] */
 vit_value *vit_op_attention(vit_tape *tape, vit_value *qkv, int B, int T, int H, int hd, float drop_p,
                             uint64_t key);
+/* out [B, L, H * hd]: L learned queries q [L, H * hd] attending over each
+ * sample's tokens, kv [B, N, 2, H, hd] (timm's AttentionPoolLatent core) */
+vit_value *vit_op_pool_attention(vit_tape *tape, vit_value *q, vit_value *kv, int B, int L, int N, int H, int hd);
 /* tokens [B, P + N, D] = [cls; reg; patch] + pos, P = (cls != NULL) + R; pos
  * [P + N, D] covers every token, or [N, D] the patch tokens only (pos_prefix
  * false); cls and reg (R = 0) may be NULL. */

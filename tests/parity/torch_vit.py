@@ -6,8 +6,8 @@ one to one onto libvit's parameters. The family options follow timm 1.0's
 VisionTransformer (timm/models/vision_transformer.py) line for line:
 class_token, reg_tokens, no_embed_class (_pos_embed), pre_norm (norm_pre),
 the patch projection's bias, init_values (LayerScale ls1/ls2),
-act_layer='quick_gelu', fc_norm and global_pool 'token'/'avg' (pool,
-forward_head). The arguments carry libvit's configuration names.
+act_layer='quick_gelu', fc_norm and global_pool 'token'/'avg'/'map' (pool,
+forward_head; 'map' is AttentionPoolLatent). The arguments carry libvit's configuration names.
 """
 import math
 
@@ -77,6 +77,38 @@ class Mlp(nn.Module):
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
+class AttentionPoolLatent(nn.Module):
+    """timm.layers.attention_pool.AttentionPoolLatent as VisionTransformer builds it for
+    global_pool='map': latent_len 1, q and kv projections with bias, no q/k norm, no pos_embed,
+    pool_type 'token'; the unfused attention path."""
+
+    def __init__(self, dim, heads, mlp_ratio, eps, quick_gelu):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.scale = self.head_dim ** -0.5
+        self.latent = nn.Parameter(torch.zeros(1, 1, dim))
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, dim * 2)
+        self.proj = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), 0.0, quick_gelu)
+        nn.init.trunc_normal_(self.latent, std=dim ** -0.5, a=-2 * dim ** -0.5, b=2 * dim ** -0.5)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q_latent = self.latent.expand(B, -1, -1)
+        q = self.q(q_latent).reshape(B, 1, self.heads, self.head_dim).transpose(1, 2)
+        kv = self.kv(x).reshape(B, N, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)
+        q = q * self.scale
+        attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
+        x = (attn @ v).transpose(1, 2).reshape(B, 1, C)
+        x = self.proj(x)
+        x = x + self.mlp(self.norm(x))
+        return x[:, 0]
+
+
 class DropPath(nn.Module):
     def __init__(self, p):
         super().__init__()
@@ -131,6 +163,8 @@ class VisionTransformer(nn.Module):
         self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i],
                                             ln_eps, init_values or None, quick_gelu) for i in range(depth)])
         self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(dim, eps=ln_eps)
+        self.attn_pool = AttentionPoolLatent(dim, heads, mlp_ratio, ln_eps, quick_gelu) if global_pool == "map" \
+            else None
         self.fc_norm = nn.LayerNorm(dim, eps=ln_eps) if use_fc_norm else nn.Identity()
         self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -166,6 +200,8 @@ class VisionTransformer(nn.Module):
         return self.norm(self.blocks(x))
 
     def pool(self, x):
+        if self.attn_pool is not None:
+            return self.attn_pool(x[:, self.num_prefix_tokens:])
         if self.global_pool == "token":
             return x[:, 0]
         return x[:, self.num_prefix_tokens:].mean(dim=1)

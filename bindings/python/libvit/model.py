@@ -48,7 +48,7 @@ class Config(_Handle):
     timm preset, then the settings. Settings: img_size, patch_size,
     in_channels, num_classes, dim, depth, heads, reg_tokens, fc_norm (-1 auto,
     0, 1) (integers), qkv_bias, patch_norm, class_token, no_embed_class,
-    pre_norm, patch_bias, quick_gelu (bools), global_pool ("token" or "avg"),
+    pre_norm, patch_bias, quick_gelu (bools), global_pool ("token", "avg" or "map"),
     mlp_ratio, drop_rate, attn_drop_rate, drop_path_rate, ln_eps, init_values
     (reals). ``cfg["dim"]``,
     ``cfg.get("dim")``, ``cfg.set("dim", 384)``, ``cfg.as_dict()``.
@@ -63,7 +63,7 @@ class Config(_Handle):
                          "ln_eps": 36, "init_values": 37},
                         bools={"qkv_bias", "patch_norm", "class_token", "no_embed_class", "pre_norm", "patch_bias",
                                "quick_gelu"},
-                        choices={"global_pool": ("token", "avg")})
+                        choices={"global_pool": ("token", "avg", "map")})
 
     def __init__(self, preset: Optional[str] = None, **settings: Any):
         super().__init__()
