@@ -242,7 +242,7 @@ const char *vit_preset_name(int index) {
 }
 
 /* The plain model's options (timm's VisionTransformer defaults); the pooling
- * stays as it was. */
+ * stays as it was, but for the attention pool. */
 static void plain_options(struct vit_config *c) {
     c->mlp_ratio = 4.0;
     c->qkv_bias = 1;
@@ -255,6 +255,7 @@ static void plain_options(struct vit_config *c) {
     c->quick_gelu = 0;
     c->fc_norm = -1;
     c->init_values = 0.0;
+    if (c->global_pool == VIT_POOL_MAP) c->global_pool = VIT_POOL_TOKEN; /* it takes no class token */
 }
 
 static void apply_variant(struct vit_config *c, const struct variant *v) {

@@ -134,6 +134,86 @@ START_TEST(forward_errors) {
 }
 END_TEST
 
+START_TEST(family_options) {
+    int64_t v;
+    double d;
+    expect(vit_config_set_int(cfg, VIT_CFG_REG_TOKENS, 65), VIT_ERR_INVALID_ARGUMENT, "VIT_CFG_REG_TOKENS");
+    expect(vit_config_set_int(cfg, VIT_CFG_FC_NORM, 2), VIT_ERR_INVALID_ARGUMENT, "VIT_CFG_FC_NORM");
+    expect(vit_config_set_int(cfg, VIT_CFG_QUICK_GELU, 2), VIT_ERR_INVALID_ARGUMENT, "VIT_CFG_QUICK_GELU");
+    expect(vit_config_set_float(cfg, VIT_CFG_INIT_VALUES, -1), VIT_ERR_INVALID_ARGUMENT, "VIT_CFG_INIT_VALUES");
+    expect(vit_config_set_int(cfg, VIT_CFG_INIT_VALUES, 1), VIT_ERR_INVALID_ARGUMENT, "real key");
+    vit_model *m = (vit_model *)1;
+    vit_config_set_int(cfg, VIT_CFG_CLASS_TOKEN, 0);
+    expect(vit_model_create(ctx, cfg, &m), VIT_ERR_INVALID_ARGUMENT, "class-token pooling needs a class token");
+    ck_assert_ptr_null(m);
+    vit_config_set_int(cfg, VIT_CFG_GLOBAL_POOL, VIT_POOL_MAP);
+    vit_config_set_int(cfg, VIT_CFG_REG_TOKENS, 2);
+    expect(vit_model_create(ctx, cfg, &m), VIT_ERR_INVALID_ARGUMENT, "attention pooling");
+
+    /* a family preset sets its options; a plain one puts timm's defaults back */
+    ck_assert_int_eq(vit_config_set_preset(cfg, "vit_small_patch14_reg4_dinov2"), VIT_OK);
+    vit_config_get_int(cfg, VIT_CFG_REG_TOKENS, &v);
+    ck_assert_int_eq(v, 4);
+    vit_config_get_int(cfg, VIT_CFG_NO_EMBED_CLASS, &v);
+    ck_assert_int_eq(v, 1);
+    vit_config_get_int(cfg, VIT_CFG_IMG_SIZE, &v);
+    ck_assert_int_eq(v, 518);
+    vit_config_get_float(cfg, VIT_CFG_INIT_VALUES, &d);
+    ck_assert_double_eq(d, 1e-5);
+    ck_assert_int_eq(vit_config_set_preset(cfg, "vit_base_patch16_siglip_224"), VIT_OK);
+    vit_config_get_int(cfg, VIT_CFG_GLOBAL_POOL, &v);
+    ck_assert_int_eq(v, VIT_POOL_MAP);
+    ck_assert_int_eq(vit_config_validate(cfg), VIT_OK);
+    ck_assert_int_eq(vit_config_set_preset(cfg, "vit_base_patch16_224"), VIT_OK);
+    ck_assert_int_eq(vit_config_validate(cfg), VIT_OK);
+    vit_config_get_int(cfg, VIT_CFG_CLASS_TOKEN, &v);
+    ck_assert_int_eq(v, 1);
+    vit_config_get_int(cfg, VIT_CFG_REG_TOKENS, &v);
+    ck_assert_int_eq(v, 0);
+    vit_config_get_int(cfg, VIT_CFG_GLOBAL_POOL, &v);
+    ck_assert_int_eq(v, VIT_POOL_TOKEN);
+    ck_assert_int_eq(vit_config_set_preset(cfg, "vit_base_patch16_clip_quickgelu_224"), VIT_OK);
+    vit_config_get_int(cfg, VIT_CFG_QUICK_GELU, &v);
+    ck_assert_int_eq(v, 1);
+    vit_config_get_int(cfg, VIT_CFG_PATCH_BIAS, &v);
+    ck_assert_int_eq(v, 0);
+}
+END_TEST
+
+START_TEST(features_errors) {
+    vit_config_set_int(cfg, VIT_CFG_REG_TOKENS, 2);
+    vit_config_set_int(cfg, VIT_CFG_NUM_CLASSES, 0);
+    vit_model *m;
+    ck_assert_int_eq(vit_model_create(ctx, cfg, &m), VIT_OK);
+    int T = 0, prefix = 0;
+    ck_assert_int_eq(vit_model_token_count(m, &T, &prefix), VIT_OK);
+    ck_assert_int_eq(T, 1 + 2 + 16);
+    ck_assert_int_eq(prefix, 3);
+    vit_tensor *img, *feat, *tok, *labels;
+    int64_t s_img[4] = {2, 3, 16, 16}, s_feat[2] = {2, 12}, s_tok[3] = {2, 18, 12}, s_lab[1] = {2};
+    vit_tensor_create(ctx, VIT_DTYPE_F32, 4, s_img, &img);
+    vit_tensor_create(ctx, VIT_DTYPE_F32, 2, s_feat, &feat);
+    vit_tensor_create(ctx, VIT_DTYPE_F32, 3, s_tok, &tok);
+    vit_tensor_create(ctx, VIT_DTYPE_I32, 1, s_lab, &labels);
+    expect(vit_model_forward_tokens(m, img, tok), VIT_ERR_SHAPE, "vit_model_forward_tokens: tokens");
+    expect(vit_model_forward_features(m, img, tok), VIT_ERR_SHAPE, "vit_model_forward_features: features");
+    expect(vit_model_forward_features(NULL, img, feat), VIT_ERR_INVALID_ARGUMENT, "model is NULL");
+    expect(vit_model_token_count(NULL, &T, NULL), VIT_ERR_INVALID_ARGUMENT, "model is NULL");
+    ck_assert_int_eq(vit_model_forward_features(m, img, feat), VIT_OK);
+    /* features record nothing: no loss to take */
+    float loss;
+    expect(vit_model_loss(m, labels, 0, &loss), VIT_ERR_STATE, "no forward");
+    /* without a head, forward gives the pooled features and there is no loss */
+    ck_assert_int_eq(vit_model_forward(m, img, feat), VIT_OK);
+    expect(vit_model_loss(m, labels, 0, &loss), VIT_ERR_STATE, "no head");
+    vit_tensor_destroy(img);
+    vit_tensor_destroy(feat);
+    vit_tensor_destroy(tok);
+    vit_tensor_destroy(labels);
+    vit_model_destroy(m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("api");
@@ -141,6 +221,8 @@ int main(void) {
     tcase_add_test(tc, config_errors);
     tcase_add_test(tc, presets);
     tcase_add_test(tc, forward_errors);
+    tcase_add_test(tc, family_options);
+    tcase_add_test(tc, features_errors);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
