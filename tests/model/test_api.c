@@ -214,6 +214,66 @@ START_TEST(features_errors) {
 }
 END_TEST
 
+/* Each family option through a training step and the features calls: what
+ * the sanitizer and valgrind builds run (the numbers are PyTorch parity's). */
+START_TEST(family_steps) {
+    static const struct {
+        vit_config_key key;
+        int64_t value;
+        vit_config_key key2;
+        int64_t value2;
+    } opts[] = {
+        {VIT_CFG_CLASS_TOKEN, 0, VIT_CFG_GLOBAL_POOL, VIT_POOL_AVG},
+        {VIT_CFG_REG_TOKENS, 3, VIT_CFG_NO_EMBED_CLASS, 1},
+        {VIT_CFG_PRE_NORM, 1, VIT_CFG_PATCH_BIAS, 0},
+        {VIT_CFG_QUICK_GELU, 1, VIT_CFG_FC_NORM, 1},
+        {VIT_CFG_CLASS_TOKEN, 0, VIT_CFG_GLOBAL_POOL, VIT_POOL_MAP},
+        {VIT_CFG_GLOBAL_POOL, VIT_POOL_AVG, VIT_CFG_FC_NORM, 0},
+    };
+    int64_t s_img[4] = {2, 3, 16, 16}, s_log[2] = {2, 4}, s_lab[1] = {2}, s_feat[2] = {2, 12};
+    vit_tensor *img, *logits, *labels, *feat;
+    vit_tensor_create(ctx, VIT_DTYPE_F32, 4, s_img, &img);
+    vit_tensor_create(ctx, VIT_DTYPE_F32, 2, s_log, &logits);
+    vit_tensor_create(ctx, VIT_DTYPE_I32, 1, s_lab, &labels);
+    vit_tensor_create(ctx, VIT_DTYPE_F32, 2, s_feat, &feat);
+    float pixels[2 * 3 * 16 * 16];
+    for (size_t i = 0; i < sizeof pixels / sizeof *pixels; i++) pixels[i] = (float)(i % 7) / 7.0f - 0.4f;
+    int32_t lab[2] = {1, 3};
+    vit_tensor_write(img, pixels, sizeof pixels);
+    vit_tensor_write(labels, lab, sizeof lab);
+    for (size_t o = 0; o < sizeof opts / sizeof *opts; o++)
+        for (int layer_scale = 0; layer_scale < 2; layer_scale++) {
+            vit_config *c;
+            vit_model *m;
+            ck_assert_int_eq(vit_config_copy(cfg, &c), VIT_OK);
+            ck_assert_int_eq(vit_config_set_int(c, opts[o].key, opts[o].value), VIT_OK);
+            ck_assert_int_eq(vit_config_set_int(c, opts[o].key2, opts[o].value2), VIT_OK);
+            ck_assert_int_eq(vit_config_set_float(c, VIT_CFG_INIT_VALUES, layer_scale ? 0.1 : 0.0), VIT_OK);
+            ck_assert_msg(vit_model_create(ctx, c, &m) == VIT_OK, "option %zu: %s", o, vit_last_error());
+            float loss;
+            ck_assert_int_eq(vit_model_forward(m, img, logits), VIT_OK);
+            ck_assert_int_eq(vit_model_loss(m, labels, 0.1f, &loss), VIT_OK);
+            ck_assert_int_eq(vit_model_backward(m), VIT_OK);
+            int T, prefix;
+            vit_model_token_count(m, &T, &prefix);
+            int64_t s_tok[3] = {2, T, 12};
+            vit_tensor *tok;
+            vit_tensor_create(ctx, VIT_DTYPE_F32, 3, s_tok, &tok);
+            ck_assert_int_eq(vit_model_forward_features(m, img, feat), VIT_OK);
+            ck_assert_int_eq(vit_model_forward_tokens(m, img, tok), VIT_OK);
+            vit_model_set_grad(m, 0);
+            ck_assert_int_eq(vit_model_forward(m, img, logits), VIT_OK);
+            vit_tensor_destroy(tok);
+            vit_model_destroy(m);
+            vit_config_destroy(c);
+        }
+    vit_tensor_destroy(img);
+    vit_tensor_destroy(logits);
+    vit_tensor_destroy(labels);
+    vit_tensor_destroy(feat);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("api");
@@ -223,6 +283,7 @@ int main(void) {
     tcase_add_test(tc, forward_errors);
     tcase_add_test(tc, family_options);
     tcase_add_test(tc, features_errors);
+    tcase_add_test(tc, family_steps);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
