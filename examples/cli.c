@@ -301,6 +301,11 @@ void cli_progress_end(cli_progress *p) {
 }
 
 bool cli_write_text_atomic(const char *prog, const char *path, const char *text) {
+    return cli_write_atomic(prog, path, text, strlen(text));
+}
+
+bool cli_write_atomic(const char *prog, const char *path, const void *data, size_t len) {
+    const char *bytes = data;
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -308,9 +313,9 @@ bool cli_write_text_atomic(const char *prog, const char *path, const char *text)
         fprintf(stderr, "%s: cannot write %s: %s\n", prog, tmp, strerror(errno));
         return false;
     }
-    size_t len = strlen(text), off = 0;
+    size_t off = 0;
     while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
+        ssize_t n = write(fd, bytes + off, len - off);
         if (n <= 0) break;
         off += (size_t)n;
     }

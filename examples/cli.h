@@ -62,6 +62,8 @@ double cli_now(void);
 /* Write text to path atomically (temporary file, fsync, rename); false and a
  * message naming the file on failure. */
 bool cli_write_text_atomic(const char *prog, const char *path, const char *text);
+/* The same for len bytes. */
+bool cli_write_atomic(const char *prog, const char *path, const void *data, size_t len);
 /* JSON string literal of s (quotes and escapes) into buf; bytes that are not
  * UTF-8 (a file name is any bytes) become U+FFFD, so the JSON stays valid. */
 void cli_json_string(char *buf, size_t cap, const char *s);

@@ -13,7 +13,7 @@ static const char *prog = "vit-predict";
 
 static const char usage[] =
     "usage: vit-predict --checkpoint FILE [--top-k K] [--json] [--mean M --std S]\n"
-    "                   [--threads N] IMAGE...\n"
+    "                   [--features OUT.npy|OUT.json [--tokens]] [--threads N] IMAGE...\n"
     "\n"
     "Prints each image's K most likely classes (default 1) with probabilities. Class names\n"
     "come from the checkpoint (class_<i> when it has none); the normalization stored in\n"
@@ -21,7 +21,14 @@ static const char usage[] =
     "(\"0.485,0.456,0.406\") or one for all (\"0.5\"). --json prints one object per\n"
     "image: {\"image\": PATH, \"top\": [{\"index\": I, \"class\": NAME, \"prob\": P}, ...]}.\n"
     "An unreadable image is reported by name, the others are still classified, and the\n"
-    "exit status is then 1.\n";
+    "exit status is then 1.\n"
+    "\n"
+    "--features OUT writes embeddings instead of classifying: each image's pooled features\n"
+    "(what the head reads, timm's pre_logits) [N, DIM], or with --tokens the last block's\n"
+    "tokens after the final norm [N, T, DIM] (class token, registers, then the patches).\n"
+    "OUT ending in .npy is a float32 NumPy array; .json is {\"images\": [PATH, ...],\n"
+    "\"shape\": [...], \"prefix_tokens\": P, \"features\": nested arrays}. Rows follow the\n"
+    "IMAGE order; the file is written only when every image was read.\n";
 
 static int hex4(const char *p) {
     int v = 0;
@@ -120,10 +127,114 @@ static int read_class_names(const char *checkpoint, const vit_model *model, int6
     return 1;
 }
 
+/* The embeddings of every image, [n, per] floats, as OUT.npy (NumPy format
+ * 1.0, little-endian float32, shape (n, dims...)) or OUT.json. */
+static bool write_features(const char *path, const float *data, int n, int ndim, const int64_t *dims, int prefix,
+                           char **images) {
+    size_t per = 1;
+    for (int d = 0; d < ndim; d++) per *= (size_t)dims[d];
+    size_t len = strlen(path);
+    bool npy = len >= 4 && !strcmp(path + len - 4, ".npy");
+    char shape[96];
+    int at = snprintf(shape, sizeof shape, "%d", n);
+    for (int d = 0; d < ndim; d++) at += snprintf(shape + at, sizeof shape - (size_t)at, ", %lld", (long long)dims[d]);
+    if (npy) {
+        char header[160];
+        int h = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%s%s), }", shape,
+                         ndim == 0 ? "," : "");
+        /* magic (6) + version (2) + length (2) + header, padded with spaces to 64 bytes, ending in \n */
+        size_t total = (10 + (size_t)h + 1 + 63) / 64 * 64, body = (size_t)n * per * sizeof(float);
+        unsigned char *buf = malloc(total + body);
+        if (!buf) return fprintf(stderr, "%s: %s: out of memory\n", prog, path), false;
+        memcpy(buf, "\x93NUMPY\x01\x00", 8);
+        buf[8] = (unsigned char)((total - 10) & 0xff), buf[9] = (unsigned char)((total - 10) >> 8);
+        memset(buf + 10, ' ', total - 10);
+        memcpy(buf + 10, header, (size_t)h);
+        buf[total - 1] = '\n';
+        for (size_t i = 0; i < (size_t)n * per; i++) { /* little-endian whatever the host */
+            uint32_t u;
+            memcpy(&u, &data[i], 4);
+            for (int b = 0; b < 4; b++) buf[total + i * 4 + (size_t)b] = (unsigned char)(u >> (8 * b));
+        }
+        bool ok = cli_write_atomic(prog, path, buf, total + body);
+        free(buf);
+        return ok;
+    }
+    /* JSON: 24 characters a value hold "%.9g", a separator and a row's brackets */
+    size_t cap = 256 + (size_t)n * (per * 24 + 64);
+    for (int i = 0; i < n; i++) cap += strlen(images[i]) * 6 + 8;
+    char *text = malloc(cap), *o = text;
+    if (!text) return fprintf(stderr, "%s: %s: out of memory\n", prog, path), false;
+    o += sprintf(o, "{\"images\": [");
+    for (int i = 0; i < n; i++) {
+        char *quoted = malloc(strlen(images[i]) * 6 + 3);
+        if (!quoted) return free(text), fprintf(stderr, "%s: %s: out of memory\n", prog, path), false;
+        cli_json_string(quoted, strlen(images[i]) * 6 + 3, images[i]);
+        o += sprintf(o, "%s%s", i ? ", " : "", quoted);
+        free(quoted);
+    }
+    o += sprintf(o, "], \"shape\": [%s], \"prefix_tokens\": %d, \"features\": [", shape, prefix);
+    size_t row = ndim == 2 ? (size_t)dims[1] : per;
+    const char *close = ndim == 2 ? "]]" : "]";
+    for (size_t i = 0; i < (size_t)n * per; i++) {
+        if (i % per == 0) o += sprintf(o, "%s%s[", i ? close : "", i ? ", " : "");
+        if (ndim == 2 && i % row == 0) o += sprintf(o, "%s[", i % per ? "], " : "");
+        o += sprintf(o, "%s%.9g", i % row ? ", " : "", (double)data[i]);
+    }
+    o += sprintf(o, "%s]}\n", n ? close : "");
+    bool ok = cli_write_text_atomic(prog, path, text);
+    free(text);
+    return ok;
+}
+
+/* --features: every image's pooled features or tokens into OUT. */
+static int embed(vit_context *ctx, vit_model *model, vit_transform *tf, vit_tensor *image, const char *out,
+                 int tokens, char **images, int n_images) {
+    vit_config *cfg = NULL;
+    int64_t dim = 0;
+    int T = 0, prefix = 0, rc = 0;
+    vit_model_get_config(model, &cfg);
+    vit_config_get_int(cfg, VIT_CFG_DIM, &dim);
+    vit_config_destroy(cfg);
+    vit_model_token_count(model, &T, &prefix);
+    int64_t shape[3] = {1, T, dim}, dims[2] = {tokens ? T : dim, dim};
+    const size_t per = (size_t)(tokens ? T * dim : dim);
+    vit_tensor *feat = NULL;
+    float *all = malloc((size_t)n_images * per * sizeof(float) + 1);
+    vit_status s = all ? vit_tensor_create(ctx, VIT_DTYPE_F32, tokens ? 3 : 2,
+                                           tokens ? shape : (int64_t[]){1, dim}, &feat)
+                       : VIT_ERR_OUT_OF_MEMORY;
+    if (s != VIT_OK) {
+        free(all);
+        return cli_fail(prog, "features", s);
+    }
+    for (int i = 0; i < n_images; i++) {
+        s = vit_image_load(tf, images[i], image);
+        if (s == VIT_OK)
+            s = tokens ? vit_model_forward_tokens(model, image, feat) : vit_model_forward_features(model, image, feat);
+        if (s == VIT_OK) s = vit_tensor_read(feat, all + (size_t)i * per, per * sizeof(float));
+        if (s != VIT_OK) {
+            cli_fail(prog, images[i], s);
+            rc = 1;
+        }
+    }
+    if (rc)
+        fprintf(stderr, "%s: %s not written: not every image was read\n", prog, out);
+    else if (!write_features(out, all, n_images, tokens ? 2 : 1, dims, prefix, images))
+        rc = 1;
+    else if (tokens)
+        printf("%s: tokens [%d, %d, %lld] (%d before the patches)\n", out, n_images, T, (long long)dim, prefix);
+    else
+        printf("%s: pooled features [%d, %lld]\n", out, n_images, (long long)dim);
+    vit_tensor_destroy(feat);
+    free(all);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    const char *checkpoint = NULL;
+    const char *checkpoint = NULL, *features = NULL;
     long long topk = 1, threads = 0;
-    int json = 0;
+    int json = 0, tokens = 0;
     cli_stats flag_mean, flag_std;
     bool have_mean = false, have_std = false;
     /* Images may come before, between or after the flags; after "--" everything is
@@ -150,6 +261,10 @@ int main(int argc, char **argv) {
             if (!(v = cli_value(prog, argc, argv, &i, "--std")) || !cli_stats_flag(prog, "--std", v, true, &flag_std))
                 return 2;
             have_std = true;
+        } else if (cli_is(a, "--features")) {
+            if (!(features = cli_value(prog, argc, argv, &i, "--features"))) return 2;
+        } else if (!strcmp(a, "--tokens")) {
+            tokens = 1;
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else if (!strcmp(a, "--")) {
@@ -163,6 +278,13 @@ int main(int argc, char **argv) {
     if (!checkpoint) return cli_usage_error(prog, "--checkpoint is required");
     if (!n_images) return cli_usage_error(prog, "no IMAGE given");
     if (have_mean != have_std) return cli_usage_error(prog, "--mean and --std go together");
+    if (tokens && !features) return cli_usage_error(prog, "--tokens goes with --features");
+    if (features) {
+        size_t len = strlen(features);
+        if (!(len > 4 && !strcmp(features + len - 4, ".npy")) && !(len > 5 && !strcmp(features + len - 5, ".json")))
+            return cli_usage_error(prog, "--features %s: the name must end in .npy or .json", features);
+        if (!cli_check_output(prog, "--features", features)) return 2;
+    }
 
     int rc = 0;
     vit_context *ctx = NULL;
@@ -184,8 +306,14 @@ int main(int argc, char **argv) {
     vit_config_get_int(cfg, VIT_CFG_IMG_SIZE, &img);
     vit_config_get_int(cfg, VIT_CFG_IN_CHANNELS, &ch);
     vit_config_get_int(cfg, VIT_CFG_NUM_CLASSES, &classes);
+    if (!classes && !features) {
+        fprintf(stderr, "%s: %s: the model has no head (num_classes 0): it gives embeddings, use --features OUT\n",
+                prog, checkpoint);
+        rc = 1;
+        goto done;
+    }
     if (topk > classes) topk = classes;
-    if ((rc = read_class_names(checkpoint, model, classes, &names))) goto done;
+    if (!features && (rc = read_class_names(checkpoint, model, classes, &names))) goto done;
 
     /* Normalization: the flags, else the checkpoint's, else none (ToTensor). */
     double mean[3], stdv[3];
@@ -202,8 +330,15 @@ int main(int argc, char **argv) {
         goto done;
     }
     int64_t si[4] = {1, ch, img, img}, so[2] = {1, classes};
-    if ((s = vit_tensor_create(ctx, VIT_DTYPE_F32, 4, si, &image)) != VIT_OK ||
-        (s = vit_tensor_create(ctx, VIT_DTYPE_F32, 2, so, &logits)) != VIT_OK) {
+    if ((s = vit_tensor_create(ctx, VIT_DTYPE_F32, 4, si, &image)) != VIT_OK) {
+        rc = cli_fail(prog, "tensor", s);
+        goto done;
+    }
+    if (features) {
+        rc = embed(ctx, model, tf, image, features, tokens, images, n_images);
+        goto done;
+    }
+    if ((s = vit_tensor_create(ctx, VIT_DTYPE_F32, 2, so, &logits)) != VIT_OK) {
         rc = cli_fail(prog, "tensor", s);
         goto done;
     }

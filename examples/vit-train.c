@@ -43,7 +43,8 @@ static const char usage[] =
     "  --dim N (768)  --depth N (12)  --heads N (12)  --mlp-ratio R (4)\n"
     "  --qkv-bias / --no-qkv-bias (on)   --patch-norm / --no-patch-norm (on: the seed's variant;\n"
     "                         off with --model)\n"
-    "  --global-pool token|avg (token)   --ln-eps E (1e-5 with --patch-norm as nn.LayerNorm, else 1e-6)\n"
+    "  --global-pool token|avg|map (token, or the --model preset's)\n"
+    "  --ln-eps E (1e-5 with --patch-norm as nn.LayerNorm, else 1e-6)\n"
     "  --drop P (0.1)  --attn-drop P (0.1)  --drop-path P (0.1)\n"
     "  --pretrained FILE      start from these weights (head re-initialised when the class\n"
     "                         count differs, pos_embed resampled when the grid differs)\n"
@@ -62,7 +63,7 @@ typedef struct options {
     const char *data, *format, *augment, *normalize, *preset, *pretrained, *out, *resume, *schedule, *device;
     long long img, patch, channels, dim, depth, heads, epochs, batch, workers, warmup, seed, threads;
     long long steps_per_epoch, val_batches, shift;
-    int qkv_bias, patch_norm, avg_pool, decay_exempt, json;
+    int qkv_bias, patch_norm, pool, decay_exempt, json;
     double mlp_ratio, drop, attn_drop, drop_path, lr, wd, smoothing, clip, ln_eps, crop_scale;
     bool set_img, set_patch, set_dim, set_depth, set_heads, set_seed;
 } options;
@@ -77,7 +78,7 @@ static void on_sigint(int sig) {
 static int parse(int argc, char **argv, options *o) {
     *o = (options){.format = NULL, .augment = "flip+rotate", .out = ".", .schedule = "constant", .device = "cpu",
                    .img = 224, .patch = 16, .channels = 0, .dim = 768, .depth = 12, .heads = 12, .epochs = 50,
-                   .batch = 4, .workers = 4, .qkv_bias = -1, .patch_norm = -1, .mlp_ratio = 0, .drop = 0.1,
+                   .batch = 4, .workers = 4, .qkv_bias = -1, .patch_norm = -1, .pool = -1, .mlp_ratio = 0, .drop = 0.1,
                    .attn_drop = 0.1, .drop_path = 0.1, .lr = 1e-4, .wd = 0.01, .ln_eps = 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -117,8 +118,8 @@ static int parse(int argc, char **argv, options *o) {
         if (!strcmp(a, "--json")) { o->json = 1; continue; }
         if (cli_is(a, "--global-pool")) {
             VALUE();
-            if (strcmp(v, "token") && strcmp(v, "avg")) return cli_usage_error(prog, "--global-pool: '%s' is not token or avg", v);
-            o->avg_pool = !strcmp(v, "avg");
+            o->pool = !strcmp(v, "token") ? VIT_POOL_TOKEN : !strcmp(v, "avg") ? VIT_POOL_AVG : !strcmp(v, "map") ? VIT_POOL_MAP : -1;
+            if (o->pool < 0) return cli_usage_error(prog, "--global-pool: '%s' is not token, avg or map", v);
             continue;
         }
         return cli_usage_error(prog, "unknown argument '%s'", a);
@@ -341,7 +342,7 @@ static int make_config(const run *r, int channels, int classes, vit_config **out
     if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_NUM_CLASSES, classes);
     if (s == VIT_OK && r->o.qkv_bias >= 0) s = vit_config_set_int(cfg, VIT_CFG_QKV_BIAS, r->o.qkv_bias);
     if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_PATCH_NORM, r->o.patch_norm);
-    if (s == VIT_OK) s = vit_config_set_int(cfg, VIT_CFG_GLOBAL_POOL, r->o.avg_pool ? VIT_POOL_AVG : VIT_POOL_TOKEN);
+    if (s == VIT_OK && r->o.pool >= 0) s = vit_config_set_int(cfg, VIT_CFG_GLOBAL_POOL, r->o.pool);
     if (s == VIT_OK && r->o.mlp_ratio) s = vit_config_set_float(cfg, VIT_CFG_MLP_RATIO, r->o.mlp_ratio);
     if (s == VIT_OK && r->o.ln_eps) s = vit_config_set_float(cfg, VIT_CFG_LN_EPS, r->o.ln_eps);
     if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_DROP_RATE, r->o.drop);

@@ -92,6 +92,9 @@ typedef struct vit_backend_ops {
     /* Exact GELU (vit_gelu). out [n]; dinp [n] += dout * gelu'(inp). */
     vit_status (*gelu_forward)(vit_backend *be, float *out, const float *inp, int64_t n);
     vit_status (*gelu_backward)(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);
+    /* QuickGELU x * sigmoid(1.702 x) (vit_quick_gelu, OpenAI CLIP), the same contract. */
+    vit_status (*quick_gelu_forward)(vit_backend *be, float *out, const float *inp, int64_t n);
+    vit_status (*quick_gelu_backward)(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);
 
     /* Row-wise softmax, max-subtracted. out [rows, C] (may alias inp); dinp += */
     vit_status (*softmax_forward)(vit_backend *be, float *out, const float *inp, int64_t rows, int C);
@@ -115,6 +118,18 @@ typedef struct vit_backend_ops {
                                      const float *out, const void *saved, int B, int T, int H, int hd, float scale,
                                      float drop_p, uint64_t drop_key, void *scratch);
 
+    /* Attention of L learned queries over each sample's N tokens (timm's
+     * AttentionPoolLatent, no dropout): q [L, H * hd] shared by the batch,
+     * kv [B, N, 2, H, hd] (its kv(x).reshape(B, N, 2, H, hd)); out [B, L, H * hd].
+     * probs [B, H, L, N]: the softmax, kept for backward (NULL in inference);
+     * scratch [B, H, L, N] floats of working memory.
+     * Backward: dq [L, H * hd] (sums over the batch in a fixed order), dkv (each may be NULL) += */
+    vit_status (*pool_attention_forward)(vit_backend *be, float *out, float *probs, const float *q, const float *kv,
+                                         int B, int L, int N, int H, int hd, float scale, float *scratch);
+    vit_status (*pool_attention_backward)(vit_backend *be, float *dq, float *dkv, const float *dout, const float *q,
+                                          const float *kv, const float *probs, int B, int L, int N, int H, int hd,
+                                          float scale, float *scratch);
+
     /* Softmax cross-entropy with PyTorch's label smoothing s:
      * loss [1] = mean over b of -(1 - s) log p[b, label] - (s / C) sum_c log p[b, c];
      * probs [B, C] saved for backward; labels [B] in 0..C-1 (device memory). */
@@ -133,12 +148,17 @@ typedef struct vit_backend_ops {
     vit_status (*unpatchify_add)(vit_backend *be, float *dimages, const float *dpatches, int B, int Cin, int H,
                                  int W, int p);
 
-    /* tokens [B, 1 + N, D]: row 0 = cls [D] + pos[0]; row 1 + n = patch[b, n] + pos[1 + n].
-     * Backward: dpatch [B, N, D], dcls [D], dpos [1 + N, D] (each may be NULL) += */
+    /* tokens [B, P + N, D], P = (cls != NULL) + R prefix rows: the class token
+     * cls [D] (NULL: none), then the registers reg [R, D] (NULL when R = 0), then
+     * patch [B, N, D]. pos is added to every row (pos [P + N, D], pos_prefix = 1)
+     * or to the patch rows only (pos [N, D], pos_prefix = 0: timm's no_embed_class).
+     * Backward: dpatch [B, N, D], dcls [D], dreg [R, D], dpos (each may be NULL) += */
     vit_status (*embed_tokens_forward)(vit_backend *be, float *tokens, const float *patch, const float *cls,
-                                       const float *pos, int B, int N, int D);
-    vit_status (*embed_tokens_backward)(vit_backend *be, float *dpatch, float *dcls, float *dpos,
-                                        const float *dtokens, int B, int N, int D);
+                                       const float *reg, const float *pos, int B, int N, int D, int R,
+                                       int pos_prefix);
+    vit_status (*embed_tokens_backward)(vit_backend *be, float *dpatch, float *dcls, float *dreg, float *dpos,
+                                        const float *dtokens, int B, int N, int D, int R, int has_cls,
+                                        int pos_prefix);
 
     /* out [B, per] = x + scale[b] * y (DropPath: scale [B] is 0 or 1 / keep
      * per sample, device memory; NULL means 1). out may be x or y.
@@ -155,9 +175,20 @@ typedef struct vit_backend_ops {
     vit_status (*dropout_backward)(vit_backend *be, float *dinp, const float *dout, int64_t n, float p,
                                    uint64_t key);
 
-    /* out [B, D]: token 0 (avg = 0) or the mean of tokens 1..T-1 (avg = 1) of tokens [B, T, D]. */
-    vit_status (*pool_forward)(vit_backend *be, float *out, const float *tokens, int B, int T, int D, int avg);
-    vit_status (*pool_backward)(vit_backend *be, float *dtokens, const float *dout, int B, int T, int D, int avg);
+    /* out [B, D]: token 0 (avg = 0) or the mean of tokens skip..T-1 (avg = 1) of
+     * tokens [B, T, D] (skip: the class and register tokens). */
+    vit_status (*pool_forward)(vit_backend *be, float *out, const float *tokens, int B, int T, int D, int avg,
+                               int skip);
+    vit_status (*pool_backward)(vit_backend *be, float *dtokens, const float *dout, int B, int T, int D, int avg,
+                                int skip);
+
+    /* Layer scale: out [rows, C] = inp * gamma [C] (out may alias inp).
+     * Backward: dinp [rows, C] += dout * gamma; dgamma [C] += column sums of
+     * dout * inp (each may be NULL; fixed summation order). */
+    vit_status (*scale_channels_forward)(vit_backend *be, float *out, const float *inp, const float *gamma,
+                                         int64_t rows, int C);
+    vit_status (*scale_channels_backward)(vit_backend *be, float *dinp, float *dgamma, const float *dout,
+                                          const float *inp, const float *gamma, int64_t rows, int C);
 
     /* out [n] = a + b (out may alias a). */
     vit_status (*add)(vit_backend *be, float *out, const float *a, const float *b, int64_t n);

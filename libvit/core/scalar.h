@@ -114,6 +114,17 @@ VIT_HD VIT_INLINE float vit_gelu_grad(float x) {
     return cdf + x * pdf;
 }
 
+/* QuickGELU, timm's quick_gelu: x * sigmoid(1.702 x). */
+VIT_HD VIT_INLINE float vit_quick_gelu(float x) {
+    return x / (1.0f + vit_expf(-1.702f * x));
+}
+
+/* d/dx = s + 1.702 x s (1 - s), s = sigmoid(1.702 x) */
+VIT_HD VIT_INLINE float vit_quick_gelu_grad(float x) {
+    const float s = 1.0f / (1.0f + vit_expf(-1.702f * x));
+    return s + 1.702f * x * s * (1.0f - s);
+}
+
 /* ------------------------------------------------------------------ AdamW */
 /* The scalars of one AdamW step over a parameter, formed in double and
  * rounded once to float, as torch does with Python floats applied to a float

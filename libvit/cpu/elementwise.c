@@ -18,42 +18,57 @@ VIT_VECTORIZED static void add_rows(float *restrict out, const float *restrict a
     for (int d = 0; d < D; d++) out[d] = a[d] + b[d];
 }
 
+/* The source row of token t: the class token, a register or a patch. */
+static inline const float *token_source(const float *patch, const float *cls, const float *reg, int b, int t, int N,
+                                        int D, int P) {
+    if (t >= P) return patch + ((size_t)b * N + t - P) * D;
+    return cls && t == 0 ? cls : reg + (size_t)(t - (cls != NULL)) * D;
+}
+
 vit_status vit_embed_tokens_forward(vit_backend *be, float *tokens, const float *patch, const float *cls,
-                                    const float *pos, int B, int N, int D) {
+                                    const float *reg, const float *pos, int B, int N, int D, int R, int pos_prefix) {
     (void)be;
-    const int T = N + 1;
+    const int P = (cls != NULL) + R, T = P + N;
 #pragma omp parallel for schedule(static) if ((int64_t)B * T * D > 65536)
     for (int64_t bt = 0; bt < (int64_t)B * T; bt++) {
         const int b = (int)(bt / T), t = (int)(bt % T);
-        const float *src = t == 0 ? cls : patch + ((size_t)b * N + t - 1) * D;
-        add_rows(tokens + bt * D, src, pos + (size_t)t * D, D);
+        const float *src = token_source(patch, cls, reg, b, t, N, D, P);
+        if (pos_prefix || t >= P)
+            add_rows(tokens + bt * D, src, pos + (size_t)(pos_prefix ? t : t - P) * D, D);
+        else
+            memcpy(tokens + bt * D, src, (size_t)D * sizeof(float));
     }
     return VIT_OK;
 }
 
-/* dpos and dcls sum over the batch: each token row is one task that adds the
- * samples in order, so the sum is the same on any number of threads. */
-VIT_VECTORIZED static void embed_row_backward(float *dpatch, float *dcls, float *dpos, const float *restrict dtok,
-                                              int B, int N, int D, int t) {
-    const size_t bstride = (size_t)(N + 1) * D;
+/* dpos, dcls and dreg sum over the batch: each token row is one task that adds
+ * the samples in order, so the sum is the same on any number of threads. */
+VIT_VECTORIZED static void embed_row_backward(float *dpatch, float *dprefix, float *dpos, const float *restrict dtok,
+                                              int B, int N, int D, int P, int t) {
+    const size_t bstride = (size_t)(P + N) * D;
     for (int b = 0; b < B; b++) {
         const float *restrict g = dtok + b * bstride + (size_t)t * D;
         if (dpos)
-            for (int d = 0; d < D; d++) dpos[(size_t)t * D + d] += g[d];
-        if (t == 0 && dcls)
-            for (int d = 0; d < D; d++) dcls[d] += g[d];
-        if (t > 0 && dpatch) {
-            float *restrict dp = dpatch + ((size_t)b * N + t - 1) * D;
+            for (int d = 0; d < D; d++) dpos[d] += g[d];
+        if (t < P && dprefix)
+            for (int d = 0; d < D; d++) dprefix[d] += g[d];
+        if (t >= P && dpatch) {
+            float *restrict dp = dpatch + ((size_t)b * N + t - P) * D;
             for (int d = 0; d < D; d++) dp[d] += g[d];
         }
     }
 }
 
-vit_status vit_embed_tokens_backward(vit_backend *be, float *dpatch, float *dcls, float *dpos, const float *dtokens,
-                                     int B, int N, int D) {
+vit_status vit_embed_tokens_backward(vit_backend *be, float *dpatch, float *dcls, float *dreg, float *dpos,
+                                     const float *dtokens, int B, int N, int D, int R, int has_cls, int pos_prefix) {
     (void)be;
-#pragma omp parallel for schedule(static) if ((int64_t)B * (N + 1) * D > 65536)
-    for (int t = 0; t < N + 1; t++) embed_row_backward(dpatch, dcls, dpos, dtokens, B, N, D, t);
+    const int P = (has_cls != 0) + R;
+#pragma omp parallel for schedule(static) if ((int64_t)B * (P + N) * D > 65536)
+    for (int t = 0; t < P + N; t++) {
+        float *dprefix = t >= P ? NULL : has_cls && t == 0 ? dcls : dreg ? dreg + (size_t)(t - (has_cls != 0)) * D : NULL;
+        float *dp = !dpos ? NULL : pos_prefix ? dpos + (size_t)t * D : t >= P ? dpos + (size_t)(t - P) * D : NULL;
+        embed_row_backward(dpatch, dprefix, dp, dtokens, B, N, D, P, t);
+    }
     return VIT_OK;
 }
 
@@ -146,41 +161,90 @@ vit_status vit_dropout_backward(vit_backend *be, float *dinp, const float *dout,
 }
 
 /* ------------------------------------------------------ pooling */
-VIT_VECTORIZED static void pool_sample(float *restrict out, const float *restrict tok, int T, int D, int avg) {
-    if (!avg || T < 2) {
-        /* T == 1 leaves nothing to average: fall back to the only token */
+VIT_VECTORIZED static void pool_sample(float *restrict out, const float *restrict tok, int T, int D, int avg,
+                                       int skip) {
+    if (!avg || T <= skip) {
+        /* nothing to average: fall back to the first token */
         for (int d = 0; d < D; d++) out[d] = tok[d];
         return;
     }
-    for (int d = 0; d < D; d++) out[d] = tok[(size_t)D + d];
-    for (int t = 2; t < T; t++)
+    for (int d = 0; d < D; d++) out[d] = tok[(size_t)skip * D + d];
+    for (int t = skip + 1; t < T; t++)
         for (int d = 0; d < D; d++) out[d] += tok[(size_t)t * D + d];
-    const float inv = 1.0f / (float)(T - 1);
+    const float inv = 1.0f / (float)(T - skip);
     for (int d = 0; d < D; d++) out[d] *= inv;
 }
 
-vit_status vit_pool_forward(vit_backend *be, float *out, const float *tokens, int B, int T, int D, int avg) {
+vit_status vit_pool_forward(vit_backend *be, float *out, const float *tokens, int B, int T, int D, int avg,
+                            int skip) {
     (void)be;
 #pragma omp parallel for schedule(static) if ((int64_t)B * T * D > 65536)
-    for (int b = 0; b < B; b++) pool_sample(out + (size_t)b * D, tokens + (size_t)b * T * D, T, D, avg);
+    for (int b = 0; b < B; b++) pool_sample(out + (size_t)b * D, tokens + (size_t)b * T * D, T, D, avg, skip);
     return VIT_OK;
 }
 
 VIT_VECTORIZED static void pool_sample_backward(float *restrict dtok, const float *restrict g, int T, int D,
-                                                int avg) {
-    if (!avg || T < 2) {
+                                                int avg, int skip) {
+    if (!avg || T <= skip) {
         for (int d = 0; d < D; d++) dtok[d] += g[d];
         return;
     }
-    const float inv = 1.0f / (float)(T - 1);
-    for (int t = 1; t < T; t++)
+    const float inv = 1.0f / (float)(T - skip);
+    for (int t = skip; t < T; t++)
         for (int d = 0; d < D; d++) dtok[(size_t)t * D + d] += g[d] * inv;
 }
 
-vit_status vit_pool_backward(vit_backend *be, float *dtokens, const float *dout, int B, int T, int D, int avg) {
+vit_status vit_pool_backward(vit_backend *be, float *dtokens, const float *dout, int B, int T, int D, int avg,
+                             int skip) {
     (void)be;
 #pragma omp parallel for schedule(static) if ((int64_t)B * T * D > 65536)
-    for (int b = 0; b < B; b++) pool_sample_backward(dtokens + (size_t)b * T * D, dout + (size_t)b * D, T, D, avg);
+    for (int b = 0; b < B; b++)
+        pool_sample_backward(dtokens + (size_t)b * T * D, dout + (size_t)b * D, T, D, avg, skip);
+    return VIT_OK;
+}
+
+/* --------------------------------------------------- layer scale */
+VIT_VECTORIZED static void scale_row(float *out, const float *inp, const float *restrict gamma, int C) {
+    for (int c = 0; c < C; c++) out[c] = inp[c] * gamma[c];
+}
+
+VIT_VECTORIZED static void scale_row_backward(float *restrict dinp, const float *restrict dout,
+                                              const float *restrict gamma, int C) {
+    for (int c = 0; c < C; c++) dinp[c] += dout[c] * gamma[c];
+}
+
+vit_status vit_scale_channels_forward(vit_backend *be, float *out, const float *inp, const float *gamma, int64_t rows,
+                                      int C) {
+    (void)be;
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+    for (int64_t r = 0; r < rows; r++) scale_row(out + r * C, inp + r * C, gamma, C);
+    return VIT_OK;
+}
+
+/* dgamma as bias_strip: column strips walking every row in order, in double. */
+VIT_VECTORIZED static void scale_strip(float *restrict dgamma, const float *restrict g, const float *restrict x,
+                                       int64_t rows, int C, int n) {
+    double acc[STRIP] = {0};
+    for (int64_t r = 0; r < rows; r++)
+        for (int l = 0; l < n; l++) acc[l] += (double)g[r * C + l] * x[r * C + l];
+    for (int l = 0; l < n; l++) dgamma[l] += (float)acc[l];
+}
+
+vit_status vit_scale_channels_backward(vit_backend *be, float *dinp, float *dgamma, const float *dout,
+                                       const float *inp, const float *gamma, int64_t rows, int C) {
+    (void)be;
+    if (dinp) {
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+        for (int64_t r = 0; r < rows; r++) scale_row_backward(dinp + r * C, dout + r * C, gamma, C);
+    }
+    if (dgamma) {
+        const int strips = (C + STRIP - 1) / STRIP;
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+        for (int s = 0; s < strips; s++) {
+            const int c0 = s * STRIP;
+            scale_strip(dgamma + c0, dout + c0, inp + c0, rows, C, C - c0 < STRIP ? C - c0 : STRIP);
+        }
+    }
     return VIT_OK;
 }
 

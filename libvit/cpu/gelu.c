@@ -1,6 +1,7 @@
 /*
- * Exact (erf) GELU over spans; the per-element math (vit_gelu, vit_gelu_grad)
- * is core/scalar.h's, shared with the device kernels, and vectorises.
+ * Exact (erf) GELU and QuickGELU over spans; the per-element math (vit_gelu,
+ * vit_quick_gelu and their gradients) is core/scalar.h's, shared with the
+ * device kernels, and vectorises.
  */
 #include <math.h>
 
@@ -11,19 +12,10 @@
  * the fork and the erff calls, and tiny tensors stay on one thread. */
 enum { GELU_SPAN = 4096 };
 
+typedef enum { GELU_FORWARD, GELU_BACKWARD, QUICK_FORWARD, QUICK_BACKWARD } act_pass;
+
 VIT_VECTORIZED static void gelu_span_forward(float *out, const float *inp, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = vit_gelu(inp[i]);
-}
-
-vit_status vit_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n) {
-    (void)be;
-    const int64_t spans = (n + GELU_SPAN - 1) / GELU_SPAN;
-#pragma omp parallel for schedule(static) if (spans > 1)
-    for (int64_t s = 0; s < spans; s++) {
-        const int64_t i0 = s * GELU_SPAN;
-        gelu_span_forward(out + i0, inp + i0, n - i0 < GELU_SPAN ? n - i0 : GELU_SPAN);
-    }
-    return VIT_OK;
 }
 
 VIT_VECTORIZED static void gelu_span_backward(float *restrict dinp, const float *restrict inp,
@@ -31,13 +23,47 @@ VIT_VECTORIZED static void gelu_span_backward(float *restrict dinp, const float 
     for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * vit_gelu_grad(inp[i]);
 }
 
-vit_status vit_gelu_backward(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n) {
-    (void)be;
+VIT_VECTORIZED static void quick_span_forward(float *out, const float *inp, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = vit_quick_gelu(inp[i]);
+}
+
+VIT_VECTORIZED static void quick_span_backward(float *restrict dinp, const float *restrict inp,
+                                               const float *restrict dout, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * vit_quick_gelu_grad(inp[i]);
+}
+
+/* out = act(inp), or out (dinp) += dout * act'(inp) */
+static vit_status run(act_pass pass, float *out, const float *inp, const float *dout, int64_t n) {
     const int64_t spans = (n + GELU_SPAN - 1) / GELU_SPAN;
 #pragma omp parallel for schedule(static) if (spans > 1)
     for (int64_t s = 0; s < spans; s++) {
-        const int64_t i0 = s * GELU_SPAN;
-        gelu_span_backward(dinp + i0, inp + i0, dout + i0, n - i0 < GELU_SPAN ? n - i0 : GELU_SPAN);
+        const int64_t i0 = s * GELU_SPAN, len = n - i0 < GELU_SPAN ? n - i0 : GELU_SPAN;
+        switch (pass) {
+        case GELU_FORWARD: gelu_span_forward(out + i0, inp + i0, len); break;
+        case GELU_BACKWARD: gelu_span_backward(out + i0, inp + i0, dout + i0, len); break;
+        case QUICK_FORWARD: quick_span_forward(out + i0, inp + i0, len); break;
+        case QUICK_BACKWARD: quick_span_backward(out + i0, inp + i0, dout + i0, len); break;
+        }
     }
     return VIT_OK;
+}
+
+vit_status vit_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n) {
+    (void)be;
+    return run(GELU_FORWARD, out, inp, NULL, n);
+}
+
+vit_status vit_gelu_backward(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n) {
+    (void)be;
+    return run(GELU_BACKWARD, dinp, inp, dout, n);
+}
+
+vit_status vit_quick_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n) {
+    (void)be;
+    return run(QUICK_FORWARD, out, inp, NULL, n);
+}
+
+vit_status vit_quick_gelu_backward(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n) {
+    (void)be;
+    return run(QUICK_BACKWARD, dinp, inp, dout, n);
 }

@@ -45,6 +45,12 @@
 #define vit_layernorm_backward VIT_ISA_NAME(vit_layernorm_backward)
 #define vit_gelu_forward VIT_ISA_NAME(vit_gelu_forward)
 #define vit_gelu_backward VIT_ISA_NAME(vit_gelu_backward)
+#define vit_quick_gelu_forward VIT_ISA_NAME(vit_quick_gelu_forward)
+#define vit_quick_gelu_backward VIT_ISA_NAME(vit_quick_gelu_backward)
+#define vit_pool_attention_forward VIT_ISA_NAME(vit_pool_attention_forward)
+#define vit_pool_attention_backward VIT_ISA_NAME(vit_pool_attention_backward)
+#define vit_scale_channels_forward VIT_ISA_NAME(vit_scale_channels_forward)
+#define vit_scale_channels_backward VIT_ISA_NAME(vit_scale_channels_backward)
 #define vit_softmax_forward VIT_ISA_NAME(vit_softmax_forward)
 #define vit_softmax_backward VIT_ISA_NAME(vit_softmax_backward)
 #define vit_attention_sizes VIT_ISA_NAME(vit_attention_sizes)
@@ -83,6 +89,8 @@ vit_status vit_layernorm_backward(vit_backend *be, float *dinp, float *dweight, 
 /* GELU */
 vit_status vit_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n);
 vit_status vit_gelu_backward(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);
+vit_status vit_quick_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n);
+vit_status vit_quick_gelu_backward(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);
 
 /* softmax */
 vit_status vit_softmax_forward(vit_backend *be, float *out, const float *inp, int64_t rows, int C);
@@ -97,6 +105,13 @@ vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dou
                                   const void *saved, int B, int T, int H, int hd, float scale, float drop_p,
                                   uint64_t drop_key, void *given_scratch);
 
+/* attention of learned queries (the attention-pool head) */
+vit_status vit_pool_attention_forward(vit_backend *be, float *out, float *probs, const float *q, const float *kv,
+                                      int B, int L, int N, int H, int hd, float scale, float *scratch);
+vit_status vit_pool_attention_backward(vit_backend *be, float *dq, float *dkv, const float *dout, const float *q,
+                                       const float *kv, const float *probs, int B, int L, int N, int H, int hd,
+                                       float scale, float *scratch);
+
 /* cross-entropy */
 vit_status vit_cross_entropy_forward(vit_backend *be, float *loss, float *probs, const float *logits,
                                      const int32_t *labels, int B, int C, float smoothing);
@@ -110,17 +125,23 @@ vit_status vit_unpatchify_add(vit_backend *be, float *dimages, const float *dpat
 
 /* tokens, residuals, dropout, pooling, sums */
 vit_status vit_embed_tokens_forward(vit_backend *be, float *tokens, const float *patch, const float *cls,
-                                    const float *pos, int B, int N, int D);
-vit_status vit_embed_tokens_backward(vit_backend *be, float *dpatch, float *dcls, float *dpos, const float *dtokens,
-                                     int B, int N, int D);
+                                    const float *reg, const float *pos, int B, int N, int D, int R, int pos_prefix);
+vit_status vit_embed_tokens_backward(vit_backend *be, float *dpatch, float *dcls, float *dreg, float *dpos,
+                                     const float *dtokens, int B, int N, int D, int R, int has_cls, int pos_prefix);
 vit_status vit_residual_forward(vit_backend *be, float *out, const float *x, const float *y, const float *scale,
                                 int B, int64_t per);
 vit_status vit_residual_backward(vit_backend *be, float *dx, float *dy, const float *dout, const float *scale, int B,
                                  int64_t per);
 vit_status vit_dropout_forward(vit_backend *be, float *out, const float *inp, int64_t n, float p, uint64_t key);
 vit_status vit_dropout_backward(vit_backend *be, float *dinp, const float *dout, int64_t n, float p, uint64_t key);
-vit_status vit_pool_forward(vit_backend *be, float *out, const float *tokens, int B, int T, int D, int avg);
-vit_status vit_pool_backward(vit_backend *be, float *dtokens, const float *dout, int B, int T, int D, int avg);
+vit_status vit_pool_forward(vit_backend *be, float *out, const float *tokens, int B, int T, int D, int avg,
+                            int skip);
+vit_status vit_pool_backward(vit_backend *be, float *dtokens, const float *dout, int B, int T, int D, int avg,
+                             int skip);
+vit_status vit_scale_channels_forward(vit_backend *be, float *out, const float *inp, const float *gamma, int64_t rows,
+                                      int C);
+vit_status vit_scale_channels_backward(vit_backend *be, float *dinp, float *dgamma, const float *dout,
+                                       const float *inp, const float *gamma, int64_t rows, int C);
 vit_status vit_add(vit_backend *be, float *out, const float *a, const float *b, int64_t n);
 vit_status vit_bias_backward(vit_backend *be, float *dbias, const float *dout, int64_t rows, int C);
 

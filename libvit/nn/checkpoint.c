@@ -42,6 +42,14 @@ static const struct {
     {"vit.attn_drop_rate", VIT_CFG_ATTN_DROP_RATE, CFG_REAL},
     {"vit.drop_path_rate", VIT_CFG_DROP_PATH_RATE, CFG_REAL},
     {"vit.ln_eps", VIT_CFG_LN_EPS, CFG_REAL},
+    {"vit.class_token", VIT_CFG_CLASS_TOKEN, CFG_INT},
+    {"vit.reg_tokens", VIT_CFG_REG_TOKENS, CFG_INT},
+    {"vit.no_embed_class", VIT_CFG_NO_EMBED_CLASS, CFG_INT},
+    {"vit.pre_norm", VIT_CFG_PRE_NORM, CFG_INT},
+    {"vit.patch_bias", VIT_CFG_PATCH_BIAS, CFG_INT},
+    {"vit.quick_gelu", VIT_CFG_QUICK_GELU, CFG_INT},
+    {"vit.fc_norm", VIT_CFG_FC_NORM, CFG_INT},
+    {"vit.init_values", VIT_CFG_INIT_VALUES, CFG_REAL},
 };
 #define N_CFG_KEYS (sizeof cfg_keys / sizeof cfg_keys[0])
 
@@ -246,7 +254,8 @@ static vit_status config_meta(const vit_model *model, meta_list *m) {
         } else {
             int64_t v;
             s = vit_config_get_int(cfg, cfg_keys[i].key, &v);
-            if (cfg_keys[i].kind == CFG_POOL) snprintf(buf, sizeof buf, "%s", v == VIT_POOL_AVG ? "avg" : "token");
+            if (cfg_keys[i].kind == CFG_POOL)
+                snprintf(buf, sizeof buf, "%s", v == VIT_POOL_AVG ? "avg" : v == VIT_POOL_MAP ? "map" : "token");
             else snprintf(buf, sizeof buf, "%lld", (long long)v);
         }
         if (s != VIT_OK) {
@@ -306,18 +315,20 @@ typedef enum { PLAN_COPY, PLAN_RESAMPLE, PLAN_KEEP } plan_kind;
 
 static bool is_head(const char *name) { return starts_with(name, "head."); }
 
-static bool square_grid(int64_t tokens, int64_t *g) {
+/* tokens = prefix + g * g for a whole g > 0 (prefix: the pos_embed rows of
+ * the class and register tokens, vit_config_pos_prefix). */
+static bool square_grid(int64_t tokens, int64_t prefix, int64_t *g) {
     /* past 2^40 tokens r * r could overflow; no model has a grid that large */
-    if (tokens < 1 || tokens - 1 > ((int64_t)1 << 40)) return false;
-    int64_t r = (int64_t)llround(sqrt((double)(tokens - 1)));
+    if (tokens - prefix < 1 || tokens - prefix > ((int64_t)1 << 40)) return false;
+    int64_t r = (int64_t)llround(sqrt((double)(tokens - prefix)));
     *g = r;
-    return r > 0 && r * r == tokens - 1;
+    return r > 0 && r * r == tokens - prefix;
 }
 
 /* Checks every tensor of f against the model and decides, per parameter, to
  * copy, resample (pos_embed on another grid) or keep (head, when allowed). */
-static vit_status plan_load(const vit_st_file *f, const param_list *p, int flags, plan_kind *plan,
-                            const vit_st_tensor **src, size_t *max_floats) {
+static vit_status plan_load(const vit_st_file *f, const param_list *p, int64_t pos_prefix, int flags,
+                            plan_kind *plan, const vit_st_tensor **src, size_t *max_floats) {
     const char *path = vit_st_path(f);
     bool head_mismatch = false;
     char a[96], b[96];
@@ -349,7 +360,8 @@ static vit_status plan_load(const vit_st_file *f, const param_list *p, int flags
 
         int64_t g_in, g_out;
         if (strcmp(t->name, "pos_embed") == 0 && t->ndim == 3 && p->ndim[i] == 3 && t->shape[0] == 1 &&
-            t->shape[2] == p->shape[i][2] && square_grid(t->shape[1], &g_in) && square_grid(p->shape[i][1], &g_out) &&
+            t->shape[2] == p->shape[i][2] && square_grid(t->shape[1], pos_prefix, &g_in) &&
+            square_grid(p->shape[i][1], pos_prefix, &g_out) &&
             g_in <= 4096) {
             plan[i] = PLAN_RESAMPLE;
             continue;
@@ -377,22 +389,24 @@ static vit_status plan_load(const vit_st_file *f, const param_list *p, int flags
     return VIT_OK;
 }
 
-/* pos_embed [1, 1 + gi*gi, D] -> [1, 1 + go*go, D] (host buffers): the
- * class-token row as is, the grid rows bicubically on the model's backend, as
- * timm's resample_abs_pos_embed. */
+/* pos_embed [1, P + gi*gi, D] -> [1, P + go*go, D] (host buffers): the P
+ * rows of the class and register tokens as they are, the grid rows
+ * bicubically on the model's backend, as timm's resample_abs_pos_embed with
+ * num_prefix_tokens = P. */
 static vit_status resample_pos_embed(const vit_model *model, float *out, const float *in, int64_t tokens_in,
                                      int64_t tokens_out, int64_t D) {
     vit_backend *be = model->be;
+    const int64_t P = vit_config_pos_prefix(&model->cfg);
     int64_t gi = 0, go = 0;
-    square_grid(tokens_in, &gi);
-    square_grid(tokens_out, &go);
+    square_grid(tokens_in, P, &gi);
+    square_grid(tokens_out, P, &go);
     const size_t in_bytes = (size_t)(gi * gi * D) * sizeof(float), out_bytes = (size_t)(go * go * D) * sizeof(float);
     float *dev_in = be->ops->alloc(be, in_bytes), *dev_out = be->ops->alloc(be, out_bytes);
     vit_status s = dev_in && dev_out ? VIT_OK : vit_last_status();
-    if (s == VIT_OK) s = be->ops->copy(be, dev_in, in + D, in_bytes, VIT_COPY_TO_DEVICE);
+    if (s == VIT_OK) s = be->ops->copy(be, dev_in, in + P * D, in_bytes, VIT_COPY_TO_DEVICE);
     if (s == VIT_OK) s = be->ops->resample_bicubic(be, dev_out, (int)go, (int)go, dev_in, (int)gi, (int)gi, (int)D);
-    if (s == VIT_OK) s = be->ops->copy(be, out + D, dev_out, out_bytes, VIT_COPY_TO_HOST);
-    memcpy(out, in, (size_t)D * sizeof(float));
+    if (s == VIT_OK) s = be->ops->copy(be, out + P * D, dev_out, out_bytes, VIT_COPY_TO_HOST);
+    memcpy(out, in, (size_t)(P * D) * sizeof(float));
     be->ops->free(be, dev_in);
     be->ops->free(be, dev_out);
     return s;
@@ -406,7 +420,7 @@ static vit_status load_into(vit_model *model, const vit_st_file *f, int flags) {
     const vit_st_tensor **src = calloc(n, sizeof *src);
     float *buf = NULL, *tmp = NULL;
     vit_status s = plan && src ? VIT_OK : vit_fail(VIT_ERR_OUT_OF_MEMORY, "%s: out of memory", vit_st_path(f));
-    if (s == VIT_OK) s = plan_load(f, &p, flags, plan, src, &max_floats);
+    if (s == VIT_OK) s = plan_load(f, &p, vit_config_pos_prefix(&model->cfg), flags, plan, src, &max_floats);
     if (s == VIT_OK) {
         buf = malloc(max_floats ? max_floats * sizeof(float) : 1);
         tmp = malloc(max_floats ? max_floats * sizeof(float) : 1);
@@ -487,9 +501,14 @@ static vit_status infer_config(const vit_st_file *f, vit_config *cfg) {
     const char *path = vit_st_path(f);
     const vit_st_tensor *pe = need(f, "patch_embed.proj.weight", 4, &s);
     const vit_st_tensor *pos = need(f, "pos_embed", 3, &s);
-    need(f, "cls_token", 3, &s);
-    const vit_st_tensor *head = need(f, "head.weight", 2, &s);
     const vit_st_tensor *fc1 = need(f, "blocks.0.mlp.fc1.weight", 2, &s);
+    /* Optional in timm's family: no class token (_gap, SigLIP), no head
+     * (num_classes=0, DINOv2), registers (_reg4). */
+    const vit_st_tensor *cls = vit_st_find(f, "cls_token"), *reg = vit_st_find(f, "reg_token");
+    const vit_st_tensor *head = vit_st_find(f, "head.weight");
+    if (s == VIT_OK && head && head->ndim != 2) need(f, "head.weight", 2, &s);
+    if (s == VIT_OK && cls && cls->ndim != 3) need(f, "cls_token", 3, &s);
+    if (s == VIT_OK && reg && reg->ndim != 3) need(f, "reg_token", 3, &s);
     if (s != VIT_OK) return s;
     int64_t D = pe->shape[0], C = pe->shape[1], P = pe->shape[2], g;
     char a[96];
@@ -505,9 +524,20 @@ static vit_status infer_config(const vit_st_file *f, vit_config *cfg) {
     if (fc1->shape[0] < 1 || fc1->shape[0] > 64 * D)
         return vit_fail(VIT_ERR_UNSUPPORTED, "%s: blocks.0.mlp.fc1.weight %s: hidden width must be 1 .. 64 x %lld",
                         path, vit_shape_str(a, sizeof a, fc1->ndim, fc1->shape), (long long)D);
-    if (pos->shape[2] != D || !square_grid(pos->shape[1], &g))
-        return vit_fail(VIT_ERR_UNSUPPORTED, "%s: pos_embed [1, %lld, %lld] is not a class token plus a square grid of width %lld",
-                        path, (long long)pos->shape[1], (long long)pos->shape[2], (long long)D);
+    int64_t R = reg ? reg->shape[1] : 0, prefix = (cls != NULL) + R;
+    if (reg && (R < 1 || R > 64 || reg->shape[2] != D))
+        return vit_fail(VIT_ERR_UNSUPPORTED, "%s: reg_token %s is not [1, 1..64, %lld]", path,
+                        vit_shape_str(a, sizeof a, reg->ndim, reg->shape), (long long)D);
+    /* pos_embed has rows for the class and register tokens (timm's default)
+     * or for the patches only (no_embed_class: DeiT-III, DINOv2 _reg). */
+    bool no_embed_class = false;
+    if (pos->shape[2] != D || !square_grid(pos->shape[1], prefix, &g)) {
+        no_embed_class = prefix > 0 && pos->shape[2] == D && square_grid(pos->shape[1], 0, &g);
+        if (!no_embed_class)
+            return vit_fail(VIT_ERR_UNSUPPORTED, "%s: pos_embed [1, %lld, %lld] is not %lld class and register "
+                            "tokens plus a square grid of width %lld, nor a square grid",
+                            path, (long long)pos->shape[1], (long long)pos->shape[2], (long long)prefix, (long long)D);
+    }
     int64_t depth = 0;
     for (size_t i = 0; i < vit_st_count(f); i++) {
         long long b;
@@ -516,6 +546,8 @@ static vit_status infer_config(const vit_st_file *f, vit_config *cfg) {
             b + 1 > depth)
             depth = b + 1;
     }
+    bool pre_norm = vit_st_find(f, "norm_pre.weight") != NULL, fc_norm = vit_st_find(f, "fc_norm.weight") != NULL;
+    bool attn_pool = vit_st_find(f, "attn_pool.latent") != NULL; /* timm's global_pool='map' */
     double ratio = (double)fc1->shape[0] / (double)D;
     /* the model computes hidden = (int)(dim * ratio): make sure that lands */
     while ((int64_t)((double)D * ratio) < fc1->shape[0]) ratio = nextafter(ratio, INFINITY);
@@ -524,18 +556,29 @@ static vit_status infer_config(const vit_st_file *f, vit_config *cfg) {
         {VIT_CFG_IMG_SIZE, g * P},
         {VIT_CFG_PATCH_SIZE, P},
         {VIT_CFG_IN_CHANNELS, C},
-        {VIT_CFG_NUM_CLASSES, head->shape[0]},
+        {VIT_CFG_NUM_CLASSES, head ? head->shape[0] : 0},
         {VIT_CFG_DIM, D},
         {VIT_CFG_DEPTH, depth},
         {VIT_CFG_HEADS, infer_heads(D)},
         {VIT_CFG_QKV_BIAS, vit_st_find(f, "blocks.0.attn.qkv.bias") != NULL},
         {VIT_CFG_PATCH_NORM, vit_st_find(f, "patch_embed.norm.weight") != NULL},
-        {VIT_CFG_GLOBAL_POOL, vit_st_find(f, "fc_norm.weight") ? VIT_POOL_AVG : VIT_POOL_TOKEN},
+        {VIT_CFG_CLASS_TOKEN, cls != NULL},
+        {VIT_CFG_REG_TOKENS, R},
+        {VIT_CFG_NO_EMBED_CLASS, no_embed_class},
+        {VIT_CFG_PRE_NORM, pre_norm},
+        {VIT_CFG_PATCH_BIAS, vit_st_find(f, "patch_embed.proj.bias") != NULL},
+        /* average pooling: after fc_norm, or (no class token and no fc_norm:
+         * the _gap models' fc_norm=False) of the normalised tokens */
+        {VIT_CFG_GLOBAL_POOL, attn_pool ? VIT_POOL_MAP : fc_norm || !cls ? VIT_POOL_AVG : VIT_POOL_TOKEN},
+        {VIT_CFG_FC_NORM, fc_norm ? 1 : cls ? -1 : 0},
     };
     for (size_t i = 0; s == VIT_OK && i < sizeof ints / sizeof ints[0]; i++)
         s = vit_config_set_int(cfg, (vit_config_key)ints[i][0], ints[i][1]);
     if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_MLP_RATIO, ratio);
-    if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_LN_EPS, 1e-6);
+    /* timm's models with norm_pre are its CLIP models, whose LayerNorms use eps 1e-5 */
+    if (s == VIT_OK) s = vit_config_set_float(cfg, VIT_CFG_LN_EPS, pre_norm ? 1e-5 : 1e-6);
+    /* the gammas' initial value does not matter once they are loaded */
+    if (s == VIT_OK && vit_st_find(f, "blocks.0.ls1.gamma")) s = vit_config_set_float(cfg, VIT_CFG_INIT_VALUES, 1e-5);
     if (s != VIT_OK) vit_error_prefix("%s: configuration inferred from the tensor shapes", path);
     return s;
 }
@@ -550,9 +593,12 @@ static vit_status check_config_fits(const vit_st_file *f, const struct vit_confi
      * below 2^59 and the sum cannot overflow. */
     uint64_t D = (uint64_t)c->dim, H = (uint64_t)(c->dim * c->mlp_ratio), K = (uint64_t)c->num_classes,
              P = (uint64_t)c->patch_size;
-    uint64_t block = 4 * D + 3 * D * D + (c->qkv_bias ? 3 * D : 0) + D * D + D + H * D + H + D * H + D;
-    uint64_t need = D + D * (uint64_t)c->in_channels * P * P + D + (c->patch_norm ? 2 * D : 0) +
-                    (uint64_t)c->depth * block + 2 * D + K * D + K;
+    uint64_t block = 4 * D + 3 * D * D + (c->qkv_bias ? 3 * D : 0) + D * D + D + H * D + H + D * H + D +
+                     (c->init_values > 0 ? 2 * D : 0);
+    uint64_t need = (uint64_t)(c->class_token + c->reg_tokens) * D + D * (uint64_t)c->in_channels * P * P +
+                    (c->patch_bias ? D : 0) + (c->patch_norm ? 2 * D : 0) + (c->pre_norm ? 2 * D : 0) +
+                    (uint64_t)c->depth * block + 2 * D + K * D + K +
+                    (c->global_pool == VIT_POOL_MAP ? D + 3 * D * D + 3 * D + D * D + D + 2 * D + 2 * H * D + H + D : 0);
     uint64_t have = 0;
     for (size_t i = 0; i < vit_st_count(f); i++) {
         const vit_st_tensor *t = vit_st_at(f, i);
@@ -581,6 +627,7 @@ static vit_status apply_config_meta(const vit_st_file *f, vit_config *cfg) {
         } else {
             if (cfg_keys[i].kind == CFG_POOL && !strcmp(v, "token")) iv = VIT_POOL_TOKEN, ok = true;
             else if (cfg_keys[i].kind == CFG_POOL && !strcmp(v, "avg")) iv = VIT_POOL_AVG, ok = true;
+            else if (cfg_keys[i].kind == CFG_POOL && !strcmp(v, "map")) iv = VIT_POOL_MAP, ok = true;
             else ok = parse_int(v, &iv);
             s = ok ? vit_config_set_int(cfg, cfg_keys[i].key, iv) : VIT_OK;
         }

@@ -8,7 +8,8 @@
 
 struct vit_config {
     int64_t img_size, patch_size, in_channels, num_classes, dim, depth, heads, qkv_bias, patch_norm, global_pool;
-    double mlp_ratio, drop_rate, attn_drop_rate, drop_path_rate, ln_eps;
+    int64_t class_token, reg_tokens, no_embed_class, pre_norm, patch_bias, quick_gelu, fc_norm;
+    double mlp_ratio, drop_rate, attn_drop_rate, drop_path_rate, ln_eps, init_values;
 };
 
 /* One named parameter: a slice of the flat buffers. */
@@ -21,8 +22,13 @@ typedef struct vit_param {
 } vit_param;
 
 typedef struct vit_block_params {
-    int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+    int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, ls1, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
 } vit_block_params;
+
+/* timm's AttentionPoolLatent ("attn_pool.*"), for VIT_POOL_MAP. */
+typedef struct vit_attn_pool_params {
+    int latent, q_w, q_b, kv_w, kv_b, proj_w, proj_b, norm_w, norm_b, fc1_w, fc1_b, fc2_w, fc2_b;
+} vit_attn_pool_params;
 
 typedef struct vit_meta_entry {
     char *key, *value;
@@ -33,6 +39,8 @@ struct vit_model {
     vit_backend *be;   /* a reference: the backend the model was created on holds its buffers */
     struct vit_config cfg;
     int grid, num_patches, tokens, hidden; /* derived from cfg */
+    int prefix;        /* class + register tokens before the patch tokens */
+    bool fc_norm;      /* the final norm comes after pooling (resolved VIT_CFG_FC_NORM) */
 
     vit_param *params;
     int n_params;
@@ -41,8 +49,10 @@ struct vit_model {
     float *grads;      /* same layout; NULL until a gradient is first needed (inference never pays for it) */
 
     /* Indices into params. */
-    int cls_token, pos_embed, patch_w, patch_b, patch_norm_w, patch_norm_b, norm_w, norm_b, head_w, head_b;
+    int cls_token, reg_token, pos_embed, patch_w, patch_b, patch_norm_w, patch_norm_b, norm_pre_w, norm_pre_b;
+    int norm_w, norm_b, head_w, head_b; /* -1: absent */
     vit_block_params *blocks;
+    vit_attn_pool_params attn_pool; /* latent < 0 without one */
 
     bool training, grad_enabled;
     uint64_t rng_counter; /* forwards in training mode: keys dropout masks */
@@ -54,6 +64,16 @@ struct vit_model {
     vit_meta_entry *meta;
     int n_meta;
 };
+
+/* Rows of pos_embed before the patch grid: class and register tokens, or 0
+ * with no_embed_class. */
+static inline int64_t vit_config_pos_prefix(const struct vit_config *c) {
+    return c->no_embed_class ? 0 : c->class_token + c->reg_tokens;
+}
+/* Whether the final LayerNorm is applied after pooling (timm's fc_norm). */
+static inline bool vit_config_fc_norm(const struct vit_config *c) {
+    return c->fc_norm < 0 ? c->global_pool == VIT_POOL_AVG : c->fc_norm != 0;
+}
 
 int vit_model_find_param(const struct vit_model *model, const char *name);
 /* Allocate the (zeroed) gradient buffer if it is not there yet. */

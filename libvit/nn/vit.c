@@ -47,15 +47,23 @@ static vit_status build_params(vit_model *m) {
     char name[48];
     bool ok = true;
     /* timm's state_dict order. */
-    ok &= (m->cls_token = add_param(&pb, "cls_token", 3, SHAPE(1, 1, D), false)) >= 0;
-    ok &= (m->pos_embed = add_param(&pb, "pos_embed", 3, SHAPE(1, m->tokens, D), false)) >= 0;
+    m->cls_token = m->reg_token = m->patch_b = m->patch_norm_w = m->patch_norm_b = -1;
+    m->norm_pre_w = m->norm_pre_b = m->head_w = m->head_b = -1;
+    if (c->class_token) ok &= (m->cls_token = add_param(&pb, "cls_token", 3, SHAPE(1, 1, D), false)) >= 0;
+    /* timm leaves reg_token out of no_weight_decay() */
+    if (c->reg_tokens) ok &= (m->reg_token = add_param(&pb, "reg_token", 3, SHAPE(1, c->reg_tokens, D), true)) >= 0;
+    ok &= (m->pos_embed = add_param(&pb, "pos_embed", 3, SHAPE(1, m->num_patches + vit_config_pos_prefix(c), D),
+                                    false)) >= 0;
     ok &= (m->patch_w = add_param(&pb, "patch_embed.proj.weight", 4,
                                   SHAPE(D, c->in_channels, c->patch_size, c->patch_size), true)) >= 0;
-    ok &= (m->patch_b = add_param(&pb, "patch_embed.proj.bias", 1, SHAPE(D), false)) >= 0;
-    m->patch_norm_w = m->patch_norm_b = -1;
+    if (c->patch_bias) ok &= (m->patch_b = add_param(&pb, "patch_embed.proj.bias", 1, SHAPE(D), false)) >= 0;
     if (c->patch_norm) {
         ok &= (m->patch_norm_w = add_param(&pb, "patch_embed.norm.weight", 1, SHAPE(D), false)) >= 0;
         ok &= (m->patch_norm_b = add_param(&pb, "patch_embed.norm.bias", 1, SHAPE(D), false)) >= 0;
+    }
+    if (c->pre_norm) {
+        ok &= (m->norm_pre_w = add_param(&pb, "norm_pre.weight", 1, SHAPE(D), false)) >= 0;
+        ok &= (m->norm_pre_b = add_param(&pb, "norm_pre.bias", 1, SHAPE(D), false)) >= 0;
     }
     m->blocks = calloc((size_t)c->depth, sizeof *m->blocks);
     if (!m->blocks) ok = false;
@@ -72,28 +80,56 @@ static vit_status build_params(vit_model *m) {
         if (c->qkv_bias) { BLOCK_PARAM(qkv_b, "attn.qkv.bias", false, 3 * D); }
         BLOCK_PARAM(proj_w, "attn.proj.weight", true, D, D);
         BLOCK_PARAM(proj_b, "attn.proj.bias", false, D);
+        b->ls1 = b->ls2 = -1;
+        if (c->init_values > 0) { BLOCK_PARAM(ls1, "ls1.gamma", false, D); }
         BLOCK_PARAM(norm2_w, "norm2.weight", false, D);
         BLOCK_PARAM(norm2_b, "norm2.bias", false, D);
         BLOCK_PARAM(fc1_w, "mlp.fc1.weight", true, H, D);
         BLOCK_PARAM(fc1_b, "mlp.fc1.bias", false, H);
         BLOCK_PARAM(fc2_w, "mlp.fc2.weight", true, D, H);
         BLOCK_PARAM(fc2_b, "mlp.fc2.bias", false, D);
+        if (c->init_values > 0) { BLOCK_PARAM(ls2, "ls2.gamma", false, D); }
 #undef BLOCK_PARAM
     }
-    /* timm: global_pool='avg' normalises after pooling under the name fc_norm. */
-    const char *norm = c->global_pool == VIT_POOL_AVG ? "fc_norm" : "norm";
+    /* timm: global_pool='avg' normalises after pooling under the name fc_norm
+     * (unless fc_norm=False, as the _gap models). */
+    const char *norm = vit_config_fc_norm(c) ? "fc_norm" : "norm";
     snprintf(name, sizeof name, "%s.weight", norm);
     ok &= ok && (m->norm_w = add_param(&pb, name, 1, SHAPE(D), false)) >= 0;
     snprintf(name, sizeof name, "%s.bias", norm);
     ok &= ok && (m->norm_b = add_param(&pb, name, 1, SHAPE(D), false)) >= 0;
-    ok &= ok && (m->head_w = add_param(&pb, "head.weight", 2, SHAPE(c->num_classes, D), true)) >= 0;
-    ok &= ok && (m->head_b = add_param(&pb, "head.bias", 1, SHAPE(c->num_classes), false)) >= 0;
+    vit_attn_pool_params *ap = &m->attn_pool;
+    ap->latent = -1;
+    if (ok && c->global_pool == VIT_POOL_MAP) {
+#define POOL_PARAM(field, suffix, decay, ...)                                                   \
+    ok &= (ap->field = add_param(&pb, "attn_pool." suffix, (int)(sizeof SHAPE(__VA_ARGS__) / sizeof(int64_t)), \
+                                 SHAPE(__VA_ARGS__), decay)) >= 0
+        POOL_PARAM(latent, "latent", true, 1, 1, D);
+        POOL_PARAM(q_w, "q.weight", true, D, D);
+        POOL_PARAM(q_b, "q.bias", false, D);
+        POOL_PARAM(kv_w, "kv.weight", true, 2 * D, D);
+        POOL_PARAM(kv_b, "kv.bias", false, 2 * D);
+        POOL_PARAM(proj_w, "proj.weight", true, D, D);
+        POOL_PARAM(proj_b, "proj.bias", false, D);
+        POOL_PARAM(norm_w, "norm.weight", false, D);
+        POOL_PARAM(norm_b, "norm.bias", false, D);
+        POOL_PARAM(fc1_w, "mlp.fc1.weight", true, H, D);
+        POOL_PARAM(fc1_b, "mlp.fc1.bias", false, H);
+        POOL_PARAM(fc2_w, "mlp.fc2.weight", true, D, H);
+        POOL_PARAM(fc2_b, "mlp.fc2.bias", false, D);
+#undef POOL_PARAM
+    }
+    if (c->num_classes > 0) { /* 0: no head, timm's num_classes=0 (nn.Identity) */
+        ok &= ok && (m->head_w = add_param(&pb, "head.weight", 2, SHAPE(c->num_classes, D), true)) >= 0;
+        ok &= ok && (m->head_b = add_param(&pb, "head.bias", 1, SHAPE(c->num_classes), false)) >= 0;
+    }
     if (!ok) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_create: no memory for the parameter table");
     return VIT_OK;
 }
 
 /* timm's init_weights (mode ''): trunc_normal(.02) for Linear weights and
- * pos_embed, normal(1e-6) for cls_token, zero biases, LayerNorm 1/0; the
+ * pos_embed, normal(1e-6) for cls_token and reg_token, zero biases, LayerNorm
+ * 1/0, layer scale gammas init_values; the
  * patch projection is a Conv2d and keeps PyTorch's default
  * kaiming_uniform(a=sqrt 5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
 static void init_params(vit_model *m, float *weights) {
@@ -105,7 +141,13 @@ static void init_params(vit_model *m, float *weights) {
         size_t len = strlen(p->name);
         bool is_bias = len > 5 && !strcmp(p->name + len - 5, ".bias");
         bool is_norm = strstr(p->name, "norm") != NULL;
-        if (i == m->cls_token) {
+        bool is_gamma = len > 6 && !strcmp(p->name + len - 6, ".gamma");
+        if (is_gamma) {
+            for (int64_t k = 0; k < p->numel; k++) w[k] = (float)m->cfg.init_values;
+        } else if (i == m->attn_pool.latent) { /* AttentionPoolLatent: trunc_normal_tf_(std = dim^-0.5) */
+            float std = 1.0f / sqrtf((float)m->cfg.dim);
+            vit_rng_trunc_normal(w, (size_t)p->numel, key, std, -2.0f * std, 2.0f * std);
+        } else if (i == m->cls_token || i == m->reg_token) {
             for (int64_t k = 0; k < p->numel; k++) w[k] = (float)(vit_rng_normal(key, (uint64_t)k) * 1e-6);
         } else if (i == m->patch_w || i == m->patch_b) {
             const vit_param *pw = &m->params[m->patch_w];
@@ -167,7 +209,9 @@ vit_status vit_model_create(vit_context *ctx, const vit_config *cfg, vit_model *
     m->cfg = *cfg;
     m->grid = (int)(cfg->img_size / cfg->patch_size);
     m->num_patches = m->grid * m->grid;
-    m->tokens = m->num_patches + 1;
+    m->prefix = (int)(cfg->class_token + cfg->reg_tokens);
+    m->tokens = m->num_patches + m->prefix;
+    m->fc_norm = vit_config_fc_norm(cfg);
     m->hidden = (int)(cfg->dim * cfg->mlp_ratio);
     m->grad_enabled = true;
     vit_tape_init(&m->tape, m->be);
@@ -299,6 +343,10 @@ static vit_value *block_forward(vit_model *m, vit_value *x, int i, int B) {
     NEED(o);
     o = vit_op_dropout(t, o, drop, vit_rng_key(seed, stream + 1, step));
     NEED(o);
+    if (bp->ls1 >= 0) {
+        o = vit_op_scale_channels(t, o, param_value(m, bp->ls1), rows, D);
+        NEED(o);
+    }
     const float *s1 = drop_path_scales(m, B, dp, vit_rng_key(seed, stream + 2, step), &oom);
     NEED(!oom);
     x = vit_op_residual(t, x, o, s1, B, (int64_t)T * D);
@@ -306,8 +354,8 @@ static vit_value *block_forward(vit_model *m, vit_value *x, int i, int B) {
 
     h = vit_op_layernorm(t, x, param_value(m, bp->norm2_w), param_value(m, bp->norm2_b), rows, D, (float)c->ln_eps);
     NEED(h);
-    vit_value *f = vit_op_linear_gelu(t, h, param_value(m, bp->fc1_w), param_value(m, bp->fc1_b), rows, D,
-                                      m->hidden);
+    vit_value *f = vit_op_linear_act(t, h, param_value(m, bp->fc1_w), param_value(m, bp->fc1_b), rows, D,
+                                     m->hidden, c->quick_gelu != 0);
     NEED(f);
     f = vit_op_dropout(t, f, drop, vit_rng_key(seed, stream + 3, step));
     NEED(f);
@@ -315,6 +363,10 @@ static vit_value *block_forward(vit_model *m, vit_value *x, int i, int B) {
     NEED(f);
     f = vit_op_dropout(t, f, drop, vit_rng_key(seed, stream + 4, step));
     NEED(f);
+    if (bp->ls2 >= 0) {
+        f = vit_op_scale_channels(t, f, param_value(m, bp->ls2), rows, D);
+        NEED(f);
+    }
     const float *s2 = drop_path_scales(m, B, dp, vit_rng_key(seed, stream + 5, step), &oom);
     NEED(!oom);
     return vit_op_residual(t, x, f, s2, B, (int64_t)T * D);
@@ -347,28 +399,70 @@ static vit_status forward_failed(vit_model *m) {
     return vit_last_status();
 }
 
-vit_status vit_model_forward(vit_model *m, const vit_tensor *images, vit_tensor *logits) {
-    VIT_CHECK_ARG(m, "vit_model_forward: model is NULL");
+/* timm's AttentionPoolLatent over tokens [B, T, D] (no class or register
+ * tokens): one learned query attends over them, then proj and x + mlp(norm(x))
+ * -> [B, D]. */
+static vit_value *attn_pool_forward(vit_model *m, vit_value *tokens, int B) {
     const struct vit_config *c = &m->cfg;
-    VIT_TRY(vit_tensor_expect(images, "vit_model_forward: images", VIT_DTYPE_F32, 4,
-                              SHAPE(-1, c->in_channels, c->img_size, c->img_size)));
+    const vit_attn_pool_params *ap = &m->attn_pool;
+    vit_tape *t = &m->tape;
+    int T = m->tokens, D = (int)c->dim, Hh = (int)c->heads;
+    vit_value *kv = vit_op_linear(t, tokens, param_value(m, ap->kv_w), param_value(m, ap->kv_b), B * T, D, 2 * D);
+    NEED(kv);
+    vit_value *q = vit_op_linear(t, param_value(m, ap->latent), param_value(m, ap->q_w), param_value(m, ap->q_b), 1,
+                                 D, D);
+    NEED(q);
+    vit_value *a = vit_op_pool_attention(t, q, kv, B, 1, T, Hh, D / Hh);
+    NEED(a);
+    vit_value *x = vit_op_linear(t, a, param_value(m, ap->proj_w), param_value(m, ap->proj_b), B, D, D);
+    NEED(x);
+    vit_value *h = vit_op_layernorm(t, x, param_value(m, ap->norm_w), param_value(m, ap->norm_b), B, D,
+                                    (float)c->ln_eps);
+    NEED(h);
+    vit_value *f = vit_op_linear_act(t, h, param_value(m, ap->fc1_w), param_value(m, ap->fc1_b), B, D, m->hidden,
+                                     c->quick_gelu != 0);
+    NEED(f);
+    f = vit_op_linear(t, f, param_value(m, ap->fc2_w), param_value(m, ap->fc2_b), B, m->hidden, D);
+    NEED(f);
+    return vit_op_residual(t, x, f, NULL, B, D);
+fail:
+    return NULL;
+}
+
+/* What a forward computes: the logits, the pooled features or the tokens. */
+typedef enum { UPTO_LOGITS, UPTO_POOLED, UPTO_TOKENS } forward_upto;
+
+static vit_status forward(vit_model *m, const vit_tensor *images, vit_tensor *out, forward_upto upto,
+                          const char *fn) {
+    VIT_CHECK_ARG(m, "%s: model is NULL", fn);
+    const struct vit_config *c = &m->cfg;
+    char what[64];
+    snprintf(what, sizeof what, "%s: images", fn);
+    VIT_TRY(vit_tensor_expect(images, what, VIT_DTYPE_F32, 4, SHAPE(-1, c->in_channels, c->img_size, c->img_size)));
     int B = (int)images->shape[0];
-    VIT_TRY(vit_tensor_expect(logits, "vit_model_forward: logits", VIT_DTYPE_F32, 2, SHAPE(B, c->num_classes)));
-    VIT_TRY(expect_device(m, images, "vit_model_forward: images"));
-    VIT_TRY(expect_device(m, logits, "vit_model_forward: logits"));
+    int D = (int)c->dim, N = m->num_patches, T = m->tokens;
+    int classes = c->num_classes > 0 ? (int)c->num_classes : D; /* no head: the pooled features */
+    snprintf(what, sizeof what, "%s: %s", fn, upto == UPTO_LOGITS ? "logits" : upto == UPTO_POOLED ? "features" : "tokens");
+    if (upto == UPTO_TOKENS)
+        VIT_TRY(vit_tensor_expect(out, what, VIT_DTYPE_F32, 3, SHAPE(B, T, D)));
+    else
+        VIT_TRY(vit_tensor_expect(out, what, VIT_DTYPE_F32, 2, SHAPE(B, upto == UPTO_POOLED ? D : classes)));
+    VIT_TRY(expect_device(m, images, fn));
+    VIT_TRY(expect_device(m, out, fn));
     if (images->numel > INT32_MAX || (int64_t)B * m->tokens * m->hidden > INT32_MAX)
-        return vit_fail(VIT_ERR_SHAPE, "vit_model_forward: batch %d is too large for this model", B);
+        return vit_fail(VIT_ERR_SHAPE, "%s: batch %d is too large for this model", fn, B);
     vit_context_enter(m->ctx);
-    if (m->grad_enabled) VIT_TRY(vit_model_ensure_grads(m));
+    /* Features are for inference: nothing recorded. */
+    bool record = m->grad_enabled && upto == UPTO_LOGITS;
+    if (record) VIT_TRY(vit_model_ensure_grads(m));
 
     vit_tape *t = &m->tape;
-    vit_tape_reset(t, m->grad_enabled);
+    vit_tape_reset(t, record);
     m->logits = m->loss = NULL;
     m->batch = B;
     uint64_t step = m->rng_counter;
     if (m->training) m->rng_counter++;
 
-    int D = (int)c->dim, N = m->num_patches, T = m->tokens;
     vit_value *img = vit_tape_wrap(t, images->data, NULL, images->numel, false);
     NEED(img);
     vit_value *x = vit_op_patch_embed(t, img, param_value(m, m->patch_w), param_value(m, m->patch_b), B,
@@ -379,25 +473,61 @@ vit_status vit_model_forward(vit_model *m, const vit_tensor *images, vit_tensor 
                              (int64_t)B * N, D, (float)c->ln_eps);
         NEED(x);
     }
-    x = vit_op_embed_tokens(t, x, param_value(m, m->cls_token), param_value(m, m->pos_embed), B, N, D);
+    x = vit_op_embed_tokens(t, x, param_value(m, m->cls_token), param_value(m, m->reg_token),
+                            param_value(m, m->pos_embed), B, N, D, (int)c->reg_tokens, !c->no_embed_class);
     NEED(x);
     x = vit_op_dropout(t, x, m->training ? (float)c->drop_rate : 0.0f,
                        vit_rng_key(m->ctx->seed, STREAM_POS_DROP, step));
     NEED(x);
+    if (c->pre_norm) {
+        /* read by the first block's norm1 and again by its residual */
+        x = vit_op_layernorm_kept(t, x, param_value(m, m->norm_pre_w), param_value(m, m->norm_pre_b),
+                                  (int64_t)B * T, D, (float)c->ln_eps);
+        NEED(x);
+    }
     vit_arena_mark slot; /* where the last inference block left its output */
     bool have_slot = false;
     for (int i = 0; i < c->depth; i++) {
         x = t->recording ? block_forward(m, x, i, B) : block_forward_inference(m, x, i, B, &slot, &have_slot);
         NEED(x);
     }
-    /* LayerNorm is per token, so pooling first and normalising only the
-     * pooled rows equals timm's norm-then-select for token pooling. */
-    x = vit_op_pool(t, x, B, T, D, c->global_pool == VIT_POOL_AVG);
-    NEED(x);
-    x = vit_op_layernorm(t, x, param_value(m, m->norm_w), param_value(m, m->norm_b), B, D, (float)c->ln_eps);
-    NEED(x);
+    vit_value *norm_w = param_value(m, m->norm_w), *norm_b = param_value(m, m->norm_b);
+    bool avg = c->global_pool == VIT_POOL_AVG;
+    if (upto == UPTO_TOKENS) {
+        if (!m->fc_norm) { /* timm's forward_features ends with norm (the identity when fc_norm) */
+            x = vit_op_layernorm(t, x, norm_w, norm_b, (int64_t)B * T, D, (float)c->ln_eps);
+            NEED(x);
+        }
+        NEED(m->be->ops->copy(m->be, out->data, x->data, (size_t)x->numel * sizeof(float), VIT_COPY_ON_DEVICE) ==
+             VIT_OK);
+        return VIT_OK;
+    }
+    if (c->global_pool == VIT_POOL_MAP) {
+        x = vit_op_layernorm(t, x, norm_w, norm_b, (int64_t)B * T, D, (float)c->ln_eps);
+        NEED(x);
+        x = attn_pool_forward(m, x, B);
+        NEED(x);
+    } else if (!avg || m->fc_norm) {
+        /* LayerNorm is per token, so pooling first and normalising only the
+         * pooled rows equals timm's norm-then-select for token pooling. */
+        x = vit_op_pool(t, x, B, T, D, avg, m->prefix);
+        NEED(x);
+        x = vit_op_layernorm(t, x, norm_w, norm_b, B, D, (float)c->ln_eps);
+        NEED(x);
+    } else { /* the mean of normalised tokens (fc_norm=False) */
+        x = vit_op_layernorm(t, x, norm_w, norm_b, (int64_t)B * T, D, (float)c->ln_eps);
+        NEED(x);
+        x = vit_op_pool(t, x, B, T, D, avg, m->prefix);
+        NEED(x);
+    }
+    if (upto == UPTO_POOLED || c->num_classes == 0) {
+        NEED(m->be->ops->copy(m->be, out->data, x->data, (size_t)B * D * sizeof(float), VIT_COPY_ON_DEVICE) ==
+             VIT_OK);
+        if (upto == UPTO_LOGITS) m->logits = x;
+        return VIT_OK;
+    }
     /* The head writes straight into the caller's tensor, which the loss then reads. */
-    x = vit_op_linear_to(t, logits->data, x, param_value(m, m->head_w), param_value(m, m->head_b), B, D,
+    x = vit_op_linear_to(t, out->data, x, param_value(m, m->head_w), param_value(m, m->head_b), B, D,
                          (int)c->num_classes);
     NEED(x);
     m->logits = x;
@@ -406,10 +536,31 @@ fail:
     return forward_failed(m);
 }
 
+vit_status vit_model_forward(vit_model *m, const vit_tensor *images, vit_tensor *logits) {
+    return forward(m, images, logits, UPTO_LOGITS, "vit_model_forward");
+}
+
+vit_status vit_model_forward_features(vit_model *m, const vit_tensor *images, vit_tensor *features) {
+    return forward(m, images, features, UPTO_POOLED, "vit_model_forward_features");
+}
+
+vit_status vit_model_forward_tokens(vit_model *m, const vit_tensor *images, vit_tensor *tokens) {
+    return forward(m, images, tokens, UPTO_TOKENS, "vit_model_forward_tokens");
+}
+
+vit_status vit_model_token_count(const vit_model *m, int *tokens, int *prefix) {
+    VIT_CHECK_ARG(m, "vit_model_token_count: model is NULL");
+    if (tokens) *tokens = m->tokens;
+    if (prefix) *prefix = m->prefix;
+    return VIT_OK;
+}
+
 vit_status vit_model_loss(vit_model *m, const vit_tensor *labels, float label_smoothing, float *loss) {
     VIT_CHECK_ARG(m, "vit_model_loss: model is NULL");
     VIT_CHECK_ARG(loss, "vit_model_loss: loss is NULL");
     if (!m->logits) return vit_fail(VIT_ERR_STATE, "vit_model_loss: no forward to take the loss of");
+    if (m->cfg.num_classes == 0)
+        return vit_fail(VIT_ERR_STATE, "vit_model_loss: the model has no head (VIT_CFG_NUM_CLASSES = 0)");
     VIT_TRY(vit_tensor_expect(labels, "vit_model_loss: labels", VIT_DTYPE_I32, 1, SHAPE(m->batch)));
     VIT_CHECK_ARG(label_smoothing >= 0.0f && label_smoothing < 1.0f,
                   "vit_model_loss: label_smoothing %g is outside [0, 1)", label_smoothing);
@@ -448,7 +599,7 @@ vit_status vit_model_backward_logits(vit_model *m, const vit_tensor *dlogits) {
     VIT_CHECK_ARG(m, "vit_model_backward_logits: model is NULL");
     if (!m->logits) return vit_fail(VIT_ERR_STATE, "vit_model_backward_logits: no forward to differentiate");
     VIT_TRY(vit_tensor_expect(dlogits, "vit_model_backward_logits: dlogits", VIT_DTYPE_F32, 2,
-                              SHAPE(m->batch, m->cfg.num_classes)));
+                              SHAPE(m->batch, m->cfg.num_classes > 0 ? m->cfg.num_classes : m->cfg.dim)));
     VIT_TRY(expect_device(m, dlogits, "vit_model_backward_logits: dlogits"));
     vit_context_enter(m->ctx);
     m->loss = NULL;

@@ -69,6 +69,13 @@ vit_value *vit_op_linear_gelu(vit_tape *tape, vit_value *x, vit_value *W, vit_va
     return y;
 }
 
+vit_value *vit_op_linear_act(vit_tape *tape, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N,
+                             bool quick) {
+    if (!quick) return vit_op_linear_gelu(tape, x, W, b, M, K, N);
+    vit_value *h = vit_op_linear(tape, x, W, b, M, K, N);
+    return h ? vit_op_quick_gelu(tape, h) : NULL;
+}
+
 /* node: in = {images, W, b}, saved[0] = patches [B * N, C * p * p],
  * dims = {B, C, H, W, p, D}. */
 static vit_status patch_embed_backward(vit_tape *tape, const vit_node *node) {

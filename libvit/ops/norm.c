@@ -1,4 +1,4 @@
-/* LayerNorm and GELU on the tape. */
+/* LayerNorm, GELU and QuickGELU on the tape. */
 #include "ops/ops.h"
 
 /* node: in = {x, w, b}, saved = {mean, rstd}, dims = {rows, C}, scalar = {eps} */
@@ -18,10 +18,11 @@ static vit_status layernorm_recompute(vit_tape *tape, const vit_node *node, floa
                                             node->dims[1], node->scalar[0]);
 }
 
-vit_value *vit_op_layernorm(vit_tape *tape, vit_value *x, vit_value *w, vit_value *b, int64_t rows, int C,
-                            float eps) {
+static vit_value *layernorm(vit_tape *tape, vit_value *x, vit_value *w, vit_value *b, int64_t rows, int C, float eps,
+                            bool transient) {
     bool record = vit_tape_wants(tape, x, w, b);
-    vit_value *y = record ? vit_tape_transient(tape, rows * C, true) : vit_tape_value(tape, rows * C, false);
+    vit_value *y = record && transient ? vit_tape_transient(tape, rows * C, true)
+                                       : vit_tape_value(tape, rows * C, record);
     float *mean = record ? vit_tape_floats(tape, rows) : NULL;
     float *rstd = record ? vit_tape_floats(tape, rows) : NULL;
     if (!y || (record && (!mean || !rstd))) return NULL;
@@ -32,32 +33,53 @@ vit_value *vit_op_layernorm(vit_tape *tape, vit_value *x, vit_value *w, vit_valu
         vit_node node = {.backward = layernorm_backward, .out = y, .in = {x, w, b}, .saved = {mean, rstd},
                          .dims = {(int)rows, C}, .scalar = {eps}, .recompute = layernorm_recompute};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
-        vit_tape_set_producer(tape, y);
+        if (transient) vit_tape_set_producer(tape, y);
     }
     return y;
 }
 
-/* node: in = {x} */
+vit_value *vit_op_layernorm(vit_tape *tape, vit_value *x, vit_value *w, vit_value *b, int64_t rows, int C,
+                            float eps) {
+    return layernorm(tape, x, w, b, rows, C, eps, true);
+}
+
+vit_value *vit_op_layernorm_kept(vit_tape *tape, vit_value *x, vit_value *w, vit_value *b, int64_t rows, int C,
+                                 float eps) {
+    return layernorm(tape, x, w, b, rows, C, eps, false);
+}
+
+/* node: in = {x}, dims = {quick}: the exact GELU or QuickGELU */
 static vit_status gelu_backward(vit_tape *tape, const vit_node *node) {
     vit_value *x = node->in[0];
     float *dx = vit_tape_grad(tape, x);
     if (!dx) return vit_last_status();
-    return tape->be->ops->gelu_backward(tape->be, dx, x->data, node->out->grad, x->numel);
+    const vit_backend_ops *ops = tape->be->ops;
+    return (node->dims[0] ? ops->quick_gelu_backward : ops->gelu_backward)(tape->be, dx, x->data, node->out->grad,
+                                                                         x->numel);
 }
 
 static vit_status gelu_recompute(vit_tape *tape, const vit_node *node, float *out) {
-    return tape->be->ops->gelu_forward(tape->be, out, node->in[0]->data, node->in[0]->numel);
+    const vit_backend_ops *ops = tape->be->ops;
+    return (node->dims[0] ? ops->quick_gelu_forward : ops->gelu_forward)(tape->be, out, node->in[0]->data,
+                                                                       node->in[0]->numel);
 }
 
-vit_value *vit_op_gelu(vit_tape *tape, vit_value *x) {
+static vit_value *activation(vit_tape *tape, vit_value *x, bool quick) {
     bool record = vit_tape_wants(tape, x, NULL, NULL);
     vit_value *y = record ? vit_tape_transient(tape, x->numel, true) : vit_tape_value(tape, x->numel, false);
     if (!y) return NULL;
-    if (tape->be->ops->gelu_forward(tape->be, y->data, x->data, x->numel) != VIT_OK) return NULL;
+    const vit_backend_ops *ops = tape->be->ops;
+    if ((quick ? ops->quick_gelu_forward : ops->gelu_forward)(tape->be, y->data, x->data, x->numel) != VIT_OK)
+        return NULL;
     if (record) {
-        vit_node node = {.backward = gelu_backward, .out = y, .in = {x}, .recompute = gelu_recompute};
+        vit_node node = {.backward = gelu_backward, .out = y, .in = {x}, .dims = {quick},
+                         .recompute = gelu_recompute};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
         vit_tape_set_producer(tape, y);
     }
     return y;
 }
+
+vit_value *vit_op_gelu(vit_tape *tape, vit_value *x) { return activation(tape, x, false); }
+
+vit_value *vit_op_quick_gelu(vit_tape *tape, vit_value *x) { return activation(tape, x, true); }

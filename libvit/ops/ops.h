@@ -34,7 +34,7 @@ typedef vit_status (*vit_backward_fn)(vit_tape *tape, const vit_node *node);
 struct vit_node {
     vit_backward_fn backward;
     vit_value *out;
-    vit_value *in[3];
+    vit_value *in[4];
     void *saved[3];        /* device memory */
     int dims[6];
     float scalar[2];
@@ -108,20 +108,36 @@ vit_value *vit_op_linear(vit_tape *tape, vit_value *x, vit_value *W, vit_value *
 vit_value *vit_op_linear_to(vit_tape *tape, float *out, vit_value *x, vit_value *W, vit_value *b, int M, int K,
                             int N);
 vit_value *vit_op_linear_gelu(vit_tape *tape, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N);
+/* The same with QuickGELU (quick = true; never fused) or the exact GELU. */
+vit_value *vit_op_linear_act(vit_tape *tape, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N,
+                             bool quick);
 /* patch tokens [B * N, D] from images [B, C, H, W] through a conv of kernel = stride = p:
  * weight [D, C, p, p], bias [D]. */
 vit_value *vit_op_patch_embed(vit_tape *tape, vit_value *images, vit_value *W, vit_value *b, int B, int C, int H,
                               int Wd, int p, int D);
-/* y [rows, C] = LayerNorm(x) * w + b */
+/* y [rows, C] = LayerNorm(x) * w + b; a transient value (for one consumer
+ * that reads it at once) while the tape records. */
 vit_value *vit_op_layernorm(vit_tape *tape, vit_value *x, vit_value *w, vit_value *b, int64_t rows, int C,
                             float eps);
+/* The same as an ordinary value, for an output read more than once (norm_pre). */
+vit_value *vit_op_layernorm_kept(vit_tape *tape, vit_value *x, vit_value *w, vit_value *b, int64_t rows, int C,
+                                 float eps);
 vit_value *vit_op_gelu(vit_tape *tape, vit_value *x);
+/* x * sigmoid(1.702 x) */
+vit_value *vit_op_quick_gelu(vit_tape *tape, vit_value *x);
+/* y [rows, C] = x * gamma [C]: timm's LayerScale */
+vit_value *vit_op_scale_channels(vit_tape *tape, vit_value *x, vit_value *gamma, int64_t rows, int C);
 /* out [B, T, H * hd] from qkv [B, T, 3, H, hd] */
 vit_value *vit_op_attention(vit_tape *tape, vit_value *qkv, int B, int T, int H, int hd, float drop_p,
                             uint64_t key);
-/* tokens [B, 1 + N, D] = [cls; patch] + pos */
-vit_value *vit_op_embed_tokens(vit_tape *tape, vit_value *patch, vit_value *cls, vit_value *pos, int B, int N,
-                               int D);
+/* out [B, L, H * hd]: L learned queries q [L, H * hd] attending over each
+ * sample's tokens, kv [B, N, 2, H, hd] (timm's AttentionPoolLatent core) */
+vit_value *vit_op_pool_attention(vit_tape *tape, vit_value *q, vit_value *kv, int B, int L, int N, int H, int hd);
+/* tokens [B, P + N, D] = [cls; reg; patch] + pos, P = (cls != NULL) + R; pos
+ * [P + N, D] covers every token, or [N, D] the patch tokens only (pos_prefix
+ * false); cls and reg (R = 0) may be NULL. */
+vit_value *vit_op_embed_tokens(vit_tape *tape, vit_value *patch, vit_value *cls, vit_value *reg, vit_value *pos,
+                               int B, int N, int D, int R, bool pos_prefix);
 /* x + DropPath(y): per-sample scale [B] in device memory (NULL: plain residual). The result is
  * written over y's storage, which is what makes a residual branch cost no
  * memory of its own: y must be the branch's output, read by nothing else
@@ -129,8 +145,8 @@ vit_value *vit_op_embed_tokens(vit_tape *tape, vit_value *patch, vit_value *cls,
 vit_value *vit_op_residual(vit_tape *tape, vit_value *x, vit_value *y, const float *scale, int B, int64_t per);
 /* Dropout with probability p; p == 0 returns x itself. */
 vit_value *vit_op_dropout(vit_tape *tape, vit_value *x, float p, uint64_t key);
-/* [B, D] from tokens [B, T, D]: class token or mean of the patch tokens */
-vit_value *vit_op_pool(vit_tape *tape, vit_value *tokens, int B, int T, int D, int avg);
+/* [B, D] from tokens [B, T, D]: token 0, or the mean of tokens skip..T-1 */
+vit_value *vit_op_pool(vit_tape *tape, vit_value *tokens, int B, int T, int D, int avg, int skip);
 /* scalar mean cross-entropy of logits [B, C] against labels [B] (device
  * memory, kept by pointer until backward) */
 vit_value *vit_op_cross_entropy(vit_tape *tape, vit_value *logits, const int32_t *labels, int B, int C,

@@ -325,8 +325,8 @@ static void k_embed_tokens_forward(float *tokens, const float *patch, const floa
                                    int D) {
     const size_t nt = F((int64_t)B * (N + 1) * D);
     float *t = up(tokens, nt);
-    ok(be->ops->embed_tokens_forward(be, t, up(patch, F((int64_t)B * N * D)), up(cls, F(D)),
-                                     up(pos, F((int64_t)(N + 1) * D)), B, N, D),
+    ok(be->ops->embed_tokens_forward(be, t, up(patch, F((int64_t)B * N * D)), up(cls, F(D)), NULL,
+                                     up(pos, F((int64_t)(N + 1) * D)), B, N, D, 0, 1),
        "embed_tokens_forward");
     down(tokens, t, nt);
 }
@@ -335,7 +335,7 @@ static void k_embed_tokens_backward(float *dpatch, float *dcls, float *dpos, con
                                     int D) {
     const size_t npt = F((int64_t)B * N * D), npos = F((int64_t)(N + 1) * D);
     float *dp = up(dpatch, npt), *dc = up(dcls, F(D)), *dq = up(dpos, npos);
-    ok(be->ops->embed_tokens_backward(be, dp, dc, dq, up(dtokens, F((int64_t)B * (N + 1) * D)), B, N, D),
+    ok(be->ops->embed_tokens_backward(be, dp, dc, NULL, dq, up(dtokens, F((int64_t)B * (N + 1) * D)), B, N, D, 0, 1, 1),
        "embed_tokens_backward");
     down(dpatch, dp, npt), down(dcls, dc, F(D)), down(dpos, dq, npos);
 }
@@ -368,15 +368,15 @@ static void k_dropout_backward(float *dinp, const float *dout, int64_t n, float 
     down(dinp, dx, F(n));
 }
 
-static void k_pool_forward(float *out, const float *tokens, int B, int T, int D, int avg) {
+static void k_pool_forward(float *out, const float *tokens, int B, int T, int D, int avg, int skip) {
     float *o = up(out, F((int64_t)B * D));
-    ok(be->ops->pool_forward(be, o, up(tokens, F((int64_t)B * T * D)), B, T, D, avg), "pool_forward");
+    ok(be->ops->pool_forward(be, o, up(tokens, F((int64_t)B * T * D)), B, T, D, avg, skip), "pool_forward");
     down(out, o, F((int64_t)B * D));
 }
 
-static void k_pool_backward(float *dtokens, const float *dout, int B, int T, int D, int avg) {
+static void k_pool_backward(float *dtokens, const float *dout, int B, int T, int D, int avg, int skip) {
     float *dt = up(dtokens, F((int64_t)B * T * D));
-    ok(be->ops->pool_backward(be, dt, up(dout, F((int64_t)B * D)), B, T, D, avg), "pool_backward");
+    ok(be->ops->pool_backward(be, dt, up(dout, F((int64_t)B * D)), B, T, D, avg, skip), "pool_backward");
     down(dtokens, dt, F((int64_t)B * T * D));
 }
 
@@ -973,7 +973,7 @@ END_TEST
 
 /* ------------------------------------------------------------- pooling */
 typedef struct {
-    int B, T, D, avg;
+    int B, T, D, avg, skip;
     double *tok, *W;
 } pl_ctx;
 
@@ -982,7 +982,7 @@ static void pool_ref(double *out, const pl_ctx *c) {
         for (int d = 0; d < c->D; d++) {
             double s = 0.0;
             if (c->avg)
-                for (int t = 1; t < c->T; t++) s += c->tok[((size_t)b * c->T + t) * c->D + d] / (c->T - 1);
+                for (int t = c->skip; t < c->T; t++) s += c->tok[((size_t)b * c->T + t) * c->D + d] / (c->T - c->skip);
             else
                 s = c->tok[(size_t)b * c->T * c->D + d];
             out[(size_t)b * c->D + d] = s;
@@ -999,18 +999,22 @@ static double pool_loss(void *q) {
 
 START_TEST(test_pool) {
     static const int shapes[][3] = {{3, 7, 13}, {1, 50, 37}, {2, 2, 5}};
+    /* {avg, skip}: the class token; the mean after the class token, of every
+     * token (no class token), after a class token and 2 registers */
+    static const int modes[][2] = {{0, 1}, {1, 1}, {1, 0}, {1, 3}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int avg = 0; avg < 2; avg++) {
-            const int B = shapes[s][0], T = shapes[s][1], D = shapes[s][2];
+        for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+            const int B = shapes[s][0], T = shapes[s][1], D = shapes[s][2], avg = modes[m][0], skip = modes[m][1];
+            if (avg && skip >= T) continue;
             const int64_t nt = (int64_t)B * T * D, no = (int64_t)B * D;
             float *tok = frand(nt, -1, 1), *W = frand(no, -1, 1), *out = fvec(no);
-            pl_ctx c = {B, T, D, avg, to_d(tok, nt), to_d(W, no)};
+            pl_ctx c = {B, T, D, avg, skip, to_d(tok, nt), to_d(W, no)};
             double *ref = dvec(no);
-            k_pool_forward(out, tok, B, T, D, avg);
+            k_pool_forward(out, tok, B, T, D, avg, skip);
             pool_ref(ref, &c);
             expect_close("pool", out, ref, no, FWD_TOL);
             float *dt = grad_base(nt), *dt0 = fcopy(dt, nt);
-            k_pool_backward(dt, W, B, T, D, avg);
+            k_pool_backward(dt, W, B, T, D, avg, skip);
             expect_grad("pool dtokens", pool_loss, &c, c.tok, nt, dt, dt0);
         }
 }
@@ -1286,6 +1290,212 @@ START_TEST(test_vmath) {
 }
 END_TEST
 
+/* ------------------------------------------------ timm's family kernels */
+/* QuickGELU: the same checks as GELU against x * sigmoid(1.702 x) in double. */
+static double quick_d(double x) { return x / (1.0 + exp(-1.702 * x)); }
+static double quick_loss(void *p) {
+    ew_ctx *c = p;
+    double l = 0.0;
+    for (int64_t i = 0; i < c->n; i++) l += quick_d(c->x[i]) * c->W[i];
+    return l;
+}
+
+START_TEST(test_quick_gelu) {
+    static const int64_t sizes[] = {1, 13, 4096 + 5};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int64_t n = sizes[s];
+        float *x = frand(n, -8, 8), *W = frand(n, -1, 1);
+        ew_ctx c = {n, to_d(x, n), to_d(W, n)};
+        float *out = fvec(n), *o = up(out, F(n));
+        double *ref = dvec(n);
+        ok(be->ops->quick_gelu_forward(be, o, up(x, F(n)), n), "quick_gelu_forward");
+        down(out, o, F(n));
+        for (int64_t i = 0; i < n; i++) ref[i] = quick_d(c.x[i]);
+        expect_close("quick gelu", out, ref, n, FWD_TOL);
+        float *dx = grad_base(n), *dx0 = fcopy(dx, n), *d = up(dx, F(n));
+        ok(be->ops->quick_gelu_backward(be, d, up(x, F(n)), up(W, F(n)), n), "quick_gelu_backward");
+        down(dx, d, F(n));
+        expect_grad("quick gelu dinp", quick_loss, &c, c.x, n, dx, dx0);
+    }
+}
+END_TEST
+
+/* Layer scale: loss = sum W * x * gamma. */
+typedef struct {
+    int64_t rows;
+    int C;
+    double *x, *gamma, *W;
+} sc_ctx;
+
+static double scale_loss(void *p) {
+    sc_ctx *c = p;
+    double l = 0.0;
+    for (int64_t r = 0; r < c->rows; r++)
+        for (int i = 0; i < c->C; i++) l += c->x[r * c->C + i] * c->gamma[i] * c->W[r * c->C + i];
+    return l;
+}
+
+START_TEST(test_scale_channels) {
+    static const int shapes[][2] = {{5, 7}, {300, 130}, {1, 64}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t rows = shapes[s][0], n = rows * shapes[s][1];
+        const int C = shapes[s][1];
+        float *x = frand(n, -1, 1), *gamma = frand(C, -2, 2), *W = frand(n, -1, 1), *out = fvec(n);
+        sc_ctx c = {rows, C, to_d(x, n), to_d(gamma, C), to_d(W, n)};
+        float *o = up(out, F(n));
+        ok(be->ops->scale_channels_forward(be, o, up(x, F(n)), up(gamma, F(C)), rows, C), "scale_channels_forward");
+        down(out, o, F(n));
+        double *ref = dvec(n);
+        for (int64_t i = 0; i < n; i++) ref[i] = c.x[i] * c.gamma[i % C];
+        expect_close("scale channels", out, ref, n, FWD_TOL);
+        float *dx = grad_base(n), *dx0 = fcopy(dx, n), *dg = grad_base(C), *dg0 = fcopy(dg, C);
+        float *ddx = up(dx, F(n)), *ddg = up(dg, F(C));
+        ok(be->ops->scale_channels_backward(be, ddx, ddg, up(W, F(n)), up(x, F(n)), up(gamma, F(C)), rows, C),
+           "scale_channels_backward");
+        down(dx, ddx, F(n)), down(dg, ddg, F(C));
+        expect_grad("scale dinp", scale_loss, &c, c.x, n, dx, dx0);
+        expect_grad("scale dgamma", scale_loss, &c, c.gamma, C, dg, dg0);
+    }
+}
+END_TEST
+
+/* Token embedding with registers, without a class token, and with pos_embed
+ * on the patches only: loss = sum W * tokens. */
+typedef struct {
+    int B, N, D, R, has_cls, pos_prefix;
+    double *patch, *cls, *reg, *pos, *W;
+} ep_ctx;
+
+static double embed_prefix_token(const ep_ctx *c, int b, int t, int d) {
+    const int P = c->has_cls + c->R;
+    double v = t >= P ? c->patch[((size_t)b * c->N + t - P) * c->D + d]
+               : c->has_cls && t == 0 ? c->cls[d] : c->reg[(size_t)(t - c->has_cls) * c->D + d];
+    if (c->pos_prefix) return v + c->pos[(size_t)t * c->D + d];
+    return t >= P ? v + c->pos[(size_t)(t - P) * c->D + d] : v;
+}
+
+static double embed_prefix_loss(void *q) {
+    ep_ctx *c = q;
+    const int T = c->has_cls + c->R + c->N;
+    double l = 0.0;
+    for (int b = 0; b < c->B; b++)
+        for (int t = 0; t < T; t++)
+            for (int d = 0; d < c->D; d++) l += embed_prefix_token(c, b, t, d) * c->W[((size_t)b * T + t) * c->D + d];
+    return l;
+}
+
+START_TEST(test_embed_prefix) {
+    const int B = 2, N = 9, D = 11;
+    for (int has_cls = 0; has_cls < 2; has_cls++)
+        for (int R = 0; R <= 3; R += 3)
+            for (int pos_prefix = 0; pos_prefix < 2; pos_prefix++) {
+                const int P = has_cls + R, T = P + N;
+                const int64_t np = (int64_t)B * N * D, nt = (int64_t)B * T * D, nr = (int64_t)R * D;
+                const int64_t npos = (int64_t)(pos_prefix ? T : N) * D;
+                float *patch = frand(np, -1, 1), *cls = has_cls ? frand(D, -1, 1) : NULL;
+                float *reg = R ? frand(nr, -1, 1) : NULL, *pos = frand(npos, -1, 1), *W = frand(nt, -1, 1);
+                ep_ctx c = {B, N, D, R, has_cls, pos_prefix, to_d(patch, np), cls ? to_d(cls, D) : NULL,
+                            reg ? to_d(reg, nr) : NULL, to_d(pos, npos), to_d(W, nt)};
+                float *tok = fvec(nt), *dtok = up(tok, F(nt));
+                ok(be->ops->embed_tokens_forward(be, dtok, up(patch, F(np)), up(cls, F(D)), up(reg, F(nr)),
+                                                 up(pos, F(npos)), B, N, D, R, pos_prefix),
+                   "embed_tokens_forward");
+                down(tok, dtok, F(nt));
+                double *ref = dvec(nt);
+                for (int b = 0; b < B; b++)
+                    for (int t = 0; t < T; t++)
+                        for (int d = 0; d < D; d++) ref[((size_t)b * T + t) * D + d] = embed_prefix_token(&c, b, t, d);
+                expect_close("embed prefix", tok, ref, nt, FWD_TOL);
+
+                float *dp = grad_base(np), *dq = grad_base(npos), *dc = has_cls ? grad_base(D) : NULL;
+                float *dr = R ? grad_base(nr) : NULL;
+                float *dp0 = fcopy(dp, np), *dq0 = fcopy(dq, npos), *dc0 = dc ? fcopy(dc, D) : NULL;
+                float *dr0 = dr ? fcopy(dr, nr) : NULL;
+                float *ddp = up(dp, F(np)), *ddq = up(dq, F(npos)), *ddc = up(dc, F(D)), *ddr = up(dr, F(nr));
+                ok(be->ops->embed_tokens_backward(be, ddp, ddc, ddr, ddq, up(W, F(nt)), B, N, D, R, has_cls,
+                                                  pos_prefix),
+                   "embed_tokens_backward");
+                down(dp, ddp, F(np)), down(dq, ddq, F(npos)), down(dc, ddc, F(D)), down(dr, ddr, F(nr));
+                expect_grad("embed prefix dpatch", embed_prefix_loss, &c, c.patch, np, dp, dp0);
+                expect_grad("embed prefix dpos", embed_prefix_loss, &c, c.pos, npos, dq, dq0);
+                if (dc) expect_grad("embed prefix dcls", embed_prefix_loss, &c, c.cls, D, dc, dc0);
+                if (dr) expect_grad("embed prefix dreg", embed_prefix_loss, &c, c.reg, nr, dr, dr0);
+            }
+}
+END_TEST
+
+/* Learned-query attention: loss = sum W * out, in double from q and kv. */
+typedef struct {
+    int B, L, N, H, hd;
+    double *q, *kv, *W;
+} pa_ctx;
+
+static void pool_attention_ref(double *out, const pa_ctx *c) {
+    const int D = c->H * c->hd;
+    const double scale = 1.0 / sqrt((double)c->hd);
+    double *p = malloc((size_t)c->N * sizeof(double));
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < c->H; h++)
+            for (int l = 0; l < c->L; l++) {
+                double mx = -INFINITY, sum = 0.0;
+                for (int j = 0; j < c->N; j++) {
+                    double s = 0.0;
+                    for (int d = 0; d < c->hd; d++)
+                        s += c->q[(size_t)l * D + h * c->hd + d] * c->kv[((size_t)b * c->N + j) * 2 * D + h * c->hd + d];
+                    p[j] = s * scale;
+                    mx = fmax(mx, p[j]);
+                }
+                for (int j = 0; j < c->N; j++) sum += p[j] = exp(p[j] - mx);
+                for (int d = 0; d < c->hd; d++) {
+                    double o = 0.0;
+                    for (int j = 0; j < c->N; j++)
+                        o += p[j] / sum * c->kv[((size_t)b * c->N + j) * 2 * D + D + h * c->hd + d];
+                    out[((size_t)b * c->L + l) * D + h * c->hd + d] = o;
+                }
+            }
+    free(p);
+}
+
+static double pool_attention_loss(void *q) {
+    pa_ctx *c = q;
+    const int64_t n = (int64_t)c->B * c->L * c->H * c->hd;
+    double *out = malloc((size_t)n * sizeof(double));
+    pool_attention_ref(out, c);
+    const double l = dot_d(out, c->W, n);
+    free(out);
+    return l;
+}
+
+START_TEST(test_pool_attention) {
+    static const int shapes[][5] = {{3, 1, 7, 2, 5}, {2, 2, 16, 3, 4}, {1, 1, 1, 1, 3}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int B = shapes[s][0], L = shapes[s][1], N = shapes[s][2], H = shapes[s][3], hd = shapes[s][4];
+        const int D = H * hd;
+        const int64_t nq = (int64_t)L * D, nkv = (int64_t)B * N * 2 * D, no = (int64_t)B * L * D;
+        const int64_t np = (int64_t)B * H * L * N;
+        float *q = frand(nq, -1.5, 1.5), *kv = frand(nkv, -1.5, 1.5), *W = frand(no, -1, 1), *out = fvec(no);
+        pa_ctx c = {B, L, N, H, hd, to_d(q, nq), to_d(kv, nkv), to_d(W, no)};
+        float *dq_in = up(q, F(nq)), *dkv_in = up(kv, F(nkv)), *o = up(out, F(no)), *probs = up(fvec(np), F(np));
+        float *scratch = up(fvec(np), F(np));
+        const float scale = 1.0f / sqrtf((float)hd);
+        ok(be->ops->pool_attention_forward(be, o, probs, dq_in, dkv_in, B, L, N, H, hd, scale, scratch),
+           "pool_attention_forward");
+        down(out, o, F(no));
+        double *ref = dvec(no);
+        pool_attention_ref(ref, &c);
+        expect_close("pool attention", out, ref, no, FWD_TOL);
+        float *dq = grad_base(nq), *dkv = grad_base(nkv), *dq0 = fcopy(dq, nq), *dkv0 = fcopy(dkv, nkv);
+        float *ddq = up(dq, F(nq)), *ddkv = up(dkv, F(nkv));
+        ok(be->ops->pool_attention_backward(be, ddq, ddkv, up(W, F(no)), dq_in, dkv_in, probs, B, L, N, H, hd, scale,
+                                            scratch),
+           "pool_attention_backward");
+        down(dq, ddq, F(nq)), down(dkv, ddkv, F(nkv));
+        expect_grad("pool attention dq", pool_attention_loss, &c, c.q, nq, dq, dq0);
+        expect_grad("pool attention dkv", pool_attention_loss, &c, c.kv, nkv, dkv, dkv0);
+    }
+}
+END_TEST
+
 /* ----------------------------------------------------------------- main */
 static int run_suite(void);
 
@@ -1341,6 +1551,10 @@ static int run_suite(void) {
     add(s, "accumulate_twice", test_accumulate_twice);
     add(s, "thread_determinism", test_thread_determinism);
     add(s, "vmath", test_vmath);
+    add(s, "quick_gelu", test_quick_gelu);
+    add(s, "scale_channels", test_scale_channels);
+    add(s, "embed_prefix", test_embed_prefix);
+    add(s, "pool_attention", test_pool_attention);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     const int failed = srunner_ntests_failed(sr);

@@ -11,6 +11,9 @@ against a float64 oracle):
     parameters after 5 steps     5e-4  (Adam moves an entry by about lr whatever
                                         the gradient's size, so an entry whose
                                         gradient is ~0 may step either way)
+The pooled features (vit_model_forward_features) and the tokens
+(vit_model_forward_tokens) are compared with the reference's
+forward_head(pre_logits=True) and forward_features at the logits' tolerance.
 Exit status 1 on any excess. VIT_PARITY_PERTURB=<param name> adds a small
 error to that libvit gradient before comparing: the test must then fail.
 """
@@ -35,6 +38,43 @@ CASES = {
                          mlp_ratio=2.5, qkv_bias=True, ln_eps=1e-5, patch_norm=True, batch=2, smoothing=0.1),
     "avg-pool-gray": dict(img_size=20, patch_size=4, in_channels=1, num_classes=7, dim=26, depth=3, heads=2,
                           mlp_ratio=3.0, qkv_bias=False, ln_eps=1e-6, global_pool="avg", batch=1, smoothing=0.0),
+    # timm's family options, one at a time, then as timm's presets combine them.
+    "no-class-token-gap": dict(img_size=24, patch_size=6, in_channels=3, num_classes=6, dim=32, depth=2, heads=4,
+                               mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, class_token=False, global_pool="avg",
+                               fc_norm=0, batch=2, smoothing=0.0),
+    "no-class-token-fc-norm": dict(img_size=24, patch_size=6, in_channels=3, num_classes=6, dim=32, depth=2,
+                                   heads=4, mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, class_token=False,
+                                   global_pool="avg", batch=2, smoothing=0.0),
+    "pre-norm": dict(img_size=24, patch_size=6, in_channels=3, num_classes=6, dim=32, depth=2, heads=4,
+                     mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, pre_norm=True, batch=2, smoothing=0.0),
+    "no-patch-bias": dict(img_size=24, patch_size=6, in_channels=3, num_classes=6, dim=32, depth=2, heads=4,
+                          mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, patch_bias=False, batch=2, smoothing=0.0),
+    "quick-gelu": dict(img_size=24, patch_size=6, in_channels=3, num_classes=6, dim=32, depth=2, heads=4,
+                       mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, quick_gelu=True, batch=2, smoothing=0.0),
+    "layer-scale": dict(img_size=24, patch_size=6, in_channels=3, num_classes=6, dim=32, depth=2, heads=4,
+                        mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, init_values=1e-5, batch=2, smoothing=0.0),
+    "registers": dict(img_size=24, patch_size=6, in_channels=3, num_classes=6, dim=32, depth=2, heads=4,
+                      mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, reg_tokens=3, batch=2, smoothing=0.0),
+    "no-embed-class": dict(img_size=24, patch_size=6, in_channels=3, num_classes=6, dim=32, depth=2, heads=4,
+                           mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, no_embed_class=True, batch=2, smoothing=0.0),
+    "clip": dict(img_size=28, patch_size=7, in_channels=3, num_classes=5, dim=32, depth=2, heads=4, mlp_ratio=4.0,
+                 qkv_bias=True, ln_eps=1e-5, pre_norm=True, patch_bias=False, quick_gelu=True, batch=2,
+                 smoothing=0.0),
+    "siglip-gap": dict(img_size=24, patch_size=6, in_channels=3, num_classes=5, dim=32, depth=2, heads=4,
+                       mlp_ratio=3.0, qkv_bias=True, ln_eps=1e-6, class_token=False, global_pool="avg", fc_norm=0,
+                       batch=2, smoothing=0.1),
+    "siglip-map": dict(img_size=24, patch_size=6, in_channels=3, num_classes=5, dim=32, depth=2, heads=4,
+                       mlp_ratio=3.0, qkv_bias=True, ln_eps=1e-6, class_token=False, global_pool="map", batch=3,
+                       smoothing=0.0),
+    "map-quick-gelu": dict(img_size=20, patch_size=5, in_channels=2, num_classes=3, dim=24, depth=1, heads=3,
+                           mlp_ratio=2.0, qkv_bias=False, ln_eps=1e-5, class_token=False, global_pool="map",
+                           quick_gelu=True, pre_norm=True, patch_bias=False, batch=2, smoothing=0.0),
+    "dinov2-reg": dict(img_size=28, patch_size=14, in_channels=3, num_classes=4, dim=24, depth=2, heads=2,
+                       mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, init_values=1e-5, reg_tokens=4,
+                       no_embed_class=True, batch=2, smoothing=0.0),
+    "deit3-avg": dict(img_size=24, patch_size=8, in_channels=3, num_classes=5, dim=24, depth=2, heads=3,
+                      mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, init_values=1e-6, no_embed_class=True,
+                      global_pool="avg", batch=2, smoothing=0.0),
 }
 
 
@@ -48,16 +88,21 @@ def run_case(name, spec, failures):
     batch, smoothing = spec.pop("batch"), spec.pop("smoothing")
     torch.manual_seed(sum(name.encode()))
     ref = VisionTransformer(**spec).double()
-    # Non-trivial norms and biases, so their gradients are really exercised.
+    # Non-trivial norms and biases, so their gradients are really exercised;
+    # layer-scale gammas and registers far from their tiny initial values, so
+    # they matter.
     with torch.no_grad():
         for pname, p in ref.named_parameters():
             if pname.endswith(".bias") or "norm" in pname:
                 p.add_(0.1 * torch.randn_like(p))
+            elif pname.endswith(".gamma"):
+                p.copy_(0.5 + torch.rand_like(p))
+            elif pname == "reg_token":
+                p.normal_(std=0.5)
     images = torch.randn(batch, spec["in_channels"], spec["img_size"], spec["img_size"], dtype=torch.float64)
     labels = torch.randint(0, spec["num_classes"], (batch,))
 
     cfg = dict(spec)
-    cfg["global_pool"] = 1 if cfg.get("global_pool") == "avg" else 0
     ctx = libvit.Context(threads=2, seed=7)
     model = libvit.Model(ctx, **cfg)
     ours_names = [n for n, _ in model.param_names()]
@@ -87,6 +132,11 @@ def run_case(name, spec, failures):
     ref_loss = torch.nn.functional.cross_entropy(ref_logits, labels, label_smoothing=smoothing)
     ref_loss.backward()
     check("logits", err(logits, ref_logits.detach().numpy()), TOL_LOGITS)
+    with torch.no_grad():
+        ref_tokens = ref.forward_features(ref_x)
+        ref_pooled = ref.forward_head(ref_tokens, pre_logits=True)
+    check("pooled features", err(model.forward_features(x32.numpy()), ref_pooled.numpy()), TOL_LOGITS)
+    check("tokens", err(model.forward_tokens(x32.numpy()), ref_tokens.numpy()), TOL_LOGITS)
     check("loss", err([loss], [ref_loss.item()]), TOL_LOGITS)
     perturb = os.environ.get("VIT_PARITY_PERTURB")
     worst = (0.0, "")

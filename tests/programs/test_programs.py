@@ -548,6 +548,63 @@ def test_predict_torch_timm(d):
             check([t["class"] for t in r["top"]] == want_names, r)
 
 
+def test_predict_features(d):
+    """vit-predict --features (.npy and .json, pooled and --tokens) on timm-family files written from PyTorch
+    (CLIP-like with QuickGELU stated in metadata; DINOv2-reg-like without a head): the embeddings equal
+    torch_vit's forward_head(pre_logits=True) and forward_features within 1e-5 of their scale."""
+    import torch
+    rng = np.random.default_rng(5)
+    cases = [
+        dict(name="clip", seed=3, img=16, patch=4, chans=3, classes=5, dim=24, depth=2, heads=2,
+             metadata={"vit.heads": "2", "vit.quick_gelu": "1", "vit.ln_eps": "1e-06"}, pre_norm=True,
+             patch_bias=False, quick_gelu=True),
+        dict(name="dinov2_reg", seed=4, img=14, patch=7, chans=3, classes=0, dim=16, depth=2, heads=2,
+             metadata={"vit.heads": "2"}, reg_tokens=4, no_embed_class=True, init_values=1e-5),
+    ]
+    images = []
+    for i in range(2):
+        p = os.path.join(d, f"img {i}.png")
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(p)
+        images.append(p)
+    for case in cases:
+        case = dict(case)
+        name = case.pop("name")
+        path = os.path.join(d, name + ".safetensors")
+        model = torch_timm_file(path, **case).double()
+        size = case["img"]
+        x = torch.cat([torch.from_numpy(np.asarray(Image.open(p).resize((size, size), Image.BILINEAR), np.float32)
+                                        / 255).permute(2, 0, 1)[None] for p in images]).double()
+        with torch.no_grad():
+            tokens = model.forward_features(x).numpy()
+            pooled = model.forward_head(torch.from_numpy(tokens), pre_logits=True).numpy()
+        for out, flags, want in ((name + ".npy", [], pooled), (name + ".json", [], pooled),
+                                 (name + "_tokens.npy", ["--tokens"], tokens),
+                                 (name + "_tokens.json", ["--tokens"], tokens)):
+            target = os.path.join(d, out)
+            res = run(PREDICT, "--checkpoint", path, "--features", target, *flags, *images)
+            check(target in res.stdout, res.stdout)
+            if out.endswith(".npy"):
+                got = np.load(target)
+                check(got.dtype == np.float32, got.dtype)
+            else:
+                with open(target) as f:
+                    doc = json.load(f)
+                check(doc["images"] == images and doc["prefix_tokens"] == (1 + case.get("reg_tokens", 0)), doc)
+                got = np.asarray(doc["features"], np.float64)
+                check(list(got.shape) == doc["shape"], (got.shape, doc["shape"]))
+            check(got.shape == want.shape, f"{name} {out}: shape {got.shape}, PyTorch {want.shape}")
+            e = np.max(np.abs(got - want)) / np.max(np.abs(want))
+            check(e < 1e-5, f"{name} {out}: features differ from PyTorch by {e:.2e}")
+    # a model without a head cannot classify; --tokens alone, a bad name, a missing image: no file
+    res = run(PREDICT, "--checkpoint", os.path.join(d, "dinov2_reg.safetensors"), images[0], rc=1)
+    check("no head" in res.stderr and "--features" in res.stderr, res.stderr)
+    run(PREDICT, "--checkpoint", path, "--tokens", images[0], rc=2)
+    run(PREDICT, "--checkpoint", path, "--features", os.path.join(d, "x.txt"), images[0], rc=2)
+    missing = os.path.join(d, "missing.npy")
+    res = run(PREDICT, "--checkpoint", path, "--features", missing, images[0], os.path.join(d, "nope.png"), rc=1)
+    check(not os.path.exists(missing) and "not written" in res.stderr, res.stderr)
+
+
 def test_seed_pth(d):
     """docs/seed.md's pth2safetensors.py on a state_dict with the seed's names (blocks.N.norm_1, patch norm,
     eps 1e-5, heads not inferable from the shapes): vit-predict then agrees with PyTorch within 1e-4."""

@@ -14,7 +14,9 @@ def test_config_defaults_presets_and_settings():
     cfg = libvit.Config()
     assert cfg.as_dict() == dict(img_size=224, patch_size=16, in_channels=3, num_classes=1000, dim=768, depth=12,
                                  heads=12, qkv_bias=True, patch_norm=False, global_pool="token", mlp_ratio=4.0,
-                                 drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0, ln_eps=1e-6)
+                                 drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0, ln_eps=1e-6,
+                                 class_token=True, reg_tokens=0, no_embed_class=False, pre_norm=False,
+                                 patch_bias=True, quick_gelu=False, fc_norm=-1, init_values=0.0)
     names = libvit.presets()
     assert "vit_tiny_patch16_224" in names and "vit_base_patch16_224" in names
     tiny = libvit.Config("vit_tiny_patch16_224", img_size=32, patch_size=4, global_pool="avg", mlp_ratio=2)

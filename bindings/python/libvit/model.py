@@ -49,18 +49,24 @@ class Config(_Handle):
 
     ``Config("vit_tiny_patch16_224", img_size=32, patch_size=4)`` applies a
     timm preset, then the settings. Settings: img_size, patch_size,
-    in_channels, num_classes, dim, depth, heads (integers), qkv_bias,
-    patch_norm (bools), global_pool ("token" or "avg"), mlp_ratio, drop_rate,
-    attn_drop_rate, drop_path_rate, ln_eps (reals). ``cfg["dim"]``,
+    in_channels, num_classes, dim, depth, heads, reg_tokens, fc_norm (-1 auto,
+    0, 1) (integers), qkv_bias, patch_norm, class_token, no_embed_class,
+    pre_norm, patch_bias, quick_gelu (bools), global_pool ("token", "avg" or "map"),
+    mlp_ratio, drop_rate, attn_drop_rate, drop_path_rate, ln_eps, init_values
+    (reals). ``cfg["dim"]``,
     ``cfg.get("dim")``, ``cfg.set("dim", 384)``, ``cfg.as_dict()``.
     """
 
     _destroy = "vit_config_destroy"
     SETTINGS = Settings("config", {"img_size": 1, "patch_size": 2, "in_channels": 3, "num_classes": 4, "dim": 5,
-                                   "depth": 6, "heads": 7, "qkv_bias": 8, "patch_norm": 9, "global_pool": 10},
+                                   "depth": 6, "heads": 7, "qkv_bias": 8, "patch_norm": 9, "global_pool": 10,
+                                   "class_token": 11, "reg_tokens": 12, "no_embed_class": 13, "pre_norm": 14,
+                                   "patch_bias": 15, "quick_gelu": 16, "fc_norm": 17},
                         {"mlp_ratio": 32, "drop_rate": 33, "attn_drop_rate": 34, "drop_path_rate": 35,
-                         "ln_eps": 36},
-                        bools={"qkv_bias", "patch_norm"}, choices={"global_pool": ("token", "avg")})
+                         "ln_eps": 36, "init_values": 37},
+                        bools={"qkv_bias", "patch_norm", "class_token", "no_embed_class", "pre_norm", "patch_bias",
+                               "quick_gelu"},
+                        choices={"global_pool": ("token", "avg", "map")})
 
     def __init__(self, preset: Optional[str] = None, **settings: Any):
         super().__init__()
@@ -393,12 +399,10 @@ class Model(_Handle):
         check(LIB.vit_model_set_rng_state(self._ptr(), as_uint64(value, "rng_state")))
 
     # ------------------------------------------------------------ step
-    def forward(self, images: Any) -> np.ndarray:
-        """Logits [B, num_classes] (a new float32 array) for images float32
-        [B, in_channels, img_size, img_size] (vit_model_forward). Starts a new
-        step: the previous step's tape is released."""
+    def _images_arg(self, images: Any):
+        """(owner, shape) of images float32 [B, in_channels, img_size, img_size] for a forward."""
         self._live()
-        channels, size, classes = self._geometry()
+        channels, size, _ = self._geometry()
         want = f"[B, {channels}, {size}, {size}]"
         if isinstance(images, Tensor):
             source, shape = tensor_arg(images, _F32, "images", hint=_UINT8_HINT)
@@ -414,10 +418,47 @@ class Model(_Handle):
             buffer = self._buffer("_images", shape, _F32)
             buffer.copy_from(array)
             source = buffer._owner
+        return source, shape
+
+    def forward(self, images: Any) -> np.ndarray:
+        """Logits [B, num_classes] (a new float32 array) for images float32
+        [B, in_channels, img_size, img_size] (vit_model_forward); a model
+        without a head (num_classes 0) gives the pooled features [B, dim].
+        Starts a new step: the previous step's tape is released."""
+        source, shape = self._images_arg(images)
+        classes = self._geometry()[2] or self.config.get("dim")
         logits = self._buffer("_logits", (shape[0], classes), _F32)
         self._input = source  # the tape reads the images again in backward
         check(LIB.vit_model_forward(self._h, source.ptr, logits._h))
         return logits.read()
+
+    def token_count(self) -> Tuple[int, int]:
+        """(T, prefix): the tokens of forward_tokens, of which prefix (class
+        token and registers) lead the patch tokens (vit_model_token_count)."""
+        tokens, prefix = c_int(), c_int()
+        check(LIB.vit_model_token_count(self._ptr(), byref(tokens), byref(prefix)))
+        return tokens.value, prefix.value
+
+    def forward_features(self, images: Any) -> np.ndarray:
+        """Pooled features [B, dim] before the head, timm's
+        forward_head(forward_features(x), pre_logits=True) (vit_model_forward_features).
+        Inference: records nothing for backward."""
+        source, shape = self._images_arg(images)
+        out = Tensor.__new__(Tensor)
+        out._create_in(self._context(), (shape[0], self.config.get("dim")), _F32)
+        check(LIB.vit_model_forward_features(self._h, source.ptr, out._h))
+        self._logits = None
+        return out.read()
+
+    def forward_tokens(self, images: Any) -> np.ndarray:
+        """The last block's tokens after the final norm [B, T, dim], timm's
+        forward_features (vit_model_forward_tokens); see token_count()."""
+        source, shape = self._images_arg(images)
+        out = Tensor.__new__(Tensor)
+        out._create_in(self._context(), (shape[0], self.token_count()[0], self.config.get("dim")), _F32)
+        check(LIB.vit_model_forward_tokens(self._h, source.ptr, out._h))
+        self._logits = None
+        return out.read()
 
     def __call__(self, images: Any) -> np.ndarray:
         """model(images) is model.forward(images), as in PyTorch."""
