@@ -14,12 +14,12 @@ static const char usage[] =
     "\n"
     "Writes the checkpoint's inference graph as ONNX: input \"images\" [batch, C, H, W]\n"
     "float32 (normalised with the checkpoint's mean and std), output \"logits\"\n"
-    "[batch, classes]; the weights as initializers, class names, mean and std in the\n"
-    "metadata. --opset 17 (default) to 21; --batch dynamic (default) leaves the batch\n"
-    "dimension free, N fixes it. --external-data puts the weights in OUT.onnx.data beside\n"
-    "the file (ONNX external data), as is done anyway for a model that would reach\n"
-    "protobuf's 2 GiB limit. Files are replaced atomically. One line on stderr says\n"
-    "what was written.\n";
+    "[batch, classes] (\"features\" [batch, dim] for a model without a head); the\n"
+    "weights as initializers, class names, mean and std in the metadata. --opset 17\n"
+    "(default) to 21; --batch dynamic (default) leaves the batch dimension free, N fixes\n"
+    "it. --external-data puts the weights in OUT.onnx.data beside the file (ONNX external\n"
+    "data), as is done anyway for a model that would reach protobuf's 2 GiB limit. Files\n"
+    "are replaced atomically. One line on stderr says what was written.\n";
 
 int main(int argc, char **argv) {
     const char *out = NULL, *checkpoint = NULL, *batch_text = "dynamic", *v;

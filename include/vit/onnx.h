@@ -3,7 +3,8 @@
  * Runtime, TensorRT, OpenVINO and the like.
  *
  * The graph takes "images" [batch, C, H, W] float32 (normalised as for
- * vit_model_forward) and gives "logits" [batch, num_classes] float32; the
+ * vit_model_forward) and gives "logits" [batch, num_classes] float32 (a
+ * model without a head: "features" [batch, DIM], its pooled features); the
  * weights are initializers and the model's metadata (class_names, mean,
  * std, ...) goes into metadata_props. docs/checkpoints.md describes the
  * graph. A build without protobuf-c (meson -Donnx=disabled, or the library

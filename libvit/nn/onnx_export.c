@@ -4,8 +4,12 @@
  * Gemm with transB=1 over timm's [out, in] weight as it lies in the model's
  * buffer: initializers point at the weights, which are never transposed or
  * copied (a copy to the host only for a model in device memory). Attention
- * is written out (Reshape/Transpose, MatMul, Softmax), GELU through Erf, as
- * torch.onnx writes them; ONNX Runtime fuses these patterns again. */
+ * is written out (Reshape/Transpose, MatMul, Softmax), GELU through Erf (or
+ * QuickGELU through Sigmoid), as torch.onnx writes them; ONNX Runtime fuses
+ * these patterns again. timm's family options (no class token, registers,
+ * no_embed_class, pre_norm, no patch bias, layer scale, quick_gelu, fc_norm
+ * placement, attention pooling, no head) each map to the nodes timm's
+ * forward runs for them. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -82,7 +86,7 @@ typedef struct exporter {
     const float *w; /* the model's weights in host memory */
     int64_t opset;
     char name[96];  /* scratch for node names (the graph copies them) */
-    const char *one, *half, *sqrt2;
+    const char *one, *half, *sqrt2, *quick;
 } exporter;
 
 /* Node and value names: "blocks.3.attn.softmax" and so on. */
@@ -104,7 +108,7 @@ static const char *weight(exporter *e, int idx) {
 #define NODE(op, out, ...) VIT_ONNX_NODE(e->g, op, out, __VA_ARGS__)
 #define INTS(...) (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
 
-/* x [rows, in] -> [rows, out]: x W^T + b. */
+/* x [rows, in] -> [rows, out]: x W^T (+ b). */
 static const char *linear(exporter *e, const char *x, int w, int b, const char *out) {
     const char *y = b >= 0 ? NODE("Gemm", out, x, weight(e, w), weight(e, b)) : NODE("Gemm", out, x, weight(e, w));
     vit_onnx_attr_int(e->g, "transB", 1);
@@ -119,8 +123,20 @@ static const char *layernorm(exporter *e, const char *x, int w, int b, const cha
     return y;
 }
 
-/* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as torch.onnx writes nn.GELU. */
-static const char *gelu(exporter *e, const char *x, const char *prefix) {
+static const char *transpose(exporter *e, const char *x, const char *out, int n, const int64_t *perm) {
+    const char *y = NODE("Transpose", out, x);
+    vit_onnx_attr_ints(e->g, "perm", n, perm);
+    return y;
+}
+
+/* The MLP's activation: exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as
+ * torch.onnx writes nn.GELU; or QuickGELU, x sigmoid(1.702 x). */
+static const char *activation(exporter *e, const char *x, const char *prefix) {
+    if (e->m->cfg.quick_gelu) {
+        const char *q = NODE("Mul", name(e, "%s.scale", prefix), x, e->quick);
+        const char *s = NODE("Sigmoid", name(e, "%s.sigmoid", prefix), q);
+        return NODE("Mul", name(e, "%s", prefix), x, s);
+    }
     const char *d = NODE("Div", name(e, "%s.div", prefix), x, e->sqrt2);
     const char *f = NODE("Erf", name(e, "%s.erf", prefix), d);
     const char *a = NODE("Add", name(e, "%s.add", prefix), f, e->one);
@@ -128,103 +144,173 @@ static const char *gelu(exporter *e, const char *x, const char *prefix) {
     return NODE("Mul", name(e, "%s", prefix), m, e->half);
 }
 
-static const char *transpose(exporter *e, const char *x, const char *out, int n, const int64_t *perm) {
-    const char *y = NODE("Transpose", out, x);
-    vit_onnx_attr_ints(e->g, "perm", n, perm);
-    return y;
+/* fc2(act(fc1(x))), prefix "blocks.N.mlp" or "attn_pool.mlp". */
+static const char *mlp(exporter *e, const char *x, int fc1_w, int fc1_b, int fc2_w, int fc2_b, const char *prefix) {
+    const char *f = linear(e, x, fc1_w, fc1_b, name(e, "%s.fc1", prefix));
+    char act[64];
+    snprintf(act, sizeof act, "%s.act", prefix);
+    f = activation(e, f, act);
+    return linear(e, f, fc2_w, fc2_b, name(e, "%s.fc2", prefix));
 }
 
-/* Shape constants shared by the blocks. */
+/* Shape constants shared by the blocks and the pooling. */
 typedef struct shapes {
-    const char *qkv, *rows, *tokens, *idx[3];
+    const char *rows, *tokens, *idx[3];
 } shapes;
+
+/* [B*T, n*D] -> n heads-major tensors [B, H, T, hd] (q, k, v or k, v):
+ * Reshape [B, T, n, H, hd], Transpose [n, B, H, T, hd], Gather each. */
+static void split_heads(exporter *e, const char *x, int n, const char *prefix, const shapes *sh, const char **out) {
+    const struct vit_config *c = &e->m->cfg;
+    int64_t T = e->m->tokens, H = c->heads;
+    static const char *const parts[2][3] = {{"k", "v", ""}, {"q", "k", "v"}};
+    const char *shape = vit_onnx_ints(e->g, name(e, "%s.heads.shape", prefix), INTS(-1, T, n, H, c->dim / H));
+    const char *r = NODE("Reshape", name(e, "%s.heads", prefix), x, shape);
+    const char *p = transpose(e, r, name(e, "%s.heads.transpose", prefix), INTS(2, 0, 3, 1, 4));
+    for (int j = 0; j < n; j++) {
+        out[j] = NODE("Gather", name(e, "%s.%s", prefix, parts[n - 2][j]), p, sh->idx[j]);
+        vit_onnx_attr_int(e->g, "axis", 0);
+    }
+}
+
+/* softmax(q k^T / sqrt(hd)) v for q [B or 1, H, Tq, hd], k and v
+ * [B, H, T, hd] -> [B*Tq, D]. */
+static const char *attention(exporter *e, const char *q, const char *k, const char *v, const char *prefix,
+                             const shapes *sh) {
+    const struct vit_config *c = &e->m->cfg;
+    const char *kt = transpose(e, k, name(e, "%s.k.transpose", prefix), INTS(0, 1, 3, 2));
+    const char *s = NODE("MatMul", name(e, "%s.scores", prefix), q, kt); /* [B, H, Tq, T] */
+    const char *scale = vit_onnx_scalar(e->g, name(e, "%s.scale", prefix), 1.0f / sqrtf((float)(c->dim / c->heads)));
+    s = NODE("Mul", name(e, "%s.scaled", prefix), s, scale);
+    const char *a = NODE("Softmax", name(e, "%s.softmax", prefix), s);
+    vit_onnx_attr_int(e->g, "axis", -1);
+    const char *o = NODE("MatMul", name(e, "%s.context", prefix), a, v); /* [B, H, Tq, hd] */
+    o = transpose(e, o, name(e, "%s.context.transpose", prefix), INTS(0, 2, 1, 3));
+    return NODE("Reshape", name(e, "%s.context.reshape", prefix), o, sh->rows);
+}
+
+/* timm's layer scale (ls1, ls2): branch * gamma, when the model has it. */
+static const char *layer_scale(exporter *e, const char *x, int gamma, const char *out) {
+    return gamma < 0 ? x : NODE("Mul", out, x, weight(e, gamma));
+}
 
 /* x [B*T, D] -> the same after block i. */
 static const char *block(exporter *e, const char *x, int i, const shapes *sh) {
-    const struct vit_config *c = &e->m->cfg;
     const vit_block_params *bp = &e->m->blocks[i];
+    char prefix[48];
     const char *h = layernorm(e, x, bp->norm1_w, bp->norm1_b, name(e, "blocks.%d.norm1", i));
     const char *qkv = linear(e, h, bp->qkv_w, bp->qkv_b, name(e, "blocks.%d.attn.qkv", i));
-    /* [B*T, 3D] -> [B, T, 3, H, hd] -> [3, B, H, T, hd]: q, k, v by Gather. */
-    const char *r = NODE("Reshape", name(e, "blocks.%d.attn.qkv.reshape", i), qkv, sh->qkv);
-    const char *p = transpose(e, r, name(e, "blocks.%d.attn.qkv.transpose", i), INTS(2, 0, 3, 1, 4));
-    const char *qkv3[3];
-    static const char *const which[3] = {"q", "k", "v"};
-    for (int j = 0; j < 3; j++) {
-        qkv3[j] = NODE("Gather", name(e, "blocks.%d.attn.%s", i, which[j]), p, sh->idx[j]);
-        vit_onnx_attr_int(e->g, "axis", 0);
-    }
-    const char *kt = transpose(e, qkv3[1], name(e, "blocks.%d.attn.k.transpose", i), INTS(0, 1, 3, 2));
-    const char *s = NODE("MatMul", name(e, "blocks.%d.attn.scores", i), qkv3[0], kt); /* [B, H, T, T] */
-    const char *scale = vit_onnx_scalar(e->g, name(e, "blocks.%d.attn.scale", i),
-                                        1.0f / sqrtf((float)(c->dim / c->heads)));
-    s = NODE("Mul", name(e, "blocks.%d.attn.scaled", i), s, scale);
-    const char *a = NODE("Softmax", name(e, "blocks.%d.attn.softmax", i), s);
-    vit_onnx_attr_int(e->g, "axis", -1);
-    const char *o = NODE("MatMul", name(e, "blocks.%d.attn.context", i), a, qkv3[2]); /* [B, H, T, hd] */
-    o = transpose(e, o, name(e, "blocks.%d.attn.context.transpose", i), INTS(0, 2, 1, 3));
-    o = NODE("Reshape", name(e, "blocks.%d.attn.context.reshape", i), o, sh->rows);
+    const char *heads[3];
+    snprintf(prefix, sizeof prefix, "blocks.%d.attn", i);
+    split_heads(e, qkv, 3, prefix, sh, heads);
+    const char *o = attention(e, heads[0], heads[1], heads[2], prefix, sh);
     o = linear(e, o, bp->proj_w, bp->proj_b, name(e, "blocks.%d.attn.proj", i));
+    o = layer_scale(e, o, bp->ls1, name(e, "blocks.%d.ls1", i));
     x = NODE("Add", name(e, "blocks.%d.residual1", i), x, o);
 
     h = layernorm(e, x, bp->norm2_w, bp->norm2_b, name(e, "blocks.%d.norm2", i));
-    const char *f = linear(e, h, bp->fc1_w, bp->fc1_b, name(e, "blocks.%d.mlp.fc1", i));
-    char prefix[48];
-    snprintf(prefix, sizeof prefix, "blocks.%d.mlp.gelu", i);
-    f = gelu(e, f, prefix);
-    f = linear(e, f, bp->fc2_w, bp->fc2_b, name(e, "blocks.%d.mlp.fc2", i));
+    snprintf(prefix, sizeof prefix, "blocks.%d.mlp", i);
+    const char *f = mlp(e, h, bp->fc1_w, bp->fc1_b, bp->fc2_w, bp->fc2_b, prefix);
+    f = layer_scale(e, f, bp->ls2, name(e, "blocks.%d.ls2", i));
     return NODE("Add", name(e, "blocks.%d", i), x, f);
 }
 
-/* images [B, C, H, W] -> tokens [B*T, D]: patch projection, class token,
- * position embedding. */
+/* A learned token [1, n, D] broadcast to [B, n, D]. */
+static const char *expand(exporter *e, const char *batch, int param, int64_t n) {
+    const char *pname = e->m->params[param].name;
+    const char *rest = vit_onnx_ints(e->g, name(e, "%s.shape", pname), INTS(n, e->m->cfg.dim));
+    const char *shape = NODE("Concat", name(e, "%s.expand.shape", pname), batch, rest);
+    vit_onnx_attr_int(e->g, "axis", 0);
+    return NODE("Expand", name(e, "%s.expand", pname), weight(e, param), shape);
+}
+
+/* images [B, C, H, W] -> tokens [B*T, D]: patch projection, class and
+ * register tokens, position embedding (timm's _pos_embed), pre-norm. */
 static const char *embed(exporter *e, const char *images, const shapes *sh) {
     const vit_model *m = e->m;
     const struct vit_config *c = &m->cfg;
     int64_t P = c->patch_size, D = c->dim;
-    const char *x = NODE("Conv", "patch_embed.proj", images, weight(e, m->patch_w), weight(e, m->patch_b));
+    const char *x = m->patch_b >= 0
+                        ? NODE("Conv", "patch_embed.proj", images, weight(e, m->patch_w), weight(e, m->patch_b))
+                        : NODE("Conv", "patch_embed.proj", images, weight(e, m->patch_w));
     vit_onnx_attr_ints(e->g, "kernel_shape", INTS(P, P));
     vit_onnx_attr_ints(e->g, "strides", INTS(P, P));
     /* [B, D, g, g] -> [B, N, D] */
     x = NODE("Reshape", "patch_embed.flatten", x, vit_onnx_ints(e->g, "shape.patches", INTS(0, D, -1)));
     x = transpose(e, x, "patch_embed.transpose", INTS(0, 2, 1));
     if (c->patch_norm) x = layernorm(e, x, m->patch_norm_w, m->patch_norm_b, "patch_embed.norm");
-    /* The class token broadcast to [B, 1, D]; B read from the input. */
-    const char *batch = NODE("Shape", "batch", images);
-    vit_onnx_attr_int(e->g, "end", 1);
-    const char *cls_shape = NODE("Concat", "cls_token.shape", batch, vit_onnx_ints(e->g, "shape.cls", INTS(1, D)));
-    vit_onnx_attr_int(e->g, "axis", 0);
-    const char *cls = NODE("Expand", "cls_token.expand", weight(e, m->cls_token), cls_shape);
-    x = NODE("Concat", "tokens", cls, x);
-    vit_onnx_attr_int(e->g, "axis", 1);
-    x = NODE("Add", "pos_embed.add", x, weight(e, m->pos_embed));
+    /* Class and register tokens, broadcast over the batch read from the input. */
+    const char *cat[3];
+    int n = 0;
+    if (m->cls_token >= 0 || m->reg_token >= 0) {
+        const char *batch = NODE("Shape", "batch", images);
+        vit_onnx_attr_int(e->g, "end", 1);
+        if (m->cls_token >= 0) cat[n++] = expand(e, batch, m->cls_token, 1);
+        if (m->reg_token >= 0) cat[n++] = expand(e, batch, m->reg_token, c->reg_tokens);
+    }
+    /* no_embed_class: pos_embed covers the patches only, added before the concatenation. */
+    if (c->no_embed_class) x = NODE("Add", "pos_embed.add", x, weight(e, m->pos_embed));
+    if (n) {
+        cat[n++] = x;
+        x = vit_onnx_node(e->g, "Concat", "tokens", n, cat);
+        vit_onnx_attr_int(e->g, "axis", 1);
+    }
+    if (!c->no_embed_class) x = NODE("Add", "pos_embed.add", x, weight(e, m->pos_embed));
+    if (c->pre_norm) x = layernorm(e, x, m->norm_pre_w, m->norm_pre_b, "norm_pre");
     return NODE("Reshape", "tokens.rows", x, sh->rows);
 }
 
-/* tokens [B*T, D] -> pooled and normalised [B, D]. LayerNorm is per token,
- * so for token pooling normalising the class token alone equals timm's
- * norm-then-select. */
+/* timm's AttentionPoolLatent over normalised tokens [B*T, D] -> [B, D]. */
+static const char *attention_pool(exporter *e, const char *x, const shapes *sh) {
+    const vit_model *m = e->m;
+    const struct vit_config *c = &m->cfg;
+    const vit_attn_pool_params *ap = &m->attn_pool;
+    const char *kv = linear(e, x, ap->kv_w, ap->kv_b, "attn_pool.kv");
+    const char *heads[2];
+    split_heads(e, kv, 2, "attn_pool", sh, heads);
+    /* The latent query, one for the whole batch: [1, 1, D] -> [1, H, 1, hd], broadcast by MatMul. */
+    const char *l = NODE("Reshape", "attn_pool.latent.rows", weight(e, ap->latent),
+                         vit_onnx_ints(e->g, "attn_pool.latent.shape", INTS(1, c->dim)));
+    const char *q = linear(e, l, ap->q_w, ap->q_b, "attn_pool.q");
+    q = NODE("Reshape", "attn_pool.q.heads", q,
+             vit_onnx_ints(e->g, "attn_pool.q.shape", INTS(1, 1, c->heads, c->dim / c->heads)));
+    q = transpose(e, q, "attn_pool.q.transpose", INTS(0, 2, 1, 3));
+    const char *o = attention(e, q, heads[0], heads[1], "attn_pool", sh); /* [B, D] */
+    o = linear(e, o, ap->proj_w, ap->proj_b, "attn_pool.proj");
+    const char *h = layernorm(e, o, ap->norm_w, ap->norm_b, "attn_pool.norm");
+    const char *f = mlp(e, h, ap->fc1_w, ap->fc1_b, ap->fc2_w, ap->fc2_b, "attn_pool.mlp");
+    return NODE("Add", "attn_pool", o, f);
+}
+
+/* tokens [B*T, D] -> pooled features [B, D], the final norm where timm has
+ * it: LayerNorm is per token, so for token pooling normalising the class
+ * token alone equals timm's norm-then-select; average pooling normalises
+ * after the mean (fc_norm) or every token before it. */
 static const char *pool(exporter *e, const char *x, const shapes *sh) {
     const vit_model *m = e->m;
-    const char *t = NODE("Reshape", "tokens.final", x, sh->tokens);
-    const char *p;
-    if (m->cfg.global_pool == VIT_POOL_AVG) {
-        /* Mean of the patch tokens, after the class token. */
-        const char *s = NODE("Slice", "pool.patches", t, vit_onnx_ints(e->g, "pool.starts", INTS(1)),
-                             vit_onnx_ints(e->g, "pool.ends", INTS(m->tokens)),
-                             vit_onnx_ints(e->g, "pool.axes", INTS(1)));
-        if (e->opset >= 18) {
-            p = NODE("ReduceMean", "pool", s, vit_onnx_ints(e->g, "pool.reduce_axes", INTS(1)));
-        } else {
-            p = NODE("ReduceMean", "pool", s);
-            vit_onnx_attr_ints(e->g, "axes", INTS(1));
-        }
-        vit_onnx_attr_int(e->g, "keepdims", 0);
-    } else {
-        p = NODE("Gather", "pool", t, sh->idx[0]);
+    const struct vit_config *c = &m->cfg;
+    const char *norm = m->fc_norm ? "fc_norm" : "norm";
+    if (c->global_pool == VIT_POOL_MAP) return attention_pool(e, layernorm(e, x, m->norm_w, m->norm_b, norm), sh);
+    if (c->global_pool != VIT_POOL_AVG) {
+        const char *t = NODE("Reshape", "tokens.final", x, sh->tokens);
+        const char *p = NODE("Gather", "pool", t, sh->idx[0]);
         vit_onnx_attr_int(e->g, "axis", 1);
+        return layernorm(e, p, m->norm_w, m->norm_b, norm);
     }
-    return layernorm(e, p, m->norm_w, m->norm_b, m->cfg.global_pool == VIT_POOL_AVG ? "fc_norm" : "norm");
+    if (!m->fc_norm) x = layernorm(e, x, m->norm_w, m->norm_b, norm);
+    /* Mean of the patch tokens, after the class and register tokens. */
+    const char *t = NODE("Reshape", "tokens.final", x, sh->tokens);
+    const char *s = NODE("Slice", "pool.patches", t, vit_onnx_ints(e->g, "pool.starts", INTS(m->prefix)),
+                         vit_onnx_ints(e->g, "pool.ends", INTS(m->tokens)), vit_onnx_ints(e->g, "pool.axes", INTS(1)));
+    const char *p;
+    if (e->opset >= 18) {
+        p = NODE("ReduceMean", "pool", s, vit_onnx_ints(e->g, "pool.reduce_axes", INTS(1)));
+    } else {
+        p = NODE("ReduceMean", "pool", s);
+        vit_onnx_attr_ints(e->g, "axes", INTS(1));
+    }
+    vit_onnx_attr_int(e->g, "keepdims", 0);
+    return m->fc_norm ? layernorm(e, p, m->norm_w, m->norm_b, norm) : p;
 }
 
 /* ONNX IR version of each opset's release (onnx/helper.py VERSION_TABLE). */
@@ -235,26 +321,31 @@ static int64_t ir_version(int64_t opset) {
 static vit_status build(exporter *e, int64_t batch) {
     const vit_model *m = e->m;
     const struct vit_config *c = &m->cfg;
-    int64_t D = c->dim, T = m->tokens, H = c->heads;
+    int64_t D = c->dim, T = m->tokens;
     vit_onnx *g = e->g;
     e->one = vit_onnx_scalar(g, "const.one", 1.0f);
     e->half = vit_onnx_scalar(g, "const.half", 0.5f);
     e->sqrt2 = vit_onnx_scalar(g, "const.sqrt2", sqrtf(2.0f));
+    e->quick = vit_onnx_scalar(g, "const.quick_gelu", 1.702f);
     shapes sh = {
-        .qkv = vit_onnx_ints(g, "shape.qkv", INTS(-1, T, 3, H, D / H)),
         .rows = vit_onnx_ints(g, "shape.rows", INTS(-1, D)),
         .tokens = vit_onnx_ints(g, "shape.tokens", INTS(-1, T, D)),
         .idx = {vit_onnx_index(g, "const.index0", 0), vit_onnx_index(g, "const.index1", 1),
                 vit_onnx_index(g, "const.index2", 2)},
     };
+    /* A model without a head (num_classes 0) gives its pooled features. */
+    const char *out = c->num_classes > 0 ? "logits" : "features";
     const int64_t in_dims[4] = {batch ? batch : -1, c->in_channels, c->img_size, c->img_size};
-    const int64_t out_dims[2] = {batch ? batch : -1, c->num_classes};
+    const int64_t out_dims[2] = {batch ? batch : -1, c->num_classes > 0 ? c->num_classes : D};
     vit_onnx_input(g, "images", 4, in_dims, "batch");
     const char *x = embed(e, "images", &sh);
     for (int i = 0; i < c->depth; i++) x = block(e, x, i, &sh);
     x = pool(e, x, &sh);
-    linear(e, x, m->head_w, m->head_b, "logits");
-    vit_onnx_output(g, "logits", 2, out_dims, "batch");
+    if (c->num_classes > 0)
+        linear(e, x, m->head_w, m->head_b, out);
+    else
+        NODE("Identity", out, x);
+    vit_onnx_output(g, out, 2, out_dims, "batch");
     for (int i = 0; i < m->n_meta; i++) vit_onnx_meta(g, m->meta[i].key, m->meta[i].value);
     return VIT_OK;
 }

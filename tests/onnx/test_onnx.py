@@ -129,6 +129,7 @@ OPS = {
     "Div": lambda a, b: a / b,
     "Erf": lambda x: _erf(x),
     "Sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "Identity": lambda x: x,
     "Gemm": lambda a, b, c=None, **k: _gemm(a, b, c, **k),
     "MatMul": lambda a, b: a @ b,
     "Softmax": lambda x, axis=-1: _softmax(x, axis),
@@ -175,7 +176,7 @@ def randomize(model, seed, scale=1.0):
             v = rng.normal(0, 0.1, shape)
         elif "norm" in name:
             v = 1 + rng.normal(0, 0.2, shape)
-        elif name in ("cls_token", "pos_embed", "reg_token") or len(shape) < 2:
+        elif name in ("cls_token", "pos_embed", "reg_token", "attn_pool.latent") or len(shape) < 2:
             v = rng.normal(0, 0.5, shape)
         else:
             fan_in = int(np.prod(shape[1:]))
@@ -234,7 +235,9 @@ def verify(model, path, batches, *, opset=17, batch=None, meta=None, oracle_batc
     m = onnx.load(path)
     report = [f"{os.path.basename(path)}: {os.path.getsize(path)} bytes, {len(m.graph.node)} nodes, opset {opset}, "
               f"batch {'dynamic' if batch is None else batch}"]
-    assert [i.name for i in m.graph.input] == ["images"] and [o.name for o in m.graph.output] == ["logits"]
+    # a model without a head gives its pooled features
+    out = "logits" if model.num_classes else "features"
+    assert [i.name for i in m.graph.input] == ["images"] and [o.name for o in m.graph.output] == [out]
     dims = [d.dim_param or d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
     assert dims[0] == ("batch" if batch is None else batch), dims
     props = {p.key: p.value for p in m.metadata_props}
@@ -369,6 +372,33 @@ def case_external_data(tmp):
           f"{os.path.getsize(path)} bytes of graph")
 
 
+FAMILY = {
+    # name: (configuration, fixed batch or None)
+    "gap": (dict(class_token=False, global_pool="avg", fc_norm=0), None),         # vit_base_patch16_gap_224
+    "gap_fc_norm": (dict(class_token=False, global_pool="avg"), 7),                # mean of the patches, then fc_norm
+    "clip": (dict(pre_norm=True, patch_bias=False, ln_eps=1e-5), None),           # vit_base_patch16_clip_224
+    "clip_quickgelu": (dict(pre_norm=True, patch_bias=False, ln_eps=1e-5, quick_gelu=True), 1),
+    "dinov2_reg": (dict(reg_tokens=4, no_embed_class=True, init_values=1e-5), None),  # layer scale, registers
+    "registers_embed_class": (dict(reg_tokens=2, global_pool="avg"), None),       # pos_embed over class + registers
+    "layer_scale": (dict(init_values=1e-6), 7),                                    # DeiT-III
+    "siglip": (dict(class_token=False, global_pool="map"), None),                  # attention-pool head
+    "siglip_quickgelu_headless": (dict(class_token=False, global_pool="map", quick_gelu=True, num_classes=0), None),
+    "headless": (dict(num_classes=0), 1),                                          # pooled features out
+}
+
+
+def case_family(tmp):
+    """timm's family options, each exported and run on Fashion-MNIST images: dynamic batch (1, 7) or a fixed one."""
+    ctx = libvit.Context(seed=0)
+    x = fmnist_images(7, offset=400)
+    for i, (name, (options, batch)) in enumerate(FAMILY.items()):
+        settings = dict(img_size=28, patch_size=7, in_channels=1, num_classes=10, dim=32, depth=2, heads=2)
+        settings.update(options)
+        model = make_model(ctx, seed=20 + i, **settings)
+        batches = [x[:batch]] if batch else [x[:1], x]
+        print(f"{name}: " + verify(model, os.path.join(tmp, f"{name}.onnx"), batches, batch=batch))
+
+
 def case_vit_b16(tmp):
     """ViT-B/16 at 224, 1000 classes, random weights: a 350 MB file; dynamic batch."""
     ctx = libvit.Context(seed=0, threads=2)
@@ -469,7 +499,7 @@ def case_program(tmp, vit_export):
 
 
 CASES = {"fmnist": case_fmnist, "seed_variant": case_seed_variant, "avg_pool": case_avg_pool,
-         "opset18": case_opset18, "external_data": case_external_data, "vit_b16": case_vit_b16, "errors": case_errors, "program": case_program}
+         "opset18": case_opset18, "external_data": case_external_data, "family": case_family, "vit_b16": case_vit_b16, "errors": case_errors, "program": case_program}
 
 
 def main():
