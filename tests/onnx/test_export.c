@@ -1,7 +1,7 @@
 /* vit_model_export_onnx read back with protobuf-c's own parser: the graph's
  * interface, opset and IR version, every parameter as an initializer with
- * the model's bytes, the metadata, the operators; external data; bad
- * arguments. Runs in the
+ * the model's bytes, the metadata, the operators; external data; the
+ * family options; bad arguments. Runs in the
  * sanitizer builds too (test_onnx.py checks the numbers, through Python). */
 #include <check.h>
 #include <stdio.h>
@@ -189,6 +189,59 @@ START_TEST(fixed_batch_opset_external_data) {
 }
 END_TEST
 
+/* The family options together: no class token, pre-norm, no patch bias,
+ * layer scale, QuickGELU, the attention pool (which takes no registers), no
+ * head; then registers. */
+START_TEST(family_options) {
+    vit_config *cfg = NULL;
+    vit_model *fam = NULL;
+    ck_assert_int_eq(vit_model_get_config(model, &cfg), VIT_OK);
+    const int64_t ints[][2] = {{VIT_CFG_PATCH_NORM, 0},  {VIT_CFG_CLASS_TOKEN, 0},
+                               {VIT_CFG_NO_EMBED_CLASS, 1},
+                               {VIT_CFG_PRE_NORM, 1},    {VIT_CFG_PATCH_BIAS, 0},
+                               {VIT_CFG_QUICK_GELU, 1},  {VIT_CFG_GLOBAL_POOL, VIT_POOL_MAP},
+                               {VIT_CFG_NUM_CLASSES, 0}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        ck_assert_int_eq(vit_config_set_int(cfg, (vit_config_key)ints[i][0], ints[i][1]), VIT_OK);
+    ck_assert_int_eq(vit_config_set_float(cfg, VIT_CFG_INIT_VALUES, 1e-5), VIT_OK);
+    vit_status s = vit_model_create(ctx, cfg, &fam);
+    vit_config_destroy(cfg);
+    ck_assert_msg(s == VIT_OK, "%s", vit_last_error());
+    ck_assert_int_eq(vit_model_export_onnx(fam, path, NULL), VIT_OK);
+    Onnx__ModelProto *m = read_back();
+    const Onnx__GraphProto *g = m->graph;
+    check_dims(g->output[0], "features", 2, (const int64_t[]){-1, 16});
+    ck_assert_ptr_nonnull(initializer(g, "attn_pool.latent"));
+    ck_assert_ptr_nonnull(initializer(g, "blocks.1.ls2.gamma"));
+    ck_assert_ptr_null(initializer(g, "cls_token"));
+    ck_assert_ptr_null(initializer(g, "patch_embed.proj.bias"));
+    int sigmoids = 0, erfs = 0;
+    for (size_t i = 0; i < g->n_node; i++) {
+        sigmoids += !strcmp(g->node[i]->op_type, "Sigmoid");
+        erfs += !strcmp(g->node[i]->op_type, "Erf");
+    }
+    ck_assert_int_eq(sigmoids, 2 + 1); /* each block's MLP and the pool's */
+    ck_assert_int_eq(erfs, 0);
+    onnx__model_proto__free_unpacked(m, NULL);
+    vit_model_destroy(fam);
+    fam = NULL;
+    /* Register tokens beside the class token, pos_embed over the patches only. */
+    ck_assert_int_eq(vit_model_get_config(model, &cfg), VIT_OK);
+    ck_assert_int_eq(vit_config_set_int(cfg, VIT_CFG_REG_TOKENS, 4), VIT_OK);
+    ck_assert_int_eq(vit_config_set_int(cfg, VIT_CFG_NO_EMBED_CLASS, 1), VIT_OK);
+    s = vit_model_create(ctx, cfg, &fam);
+    vit_config_destroy(cfg);
+    ck_assert_msg(s == VIT_OK, "%s", vit_last_error());
+    ck_assert_int_eq(vit_model_export_onnx(fam, path, NULL), VIT_OK);
+    m = read_back();
+    const Onnx__TensorProto *reg = initializer(m->graph, "reg_token");
+    ck_assert(reg && reg->n_dims == 3 && reg->dims[1] == 4);
+    ck_assert_ptr_nonnull(initializer(m->graph, "cls_token"));
+    onnx__model_proto__free_unpacked(m, NULL);
+    vit_model_destroy(fam);
+}
+END_TEST
+
 START_TEST(bad_arguments) {
     vit_onnx_options *opts = NULL;
     ck_assert_int_eq(vit_onnx_options_create(NULL), VIT_ERR_INVALID_ARGUMENT);
@@ -216,6 +269,7 @@ int main(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, dynamic_batch_graph);
     tcase_add_test(tc, fixed_batch_opset_external_data);
+    tcase_add_test(tc, family_options);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
