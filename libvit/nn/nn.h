@@ -53,7 +53,20 @@ struct vit_model {
 
     vit_meta_entry *meta;
     int n_meta;
+
+    /* Data-parallel training (dist/): the communicator the gradients are
+     * averaged over, its buckets, and this rank, which salts the dropout masks. */
+    struct vit_comm *comm;
+    struct vit_dist_buckets *dist;
+    int mask_rank;
 };
+
+/* The seed of the model's dropout and DropPath masks: the context's, and
+ * for ranks other than 0 of a data-parallel run one of their own, so that
+ * shards do not share masks. */
+static inline uint64_t vit_model_mask_seed(const struct vit_model *m) {
+    return m->mask_rank ? vit_rng_key(m->ctx->seed, 0xD157ull, (uint64_t)m->mask_rank) : m->ctx->seed;
+}
 
 int vit_model_find_param(const struct vit_model *model, const char *name);
 /* Allocate the (zeroed) gradient buffer if it is not there yet. */

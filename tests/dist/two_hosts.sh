@@ -1,0 +1,1 @@
+echo "two_hosts: not written yet"; exit 77
