@@ -11,7 +11,8 @@
  * communicator of its own (a duplicate of MPI_COMM_WORLD) through the
  * address of its MPI_Comm; otherwise libvit initialises MPI.
  * Fault injection: --die-rank R --die-at S kills rank R (SIGKILL) before step
- * S; --stall-rank R --stall-at S makes it sleep instead. */
+ * S; --stall-rank R --stall-at S makes it sleep instead. --print-host: each
+ * rank names its host on stderr. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,7 @@ static int ranks_differing(vit_comm *comm, int rank, uint64_t h) {
 int main(int argc, char **argv) {
     const char *data = NULL;
     int steps = 20, global_batch = 48, threads = 1, own_mpi = 0, die_rank = -1, die_at = -1, stall_rank = -1,
-        stall_at = -1, overlap = 1;
+        stall_at = -1, overlap = 1, print_host = 0;
     long long timeout_ms = 0, bucket = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
@@ -76,6 +77,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--bucket-bytes")) bucket = atoll(v), i++;
         else if (!strcmp(a, "--no-overlap")) overlap = 0;
         else if (!strcmp(a, "--own-mpi")) own_mpi = 1;
+        else if (!strcmp(a, "--print-host")) print_host = 1;
         else if (!strcmp(a, "--die-rank")) die_rank = atoi(v), i++;
         else if (!strcmp(a, "--die-at")) die_at = atoi(v), i++;
         else if (!strcmp(a, "--stall-rank")) stall_rank = atoi(v), i++;
@@ -102,6 +104,11 @@ int main(int argc, char **argv) {
     }
     TRY("rank", vit_comm_rank(comm, &rank));
     TRY("size", vit_comm_size(comm, &size));
+    if (print_host) {
+        char host[256] = "?";
+        gethostname(host, sizeof host - 1);
+        fprintf(stderr, "dist_train: rank %d of %d on %s\n", rank, size, host);
+    }
     if (timeout_ms) TRY("timeout", vit_comm_set_int(comm, VIT_COMM_TIMEOUT_MS, timeout_ms));
     if (bucket) TRY("bucket", vit_comm_set_int(comm, VIT_COMM_BUCKET_BYTES, bucket));
     TRY("overlap", vit_comm_set_int(comm, VIT_COMM_OVERLAP, overlap));
