@@ -245,10 +245,13 @@ class DataLoader(_Handle):
     the loader is the next epoch (0, 1, ...); ``loader.epoch(n)`` iterates a
     given one. The order and augmentation depend only on (context seed,
     epoch). The transform is copied: changing it later has no effect.
+    ``shard_index``/``shard_count`` make it one rank's share of every global
+    batch in data-parallel training (libvit.Communicator).
     """
 
     _destroy = "vit_loader_destroy"
-    SETTINGS = Settings("loader", {"workers": 1, "shuffle": 2, "drop_last": 3, "prefetch": 4, "batch_size": 5},
+    SETTINGS = Settings("loader", {"workers": 1, "shuffle": 2, "drop_last": 3, "prefetch": 4, "batch_size": 5,
+                                   "shard_index": 6, "shard_count": 7},
                         bools={"shuffle", "drop_last"}, readonly={"batch_size"})
 
     def __init__(self, dataset: Dataset, transform: Transform, batch_size: int, **settings: Any):
