@@ -197,6 +197,17 @@ def test_two_hosts(dist_train, vit_train, libvit):
     sys.exit(p.returncode)
 
 
+def test_python_api(dist_train, vit_train, libvit):
+    """The communicator through the Python package on 2 ranks (api_check.py)."""
+    need_mpi(dist_train)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "api_check.py")
+    os.environ["VIT_LIBRARY"] = libvit
+    rc, out, err, _ = mpirun(2, [sys.executable, script])
+    print(out, err[-3000:])
+    if rc != 0 or out.count("PASS") != 2:
+        sys.exit(f"FAIL: api_check.py: exit status {rc}")
+
+
 def test_no_mpi_refusal(dist_train, vit_train, libvit):
     """In a build without MPI, vit-train started as one of 2 ranks refuses
     (VIT_ERR_UNSUPPORTED) naming the cause, instead of training alone."""
