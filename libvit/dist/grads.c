@@ -37,6 +37,7 @@ struct vit_dist_buckets {
     const vit_transport *tr;
     float *buf;         /* what the transport reduces: the gradients or staging */
     int next, finished; /* buckets started / known finished */
+    double t_first;     /* when bucket 0 started */
     vit_status failed;
 };
 
@@ -99,6 +100,7 @@ static vit_status start_bucket(vit_model *m, struct vit_dist_buckets *d) {
     if (d->buf == d->staging)
         VIT_TRY(be->ops->copy(be, d->staging + b->lo, m->grads + b->lo, (size_t)(b->hi - b->lo) * sizeof(float),
                               VIT_COPY_TO_HOST));
+    if (d->next == 0) d->t_first = vit_dist_now();
     VIT_TRY(d->tr->start(m->comm, d->next, VIT_COLL_AVG_F32, d->buf + b->lo, b->hi - b->lo));
     d->next++;
     return VIT_OK;
@@ -141,7 +143,6 @@ vit_status vit_dist_backward(vit_model *m, vit_value *out, const float *seed_gra
     find_ready_points(m, d);
     d->next = d->finished = 0;
 
-    double t0 = vit_dist_now();
     if (c->overlap) {
         m->tape.after_node = after_node;
         m->tape.after_user = m;
@@ -166,7 +167,7 @@ vit_status vit_dist_backward(vit_model *m, vit_value *out, const float *seed_gra
     if (d->buf == d->staging)
         VIT_TRY(be->ops->copy(be, m->grads, d->staging, (size_t)m->total * sizeof(float), VIT_COPY_TO_DEVICE));
     c->wait_s += t1 - t_wait;
-    c->reduce_s += t1 - t0;
+    c->reduce_s += t1 - d->t_first;
     c->bytes += (double)m->total * sizeof(float);
     c->backwards += 1;
     return VIT_OK;

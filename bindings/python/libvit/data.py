@@ -290,9 +290,12 @@ class DataLoader(_Handle):
         return out.value
 
     def __len__(self) -> int:
-        """Batches per epoch under the current settings (drop_last included)."""
-        n, b = self._dataset(), self.batch_size
-        return n // b if self.get("drop_last") else -(-n // b)
+        """Batches per epoch under the current settings (drop_last and the shard included)."""
+        n, b, index, count = self._dataset(), self.batch_size, self.get("shard_index"), self.get("shard_count")
+        if self.get("drop_last"):
+            return n // (b * count)
+        mine = max(0, -(-(n - index) // count))  # positions index, index + count, ... below n
+        return -(-mine // b)
 
     @property
     def num_batches(self) -> int:
