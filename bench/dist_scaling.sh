@@ -40,6 +40,12 @@ print("|---|---|---|---|")
 print(f"| 1 rank x 1 thread | {one:.1f} | 1.00 | {one / two_threads:.2f} |")
 print(f"| 1 rank x 2 threads | {two_threads:.1f} | {two_threads / one:.2f} | 1.00 |")
 print(f"| 2 ranks x 1 thread (MPI, TCP) | {two_ranks:.1f} | **{two_ranks / one:.2f}** (target 1.8) | **{two_ranks / two_threads:.2f}** (target 0.95) |")
+cpu1, cpu2t, cpu2r = (median("cpu_ms_per_step", *k) for k in ((1, 1), (1, 2), (2, 1)))
+print()
+print(f"processor time per step (user + system, per process): 1 rank x 1 thread {cpu1:.0f} ms; 1 rank x 2 threads "
+      f"{cpu2t:.0f} ms; 2 ranks x 1 thread {cpu2r:.0f} ms per rank (rank 0): {cpu2r / cpu1 * 2:.2f} x the "
+      f"one-process processor time for the two ranks together")
+print(f"load average during the runs: {open('/proc/loadavg').read().split()[:3]}")
 print()
 print(f"communication per step (2 ranks): {wait:.1f} ms waited after backward; {span:.1f} ms from the first "
       f"bucket's start to the last's end, overlapped with backward; the gradient's reduction alone {alone:.1f} ms")

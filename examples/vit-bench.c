@@ -14,6 +14,14 @@
 
 static const char *prog = "vit-bench";
 
+/* This process's processor time (user + system), seconds. */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -93,7 +101,9 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
         vit_model_set_grad(model, 0);
     }
     double *times = malloc(sizeof(double) * (size_t)steps);
+    double cpu0 = cpu_seconds();
     for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) cpu0 = cpu_seconds();
         double t0 = cli_now();
         if (w->train) {
             float loss;
@@ -121,6 +131,7 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
         d->span_s = (span1 - span0) / steps;
         d->alone_s = reduction_alone(d->comm, floats);
     }
+    double cpu_step = (cpu_seconds() - cpu0) / steps;
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
     double median = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
     free(times);
@@ -134,12 +145,14 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
     } else if (json && d->comm) {
         printf("{\"workload\": \"%s\", \"ranks\": %d, \"threads\": %d, \"batch\": %d, \"rank_batch\": %d, "
                "\"median_step_s\": %.6f, \"img_per_s\": %.3f, \"gflops\": %.2f, \"peak_rss_mib\": %.1f, "
-               "\"comm_wait_ms\": %.3f, \"comm_span_ms\": %.3f, \"allreduce_alone_ms\": %.3f, \"overlap\": %d}\n",
+               "\"comm_wait_ms\": %.3f, \"comm_span_ms\": %.3f, \"allreduce_alone_ms\": %.3f, \"overlap\": %d, "
+               "\"cpu_ms_per_step\": %.3f}\n",
                w->name, d->ranks, threads, w->batch, batch, median, ips, gflops, rss, d->wait_s * 1e3, d->span_s * 1e3,
-               d->alone_s * 1e3, d->overlap);
+               d->alone_s * 1e3, d->overlap, cpu_step * 1e3);
     } else if (json) {
         printf("{\"workload\": \"%s\", \"threads\": %d, \"batch\": %d, \"median_step_s\": %.6f, \"img_per_s\": %.3f, "
-               "\"gflops\": %.2f, \"peak_rss_mib\": %.1f}\n", w->name, threads, w->batch, median, ips, gflops, rss);
+               "\"gflops\": %.2f, \"peak_rss_mib\": %.1f, \"cpu_ms_per_step\": %.3f}\n", w->name, threads, w->batch,
+               median, ips, gflops, rss, cpu_step * 1e3);
     } else if (d->comm) {
         printf("%-16s ranks %d x threads %d batch %4d (%d per rank)  %9.2f ms/step  %9.2f img/s  %7.1f GFLOP/s  "
                "peak RSS %7.1f MiB per rank\n  communication per step: %.2f ms waited after backward, %.2f ms from the "
