@@ -914,7 +914,6 @@ static void print_epoch(const run *r, long long epoch, const history *h) {
     fflush(stdout);
 }
 
-
 /* The epoch's line, checkpoints, metrics and curves: rank 0's work; the
  * other ranks learn whether it succeeded, so that all go on or all stop. */
 static int report_epoch(run *r, long long epoch, const history *h) {
@@ -922,7 +921,7 @@ static int report_epoch(run *r, long long epoch, const history *h) {
     if (h->val_acc > r->best_acc || epoch == 0) {
         bool better = h->val_acc > r->best_acc;
         if (better) r->best_acc = h->val_acc;
-        if (!r->rank && (better || epoch == 0)) {
+        if (!r->rank) {
             vit_status s = vit_model_save(r->model, out_path(r, "best.safetensors"));
             if (s != VIT_OK) rc = cli_fail(prog, "saving best.safetensors", s);
         }
@@ -1051,10 +1050,11 @@ int main(int argc, char **argv) {
     if (r.comm && (s = vit_model_set_comm(r.model, r.comm)) != VIT_OK) { rc = cli_fail(prog, "sharing the model", s); goto done; }
     int64_t nparams;
     vit_model_num_params(r.model, &nparams);
+    char split[64] = "";
+    if (r.ranks > 1) snprintf(split, sizeof split, " (%d ranks x %lld)", r.ranks, (long long)r.batch);
     if (!r.rank)
-        fprintf(stderr, "%s: %d classes, %lld parameters, %lld steps per epoch of %lld images (%d rank%s x %lld)\n",
-                prog, r.classes, (long long)nparams, (long long)r.steps_per_epoch, r.o.batch, r.ranks,
-                r.ranks > 1 ? "s" : "", (long long)r.batch);
+        fprintf(stderr, "%s: %d classes, %lld parameters, %lld steps per epoch of %lld images%s\n", prog, r.classes,
+                (long long)nparams, (long long)r.steps_per_epoch, r.o.batch, split);
     rc = train(&r);
 done:
     vit_tensor_destroy(r.images);
