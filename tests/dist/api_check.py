@@ -64,5 +64,14 @@ for n in names:
     expect(np.allclose(averaged[n].ravel(), mean, rtol=1e-5, atol=1e-7), f"{n}: not the mean of the ranks' gradients")
 stats = comm.stats()
 expect(stats["backwards"] == 1 and stats["bytes"] > 0, f"statistics {stats}")
+fashion = "/usr/share/datasets/fashion-mnist"
+if os.path.isdir(fashion):
+    # The Python loader's length counts its shard as the C loader does.
+    ds = libvit.Dataset(ctx, fashion, split="val")
+    for drop_last in (True, False):
+        loader = libvit.DataLoader(ds, libvit.Transform(ctx, size=28), 7, shard_index=RANK, shard_count=SIZE,
+                                   drop_last=drop_last, workers=0)
+        next(iter(loader))
+        expect(len(loader) == loader.num_batches, f"drop_last {drop_last}: len {len(loader)}, C {loader.num_batches}")
 comm.close()
 print(f"api_check [rank {RANK}]: PASS")
