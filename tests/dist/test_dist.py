@@ -211,6 +211,27 @@ def test_two_hosts(dist_train, vit_train, libvit):
     sys.exit(p.returncode)
 
 
+def test_bench(dist_train, vit_train, libvit):
+    """vit-bench under mpirun: the workload's batch split over 2 ranks, one
+    JSON line (rank 0's) with the communication figures; a batch the ranks
+    do not divide is refused."""
+    need_mpi(dist_train)
+    bench = os.path.join(os.path.dirname(vit_train), "vit-bench")
+    rc, out, err, _ = mpirun(2, [bench, "--workload", "fmnist-train", "--threads", 1, "--steps", 2, "--warmup", 1,
+                                 "--json"])
+    rows = steps_of(out)
+    print(out, err[-2000:])
+    if rc != 0 or len(rows) != 1:
+        sys.exit(f"FAIL: vit-bench on 2 ranks: exit status {rc}, {len(rows)} JSON lines")
+    r = rows[0]
+    if (r["ranks"], r["batch"], r["rank_batch"]) != (2, 128, 64) or not r["allreduce_alone_ms"] > 0 or \
+            r["comm_span_ms"] < r["comm_wait_ms"] or r["comm_wait_ms"] < 0:
+        sys.exit(f"FAIL: vit-bench's distributed figures: {r}")
+    rc, out, err, _ = mpirun(3, [bench, "--workload", "fmnist-train", "--steps", 1])
+    if rc == 0 or "not a multiple of 3 ranks" not in err:
+        sys.exit(f"FAIL: a batch of 128 on 3 ranks: exit status {rc}\n{err[-2000:]}")
+
+
 def test_python_api(dist_train, vit_train, libvit):
     """The communicator through the Python package on 2 ranks (api_check.py)."""
     need_mpi(dist_train)
