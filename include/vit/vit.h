@@ -13,5 +13,6 @@
 #include "checkpoint.h"
 #include "plot.h"
 #include "data.h"
+#include "dist.h"
 
 #endif

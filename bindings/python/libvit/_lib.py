@@ -139,6 +139,19 @@ PROTOTYPES: Dict[str, Tuple[object, List[object]]] = {
     "vit_loader_next": (_status, [_handle, _handle, _handle, POINTER(c_int)]),
     "vit_image_load": (_status, [_handle, c_char_p, _handle]),
     "vit_image_write_png": (_status, [c_char_p, _handle]),
+    # dist.h
+    "vit_comm_launch_size": (c_int, []),
+    "vit_comm_create": (_status, [c_void_p, _out]),
+    "vit_comm_destroy": (None, [_handle]),
+    "vit_comm_rank": (_status, [_handle, POINTER(c_int)]),
+    "vit_comm_size": (_status, [_handle, POINTER(c_int)]),
+    "vit_comm_set_int": (_status, [_handle, _enum, c_int64]),
+    "vit_comm_get_int": (_status, [_handle, _enum, POINTER(c_int64)]),
+    "vit_comm_get_float": (_status, [_handle, _enum, POINTER(c_double)]),
+    "vit_comm_allreduce_sum": (_status, [_handle, _buf, c_int]),
+    "vit_comm_barrier": (_status, [_handle]),
+    "vit_comm_abort": (None, [_handle, c_int]),
+    "vit_model_set_comm": (_status, [_handle, _handle]),
 }
 
 
