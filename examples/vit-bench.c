@@ -1,4 +1,7 @@
-/* vit-bench: time named ViT workloads on synthetic data; see docs/performance.md. */
+/* vit-bench: time named ViT workloads on synthetic data; see docs/performance.md.
+ * Under mpirun a training workload runs data-parallel: the workload's batch
+ * is the global batch, split over the ranks, and rank 0 reports the step
+ * time with the cost of communication (docs/distributed.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +14,14 @@
 
 static const char *prog = "vit-bench";
 
+/* This process's processor time (user + system), seconds. */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -18,7 +29,35 @@ static int cmp_double(const void *a, const void *b) {
 
 #define TRY(what, call) do { vit_status s_ = (call); if (s_ != VIT_OK) return cli_fail(prog, what, s_); } while (0)
 
-static int run(const vit_bench_workload *w, int threads, int steps, int warmup, int json) {
+/* The distributed mode's settings and what it measured. */
+typedef struct dist {
+    vit_comm *comm;
+    int rank, ranks, overlap;
+    long long bucket_kib;
+    double wait_s, span_s, alone_s; /* per timed step: exposed wait, first start to last end; the reduction alone */
+} dist;
+
+/* The gradient's bytes reduced with no computation around them (as doubles:
+ * half as many), the median of 5: what the communication costs by itself. */
+static double reduction_alone(vit_comm *comm, int64_t floats) {
+    int64_t n = floats / 2 > 0 ? floats / 2 : 1;
+    double *buf = calloc((size_t)n, sizeof *buf), t[5];
+    if (!buf) return -1;
+    for (int k = 0; k < 5; k++) {
+        vit_comm_barrier(comm);
+        double t0 = cli_now();
+        for (int64_t off = 0; off < n; off += 1 << 28) {
+            int64_t part = n - off < (1 << 28) ? n - off : (1 << 28);
+            vit_comm_allreduce_sum(comm, buf + off, (int)part);
+        }
+        t[k] = cli_now() - t0;
+    }
+    free(buf);
+    qsort(t, 5, sizeof *t, cmp_double);
+    return t[2];
+}
+
+static int run(const vit_bench_workload *w, int threads, int steps, int warmup, int json, dist *d) {
     vit_context *ctx;
     vit_config *cfg;
     vit_model *model;
@@ -37,7 +76,8 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
     vit_config_set_int(cfg, VIT_CFG_NUM_CLASSES, w->classes);
     TRY("model", vit_model_create(ctx, cfg, &model));
     vit_config_destroy(cfg);
-    int64_t si[4] = {w->batch, w->channels, w->img, w->img}, sl[1] = {w->batch}, so[2] = {w->batch, w->classes};
+    int batch = w->batch / d->ranks; /* the workload's batch is the global one */
+    int64_t si[4] = {batch, w->channels, w->img, w->img}, sl[1] = {batch}, so[2] = {batch, w->classes};
     TRY("tensor", vit_tensor_create(ctx, VIT_DTYPE_F32, 4, si, &images));
     TRY("tensor", vit_tensor_create(ctx, VIT_DTYPE_I32, 1, sl, &labels));
     TRY("tensor", vit_tensor_create(ctx, VIT_DTYPE_F32, 2, so, &logits));
@@ -47,7 +87,13 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
     vit_tensor_data(labels, (void **)&y);
     srand(1);
     for (int64_t i = 0; i < si[0] * si[1] * si[2] * si[3]; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
-    for (int b = 0; b < w->batch; b++) y[b] = b % w->classes;
+    for (int b = 0; b < batch; b++) y[b] = (b + d->rank * batch) % w->classes;
+    double wait0 = 0, span0 = 0;
+    if (d->comm) {
+        TRY("--bucket-kib", vit_comm_set_int(d->comm, VIT_COMM_BUCKET_BYTES, d->bucket_kib * 1024));
+        TRY("--no-overlap", vit_comm_set_int(d->comm, VIT_COMM_OVERLAP, d->overlap));
+        TRY("sharing the model", vit_model_set_comm(model, d->comm));
+    }
     if (w->train) {
         TRY("optimizer", vit_adamw_create(model, &opt));
         vit_model_set_training(model, 1);
@@ -55,7 +101,9 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
         vit_model_set_grad(model, 0);
     }
     double *times = malloc(sizeof(double) * (size_t)steps);
+    double cpu0 = cpu_seconds();
     for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) cpu0 = cpu_seconds();
         double t0 = cli_now();
         if (w->train) {
             float loss;
@@ -68,7 +116,22 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
             TRY("forward", vit_model_forward(model, images, logits));
         }
         if (s >= warmup) times[s - warmup] = cli_now() - t0;
+        if (d->comm && s + 1 == warmup) {
+            vit_comm_get_float(d->comm, VIT_COMM_STAT_WAIT_SECONDS, &wait0);
+            vit_comm_get_float(d->comm, VIT_COMM_STAT_REDUCE_SECONDS, &span0);
+        }
     }
+    if (d->comm) {
+        double wait1, span1;
+        int64_t floats;
+        vit_comm_get_float(d->comm, VIT_COMM_STAT_WAIT_SECONDS, &wait1);
+        vit_comm_get_float(d->comm, VIT_COMM_STAT_REDUCE_SECONDS, &span1);
+        vit_model_num_params(model, &floats);
+        d->wait_s = (wait1 - wait0) / steps;
+        d->span_s = (span1 - span0) / steps;
+        d->alone_s = reduction_alone(d->comm, floats);
+    }
+    double cpu_step = (cpu_seconds() - cpu0) / steps;
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
     double median = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
     free(times);
@@ -77,12 +140,29 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
     double rss = (double)ru.ru_maxrss / 1024.0;
     double flops = vit_bench_forward_flops(w) * w->batch * (w->train ? 3 : 1);
     double gflops = flops / median * 1e-9, ips = w->batch / median;
-    if (json)
+    if (d->rank) {
+        /* rank 0 reports */
+    } else if (json && d->comm) {
+        printf("{\"workload\": \"%s\", \"ranks\": %d, \"threads\": %d, \"batch\": %d, \"rank_batch\": %d, "
+               "\"median_step_s\": %.6f, \"img_per_s\": %.3f, \"gflops\": %.2f, \"peak_rss_mib\": %.1f, "
+               "\"comm_wait_ms\": %.3f, \"comm_span_ms\": %.3f, \"allreduce_alone_ms\": %.3f, \"overlap\": %d, "
+               "\"cpu_ms_per_step\": %.3f}\n",
+               w->name, d->ranks, threads, w->batch, batch, median, ips, gflops, rss, d->wait_s * 1e3, d->span_s * 1e3,
+               d->alone_s * 1e3, d->overlap, cpu_step * 1e3);
+    } else if (json) {
         printf("{\"workload\": \"%s\", \"threads\": %d, \"batch\": %d, \"median_step_s\": %.6f, \"img_per_s\": %.3f, "
-               "\"gflops\": %.2f, \"peak_rss_mib\": %.1f}\n", w->name, threads, w->batch, median, ips, gflops, rss);
-    else
+               "\"gflops\": %.2f, \"peak_rss_mib\": %.1f, \"cpu_ms_per_step\": %.3f}\n", w->name, threads, w->batch,
+               median, ips, gflops, rss, cpu_step * 1e3);
+    } else if (d->comm) {
+        printf("%-16s ranks %d x threads %d batch %4d (%d per rank)  %9.2f ms/step  %9.2f img/s  %7.1f GFLOP/s  "
+               "peak RSS %7.1f MiB per rank\n  communication per step: %.2f ms waited after backward, %.2f ms from the "
+               "first bucket's start to the last's end (overlap %s); the gradient's reduction alone: %.2f ms\n",
+               w->name, d->ranks, threads, w->batch, batch, median * 1e3, ips, gflops, rss, d->wait_s * 1e3,
+               d->span_s * 1e3, d->overlap ? "on" : "off", d->alone_s * 1e3);
+    } else {
         printf("%-16s threads %d batch %4d  %9.2f ms/step  %9.2f img/s  %7.1f GFLOP/s  peak RSS %7.1f MiB\n", w->name,
                threads, w->batch, median * 1e3, ips, gflops, rss);
+    }
     vit_optimizer_destroy(opt);
     vit_tensor_destroy(images);
     vit_tensor_destroy(labels);
@@ -96,10 +176,15 @@ int main(int argc, char **argv) {
     const char *name = NULL;
     long long threads = 2, steps = 5, warmup = 2;
     int json = 0;
+    dist d = {.ranks = 1, .overlap = 1, .bucket_kib = 1024};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: vit-bench --workload NAME [--threads N] [--steps S] [--warmup W] [--json]\n"
+                   "       mpirun -np N vit-bench --workload NAME [...] [--bucket-kib K] [--no-overlap]\n"
+                   "Under mpirun a training workload trains data-parallel: its batch is split over the\n"
+                   "ranks, and the communication per step is reported (gradient buckets of K KiB, 1024;\n"
+                   "--no-overlap reduces after backward instead of during it).\n"
                    "workloads (peak RSS is the process's, so run one workload per process):\n");
             for (size_t k = 0; k < VIT_BENCH_WORKLOADS; k++) printf("  %s\n", vit_bench_workloads[k].name);
             return 0;
@@ -109,10 +194,28 @@ int main(int argc, char **argv) {
         if (cli_is(a, "--steps")) { if (!(v = cli_value(prog, argc, argv, &i, a)) || !cli_int(prog, "--steps", v, 1, 100000, &steps)) return 2; continue; }
         if (cli_is(a, "--warmup")) { if (!(v = cli_value(prog, argc, argv, &i, a)) || !cli_int(prog, "--warmup", v, 0, 100000, &warmup)) return 2; continue; }
         if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (!strcmp(a, "--no-overlap")) { d.overlap = 0; continue; }
+        if (cli_is(a, "--bucket-kib")) { if (!(v = cli_value(prog, argc, argv, &i, a)) || !cli_int(prog, "--bucket-kib", v, 4, 1 << 22, &d.bucket_kib)) return 2; continue; }
         return cli_usage_error(prog, "unknown argument '%s'", a);
     }
     if (!name) return cli_usage_error(prog, "--workload is required");
+    const vit_bench_workload *w = NULL;
     for (size_t k = 0; k < VIT_BENCH_WORKLOADS; k++)
-        if (!strcmp(vit_bench_workloads[k].name, name)) return run(&vit_bench_workloads[k], (int)threads, (int)steps, (int)warmup, json);
-    return cli_usage_error(prog, "--workload: unknown workload '%s'", name);
+        if (!strcmp(vit_bench_workloads[k].name, name)) w = &vit_bench_workloads[k];
+    if (!w) return cli_usage_error(prog, "--workload: unknown workload '%s'", name);
+    if (vit_comm_launch_size() > 0) {
+        if (!w->train) return cli_usage_error(prog, "--workload %s: under mpirun, only training workloads run", name);
+        TRY("starting MPI", vit_comm_create(NULL, &d.comm));
+        vit_comm_rank(d.comm, &d.rank);
+        vit_comm_size(d.comm, &d.ranks);
+        if (w->batch % d.ranks) {
+            vit_comm_destroy(d.comm);
+            return cli_usage_error(prog, "--workload %s: its batch %d is not a multiple of %d ranks", name, w->batch,
+                                   d.ranks);
+        }
+    }
+    int rc = run(w, (int)threads, (int)steps, (int)warmup, json, &d);
+    if (rc && d.ranks > 1) vit_comm_abort(d.comm, rc);
+    vit_comm_destroy(d.comm);
+    return rc;
 }

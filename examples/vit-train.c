@@ -16,6 +16,7 @@
 #include "cli.h"
 
 static const char *prog = "vit-train";
+static char rank_prog[48]; /* "vit-train [rank 3]": messages of ranks other than 0 */
 
 static const char usage[] =
     "usage: vit-train --data DIR [options]\n"
@@ -57,12 +58,16 @@ static const char usage[] =
     "  --seed N (0)  --threads N (all cores)  --device cpu|cuda (cpu)\n"
     "  --out DIR (.)  --resume FILE (a last.safetensors to continue from, exactly: the model and\n"
     "                         seed are the run's; give the same data and optimisation flags)\n"
-    "  --json                 one JSON object per epoch on stdout\n";
+    "  --json                 one JSON object per epoch on stdout\n"
+    "distributed (mpirun -np N vit-train ...; docs/distributed.md)\n"
+    "  --batch-size is the global batch, split evenly over the N ranks (a multiple of N);\n"
+    "  rank 0 alone prints and writes the outputs.\n"
+    "  --comm-timeout S       fail when the other ranks give no answer for S seconds (300)\n";
 
 typedef struct options {
     const char *data, *format, *augment, *normalize, *preset, *pretrained, *out, *resume, *schedule, *device;
     long long img, patch, channels, dim, depth, heads, epochs, batch, workers, warmup, seed, threads;
-    long long steps_per_epoch, val_batches, shift;
+    long long steps_per_epoch, val_batches, shift, comm_timeout;
     int qkv_bias, patch_norm, pool, decay_exempt, json;
     double mlp_ratio, drop, attn_drop, drop_path, lr, wd, smoothing, clip, ln_eps, crop_scale;
     bool set_img, set_patch, set_dim, set_depth, set_heads, set_seed;
@@ -79,7 +84,7 @@ static int parse(int argc, char **argv, options *o) {
     *o = (options){.format = NULL, .augment = "flip+rotate", .out = ".", .schedule = "constant", .device = "cpu",
                    .img = 224, .patch = 16, .channels = 0, .dim = 768, .depth = 12, .heads = 12, .epochs = 50,
                    .batch = 4, .workers = 4, .qkv_bias = -1, .patch_norm = -1, .pool = -1, .mlp_ratio = 0, .drop = 0.1,
-                   .attn_drop = 0.1, .drop_path = 0.1, .lr = 1e-4, .wd = 0.01, .ln_eps = 0};
+                   .attn_drop = 0.1, .drop_path = 0.1, .lr = 1e-4, .wd = 0.01, .ln_eps = 0, .comm_timeout = 300};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VALUE() do { if (!(v = cli_value(prog, argc, argv, &i, a))) return 2; } while (0)
@@ -105,7 +110,7 @@ static int parse(int argc, char **argv, options *o) {
         INT("--workers", workers, 0, 256) INT("--warmup-epochs", warmup, 0, 1000000)
         if (cli_is(a, "--seed")) { VALUE(); if (!cli_int(prog, "--seed", v, 0, INT64_MAX, &o->seed)) return 2; o->set_seed = true; continue; }
         INT("--threads", threads, 0, 4096) INT("--steps-per-epoch", steps_per_epoch, 0, INT64_MAX)
-        INT("--val-batches", val_batches, 0, INT64_MAX)
+        INT("--val-batches", val_batches, 0, INT64_MAX) INT("--comm-timeout", comm_timeout, 1, 1000000000)
         REAL("--mlp-ratio", mlp_ratio, 1e-3, 64) REAL("--drop", drop, 0, 0.999) REAL("--attn-drop", attn_drop, 0, 0.999)
         REAL("--drop-path", drop_path, 0, 0.999) REAL("--lr", lr, 0, 10) REAL("--weight-decay", wd, 0, 10)
         REAL("--label-smoothing", smoothing, 0, 0.999) REAL("--clip-grad", clip, 0, 1e9) REAL("--ln-eps", ln_eps, 1e-12, 0.5)
@@ -178,6 +183,11 @@ typedef struct run {
     vit_model *model;
     vit_optimizer *opt;
     vit_tensor *images, *labels, *logits;
+    /* Data-parallel: this process is rank `rank` of `ranks` (1 without a
+     * launcher); each takes `batch` = --batch-size / ranks of every step. */
+    vit_comm *comm;
+    int rank, ranks;
+    int64_t batch;
     int channels, img, classes;
     int64_t steps_per_epoch, total_steps;
     history *hist;
@@ -258,12 +268,18 @@ static int build_transforms(run *r) {
     return 0;
 }
 
+/* Each rank reads its shard of every global batch (vit/data.h); the
+ * validation split is shared out the same way and the sums added up. */
 static int build_loaders(run *r) {
-    TRY("loader", vit_loader_create(r->train_ds, r->train_tf, (int)r->o.batch, &r->train_ld));
-    TRY("loader", vit_loader_set_int(r->train_ld, VIT_LD_WORKERS, r->o.workers));
+    TRY("loader", vit_loader_create(r->train_ds, r->train_tf, (int)r->batch, &r->train_ld));
+    TRY("loader", vit_loader_create(r->val_ds, r->eval_tf, (int)r->batch, &r->val_ld));
+    vit_loader *both[2] = {r->train_ld, r->val_ld};
+    for (int k = 0; k < 2; k++) {
+        TRY("loader", vit_loader_set_int(both[k], VIT_LD_WORKERS, r->o.workers));
+        TRY("loader", vit_loader_set_int(both[k], VIT_LD_SHARD_INDEX, r->rank));
+        TRY("loader", vit_loader_set_int(both[k], VIT_LD_SHARD_COUNT, r->ranks));
+    }
     TRY("loader", vit_loader_set_int(r->train_ld, VIT_LD_DROP_LAST, 1));
-    TRY("loader", vit_loader_create(r->val_ds, r->eval_tf, (int)r->o.batch, &r->val_ld));
-    TRY("loader", vit_loader_set_int(r->val_ld, VIT_LD_WORKERS, r->o.workers));
     TRY("loader", vit_loader_set_int(r->val_ld, VIT_LD_SHUFFLE, 0));
     TRY("loader", vit_loader_set_int(r->val_ld, VIT_LD_DROP_LAST, 0));
     TRY("loader", vit_loader_start_epoch(r->train_ld, 0));
@@ -275,7 +291,7 @@ static int build_loaders(run *r) {
     }
     r->steps_per_epoch = r->o.steps_per_epoch && r->o.steps_per_epoch < n ? r->o.steps_per_epoch : n;
     r->total_steps = r->steps_per_epoch * r->o.epochs;
-    int64_t si[4] = {r->o.batch, r->channels, r->img, r->img}, sl[1] = {r->o.batch}, so[2] = {r->o.batch, r->classes};
+    int64_t si[4] = {r->batch, r->channels, r->img, r->img}, sl[1] = {r->batch}, so[2] = {r->batch, r->classes};
     TRY("tensor", vit_tensor_create(r->ctx, VIT_DTYPE_F32, 4, si, &r->images));
     TRY("tensor", vit_tensor_create(r->ctx, VIT_DTYPE_I32, 1, sl, &r->labels));
     TRY("tensor", vit_tensor_create(r->ctx, VIT_DTYPE_F32, 2, so, &r->logits));
@@ -456,12 +472,13 @@ static int save_state(run *r) {
     }
     uint64_t rng;
     vit_model_get_rng_state(r->model, &rng);
-    char epochs[32], best[32], rng_text[32], seed[32], step[32], partial[96];
+    char epochs[32], best[32], rng_text[32], seed[32], step[32], partial[96], ranks[16];
     snprintf(epochs, sizeof epochs, "%lld", r->epochs_done);
     snprintf(best, sizeof best, "%.17g", r->best_acc);
     snprintf(rng_text, sizeof rng_text, "%llu", (unsigned long long)rng);
     snprintf(seed, sizeof seed, "%lld", r->o.seed);
     snprintf(step, sizeof step, "%lld", (long long)r->step);
+    snprintf(ranks, sizeof ranks, "%d", r->ranks);
     snprintf(partial, sizeof partial, "%.17g %lld %lld", r->loss_sum, (long long)r->correct_sum, (long long)r->seen);
     size_t cap = 64 + (size_t)r->epochs_done * 180, len = 0;
     char *hist = malloc(cap);
@@ -473,9 +490,9 @@ static int save_state(run *r) {
                                 h->train_acc, h->val_loss, h->val_acc, h->lr, h->seconds, h->images_per_s);
     }
     const char *keys[] = {"train.epochs_done", "train.best_acc", "train.rng", "train.history",
-                          "train.seed", "train.step", "train.partial"};
-    const char *values[] = {epochs, best, rng_text, hist, seed, step, partial};
-    vit_status s = vit_optimizer_save_ex(r->opt, r->model, current, 7, keys, values);
+                          "train.seed", "train.step", "train.partial", "train.ranks"};
+    const char *values[] = {epochs, best, rng_text, hist, seed, step, partial, ranks};
+    vit_status s = vit_optimizer_save_ex(r->opt, r->model, current, 8, keys, values);
     free(hist);
     if (s != VIT_OK) return cli_fail(prog, "saving last.optim.safetensors", s);
     int rc = save_model_half(r, optim_step);
@@ -494,7 +511,7 @@ typedef struct resume_state {
     bool bad;
     char bad_key[32], bad_value[48];
     unsigned long long rng;
-    long long seed;
+    long long seed, ranks;
 } resume_state;
 
 /* Strict readers: the whole text, in range; p advances past what was read. */
@@ -536,6 +553,8 @@ static void read_state_entry(void *user, const char *key, const char *value) {
         p = end;
     } else if (!strcmp(key, "train.seed")) {
         ok = st->has_seed = read_ll(&p, 0, INT64_MAX, &st->seed);
+    } else if (!strcmp(key, "train.ranks")) {
+        ok = read_ll(&p, 1, INT32_MAX, &st->ranks);
     } else if (!strcmp(key, "train.step")) {
         ok = read_ll(&p, 0, INT64_MAX, &step);
         r->step = step;
@@ -632,6 +651,13 @@ static int read_state(run *r, const char *path) {
         r->o.seed = st.seed;
     }
     r->resume_rng = st.rng;
+    /* The batches, their order and the schedule follow the global batch, not
+     * the rank count, so another count continues the same run; only the sums
+     * are added in another order (docs/distributed.md). */
+    if (st.ranks && st.ranks != r->ranks && !r->rank)
+        fprintf(stderr, "%s: %s was saved by %lld rank%s, this run has %d: the same batches follow, equal to the "
+                "uninterrupted run up to rounding rather than bit for bit\n", prog, path, st.ranks,
+                st.ranks > 1 ? "s" : "", r->ranks);
     return 0;
 }
 
@@ -758,12 +784,13 @@ static int train_epoch(run *r, long long epoch, history *h) {
     double loss_sum = r->loss_sum;
     int64_t correct_sum = r->correct_sum, seen = r->seen;
     cli_progress bar;
-    cli_progress_start(&bar, label, r->steps_per_epoch, r->step, seen);
+    const bool show = r->rank == 0;
+    if (show) cli_progress_start(&bar, label, r->steps_per_epoch, r->step, seen);
     h->lr = learning_rate(r, epoch * r->steps_per_epoch + (r->step ? r->step - 1 : 0));
     for (int64_t step = r->step; step < r->steps_per_epoch; step++) {
         int count;
         TRY("loading a batch", vit_loader_next(r->train_ld, r->images, r->labels, &count));
-        if (count < r->o.batch) break;
+        if (count < r->batch) break;
         int64_t global = epoch * r->steps_per_epoch + step;
         h->lr = learning_rate(r, global);
         float loss;
@@ -772,7 +799,7 @@ static int train_epoch(run *r, long long epoch, history *h) {
         TRY("forward", vit_model_forward(r->model, r->images, r->logits));
         vit_status s = vit_model_loss(r->model, r->labels, (float)r->o.smoothing, &loss);
         if (s == VIT_ERR_NUMERIC) {
-            cli_progress_end(&bar);
+            if (show) cli_progress_end(&bar);
             fprintf(stderr, "%s: the loss is not finite at epoch %lld, step %lld (global step %lld); stopping. %s\n",
                     prog, epoch + 1, (long long)step + 1, (long long)global + 1, last_good(r));
             return 3;
@@ -781,7 +808,7 @@ static int train_epoch(run *r, long long epoch, history *h) {
         TRY("backward", vit_model_backward(r->model));
         s = vit_optimizer_step(r->opt);
         if (s == VIT_ERR_NUMERIC) {
-            cli_progress_end(&bar);
+            if (show) cli_progress_end(&bar);
             fprintf(stderr, "%s: non-finite gradients at epoch %lld, step %lld (global step %lld); stopping. %s\n",
                     prog, epoch + 1, (long long)step + 1, (long long)global + 1, last_good(r));
             return 3;
@@ -789,17 +816,22 @@ static int train_epoch(run *r, long long epoch, history *h) {
         TRY("optimizer step", s);
         int64_t correct;
         TRY("accuracy", vit_accuracy(r->logits, r->labels, 1, &correct));
-        loss_sum += (double)loss * count;
-        correct_sum += correct;
-        seen += count;
+        /* The whole global batch's figures, and one decision to stop: every
+         * rank leaves the loop after the same step. */
+        double sums[4] = {(double)loss * count, (double)correct, count, interrupted};
+        if (r->comm) TRY("adding up the step's loss over the ranks", vit_comm_allreduce_sum(r->comm, sums, 4));
+        if (sums[3] > 0) interrupted = 1;
+        loss_sum += sums[0];
+        correct_sum += (int64_t)sums[1];
+        seen += (int64_t)sums[2];
         r->step = step + 1;
         r->loss_sum = loss_sum;
         r->correct_sum = correct_sum;
         r->seen = seen;
-        cli_progress_update(&bar, step + 1, seen, loss_sum / (double)seen);
+        if (show) cli_progress_update(&bar, step + 1, seen, loss_sum / (double)seen);
         if (interrupted) break;
     }
-    cli_progress_end(&bar);
+    if (show) cli_progress_end(&bar);
     h->train_loss = seen ? loss_sum / (double)seen : 0;
     h->train_acc = seen ? (double)correct_sum / (double)seen : 0;
     return 0;
@@ -820,7 +852,7 @@ static int evaluate(run *r, history *h) {
         if (s != VIT_OK) { status = cli_fail(prog, "loading a validation batch", s); break; }
         if (count == 0) break;
         vit_tensor *bi = img, *bl = lab, *bo = out;
-        if (count < r->o.batch) {
+        if (count < r->batch) {
             /* The last partial batch runs at its own size. */
             int64_t si[4] = {count, r->channels, r->img, r->img}, sl[1] = {count}, so[2] = {count, r->classes};
             size_t per = (size_t)r->channels * (size_t)r->img * (size_t)r->img;
@@ -848,7 +880,17 @@ static int evaluate(run *r, history *h) {
         loss_sum += (double)loss * count;
         correct_sum += correct;
         seen += count;
-        if (count < r->o.batch) break;
+        if (count < r->batch) break;
+    }
+    /* Every rank evaluated its shard (the counts may differ by a batch). */
+    double sums[4] = {loss_sum, (double)correct_sum, (double)seen, status != 0};
+    if (r->comm) {
+        vit_status s = vit_comm_allreduce_sum(r->comm, sums, 4);
+        if (s != VIT_OK) status = cli_fail(prog, "adding up the validation over the ranks", s);
+        else if (sums[3] > 0) status = status ? status : 1;
+        loss_sum = sums[0];
+        correct_sum = (int64_t)sums[1];
+        seen = (int64_t)sums[2];
     }
     vit_tensor_destroy(tail_img);
     vit_tensor_destroy(tail_lab);
@@ -856,6 +898,49 @@ static int evaluate(run *r, history *h) {
     h->val_loss = seen ? loss_sum / (double)seen : 0;
     h->val_acc = seen ? (double)correct_sum / (double)seen : 0;
     return status;
+}
+
+static void print_epoch(const run *r, long long epoch, const history *h) {
+    char line[256];
+    snprintf(line, sizeof line, "Epoch %lld: Train Loss=%.4f, Train Acc=%.4f, Val Loss=%.4f, Val Acc=%.4f", epoch + 1,
+             h->train_loss, h->train_acc, h->val_loss, h->val_acc);
+    if (r->o.json) {
+        fprintf(stderr, "%s\n", line);
+        printf("{\"epoch\": %lld, \"train_loss\": %.6f, \"train_acc\": %.6f, \"val_loss\": %.6f, \"val_acc\": %.6f, "
+               "\"lr\": %.6g, \"seconds\": %.3f, \"images_per_s\": %.2f}\n", epoch + 1, h->train_loss, h->train_acc,
+               h->val_loss, h->val_acc, h->lr, h->seconds, h->images_per_s);
+    } else {
+        printf("%s\n", line);
+    }
+    fflush(stdout);
+}
+
+/* The epoch's line, checkpoints, metrics and curves: rank 0's work; the
+ * other ranks learn whether it succeeded, so that all go on or all stop. */
+static int report_epoch(run *r, long long epoch, const history *h) {
+    int rc = 0;
+    if (h->val_acc > r->best_acc || epoch == 0) {
+        bool better = h->val_acc > r->best_acc;
+        if (better) r->best_acc = h->val_acc;
+        if (!r->rank) {
+            vit_status s = vit_model_save(r->model, out_path(r, "best.safetensors"));
+            if (s != VIT_OK) rc = cli_fail(prog, "saving best.safetensors", s);
+        }
+    }
+    if (!r->rank) {
+        print_epoch(r, epoch, h);
+        if (!rc && (save_state(r) || write_metrics(r))) rc = 1;
+    }
+    if (r->comm) {
+        double failed = rc != 0;
+        vit_status s = vit_comm_allreduce_sum(r->comm, &failed, 1);
+        if (s != VIT_OK) return cli_fail(prog, "waiting for rank 0's checkpoint", s);
+        if (failed > 0 && !rc) {
+            fprintf(stderr, "%s: rank 0 could not write its outputs; stopping\n", prog);
+            rc = 1;
+        }
+    }
+    return rc;
 }
 
 static int train(run *r) {
@@ -866,6 +951,7 @@ static int train(run *r) {
         int rc = train_epoch(r, epoch, h);
         if (rc) return rc;
         if (interrupted) {
+            if (r->rank) return 130;
             fprintf(stderr, "%s: interrupted in epoch %lld after step %lld of %lld; saving %s\n", prog, epoch + 1,
                     (long long)r->step, (long long)r->steps_per_epoch, out_path(r, "last.safetensors"));
             return save_state(r) ? 1 : 130;
@@ -877,30 +963,39 @@ static int train(run *r) {
         r->epochs_done = epoch + 1;
         r->step = r->correct_sum = r->seen = 0;
         r->loss_sum = 0;
-        char line[256];
-        snprintf(line, sizeof line, "Epoch %lld: Train Loss=%.4f, Train Acc=%.4f, Val Loss=%.4f, Val Acc=%.4f", epoch + 1,
-                 h->train_loss, h->train_acc, h->val_loss, h->val_acc);
-        if (r->o.json) {
-            fprintf(stderr, "%s\n", line);
-            printf("{\"epoch\": %lld, \"train_loss\": %.6f, \"train_acc\": %.6f, \"val_loss\": %.6f, \"val_acc\": %.6f, "
-                   "\"lr\": %.6g, \"seconds\": %.3f, \"images_per_s\": %.2f}\n", epoch + 1, h->train_loss, h->train_acc,
-                   h->val_loss, h->val_acc, h->lr, h->seconds, h->images_per_s);
-        } else {
-            printf("%s\n", line);
-        }
-        fflush(stdout);
-        if (h->val_acc > r->best_acc || epoch == 0) {
-            if (h->val_acc > r->best_acc) r->best_acc = h->val_acc;
-            TRY("saving best.safetensors", vit_model_save(r->model, out_path(r, "best.safetensors")));
-        }
-        if (save_state(r) || write_metrics(r)) return 1;
+        if ((rc = report_epoch(r, epoch, h))) return rc;
         if (interrupted && epoch + 1 < r->o.epochs) {
-            fprintf(stderr, "%s: interrupted after epoch %lld; %s is saved\n", prog, epoch + 1,
-                    out_path(r, "last.safetensors"));
+            if (!r->rank)
+                fprintf(stderr, "%s: interrupted after epoch %lld; %s is saved\n", prog, epoch + 1,
+                        out_path(r, "last.safetensors"));
             return 130;
         }
     }
-    if (!r->o.json) printf("Training finished, best validation accuracy: %.4f\n", r->best_acc);
+    if (!r->o.json && !r->rank) printf("Training finished, best validation accuracy: %.4f\n", r->best_acc);
+    return 0;
+}
+
+/* Under an MPI launcher (mpirun -np N): a communicator over all ranks, and
+ * each rank's share of the global batch. Without one MPI is not touched. */
+static int open_comm(run *r) {
+    r->ranks = 1;
+    r->batch = r->o.batch;
+    if (vit_comm_launch_size() == 0) return 0;
+    TRY("starting MPI", vit_comm_create(NULL, &r->comm));
+    TRY("MPI", vit_comm_rank(r->comm, &r->rank));
+    TRY("MPI", vit_comm_size(r->comm, &r->ranks));
+    TRY("--comm-timeout", vit_comm_set_int(r->comm, VIT_COMM_TIMEOUT_MS, r->o.comm_timeout * 1000));
+    if (r->rank) {
+        snprintf(rank_prog, sizeof rank_prog, "vit-train [rank %d]", r->rank);
+        prog = rank_prog;
+    }
+    if (r->o.batch % r->ranks) {
+        if (!r->rank)
+            fprintf(stderr, "%s: --batch-size %lld (the global batch) is not a multiple of the %d ranks\n", prog,
+                    r->o.batch, r->ranks);
+        return 2;
+    }
+    r->batch = r->o.batch / r->ranks;
     return 0;
 }
 
@@ -910,14 +1005,16 @@ int main(int argc, char **argv) {
     int rc = parse(argc, argv, &r.o);
     if (rc) return rc;
     rc = 1;
+    if ((rc = open_comm(&r))) goto done;
+    rc = 1;
     r.hist = calloc((size_t)r.o.epochs, sizeof *r.hist);
     vit_status s = r.hist ? vit_context_create(&r.ctx) : VIT_ERR_OUT_OF_MEMORY;
     if (s != VIT_OK) { rc = cli_fail(prog, "context", s); goto done; }
     if ((rc = prepare(&r))) goto done;
     rc = 1;
     struct stat st;
-    if ((mkdir(r.o.out, 0755) && errno != EEXIST) || stat(r.o.out, &st) || !S_ISDIR(st.st_mode) ||
-        access(r.o.out, W_OK)) {
+    if (!r.rank && ((mkdir(r.o.out, 0755) && errno != EEXIST) || stat(r.o.out, &st) || !S_ISDIR(st.st_mode) ||
+                    access(r.o.out, W_OK))) {
         fprintf(stderr, "%s: --out %s: cannot create or write the folder\n", prog, r.o.out);
         goto done;
     }
@@ -950,10 +1047,15 @@ int main(int argc, char **argv) {
         (rc = build_optimizer(&r)))
         goto done;
     if (r.o.resume && (rc = load_state(&r))) goto done;
+    /* Rank 0's weights to every rank; from here backward averages the gradients. */
+    if (r.comm && (s = vit_model_set_comm(r.model, r.comm)) != VIT_OK) { rc = cli_fail(prog, "sharing the model", s); goto done; }
     int64_t nparams;
     vit_model_num_params(r.model, &nparams);
-    fprintf(stderr, "%s: %d classes, %lld parameters, %lld steps per epoch of %lld images\n", prog, r.classes,
-            (long long)nparams, (long long)r.steps_per_epoch, r.o.batch);
+    char split[64] = "";
+    if (r.ranks > 1) snprintf(split, sizeof split, " (%d ranks x %lld)", r.ranks, (long long)r.batch);
+    if (!r.rank)
+        fprintf(stderr, "%s: %d classes, %lld parameters, %lld steps per epoch of %lld images%s\n", prog, r.classes,
+                (long long)nparams, (long long)r.steps_per_epoch, r.o.batch, split);
     rc = train(&r);
 done:
     vit_tensor_destroy(r.images);
@@ -969,5 +1071,9 @@ done:
     vit_dataset_destroy(r.val_ds);
     vit_context_destroy(r.ctx);
     free(r.hist);
+    /* A rank that stops alone would leave the others waiting (until
+     * --comm-timeout): end them all. Ctrl-C (130) is decided together. */
+    if (rc && rc != 130 && rc != 2 && r.ranks > 1) vit_comm_abort(r.comm, rc);
+    vit_comm_destroy(r.comm);
     return rc;
 }

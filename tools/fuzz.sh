@@ -73,15 +73,16 @@ fi
 
 # The library: the same sources and flags as any build, plus the sanitizers
 # and coverage instrumentation (fuzzer-no-link) of the readers' sources
-# (tests/fuzz/coverage.allow).
+# (tests/fuzz/coverage.allow), without MPI (the fuzzers link the archive with
+# the libraries listed below only).
 cov="-fsanitize=fuzzer-no-link -fsanitize-coverage-allowlist=$src/tests/fuzz/coverage.allow"
 if [ ! -f "$build/build.ninja" ]; then
     CC=clang meson setup "$build" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
-        -Dc_args="$cov" -Dexamples=false -Dparity=disabled >"$build.setup.log" 2>&1 ||
+        -Dc_args="$cov" -Dexamples=false -Dparity=disabled -Dmpi=disabled >"$build.setup.log" 2>&1 ||
         { cat "$build.setup.log" >&2; exit 1; }
     rm -f "$build.setup.log"
 else
-    meson configure "$build" -Dc_args="$cov" >/dev/null
+    meson configure "$build" -Dc_args="$cov" -Dmpi=disabled >/dev/null
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
 ninja -C "$build" -j "$jobs" libvit/libvit_internal.a >/dev/null || ninja -C "$build" -j 1 libvit/libvit_internal.a

@@ -12,7 +12,8 @@ packages="build-essential g++ meson ninja-build pkg-config binutils
   libdnnl-dev libpng-dev libturbojpeg0-dev zlib1g-dev check libprotobuf-c-dev protobuf-c-compiler
   python3 python3-numpy python3-torch python3-pil python3-pytest python3-venv python3-onnx
   dataset-fashion-mnist python3-skimage
-  abigail-tools valgrind clang libclang-rt-14-dev libomp-dev"
+  abigail-tools valgrind clang libclang-rt-14-dev libomp-dev
+  libopenmpi-dev openmpi-bin iproute2"
 bench=false
 case "${1:-}" in
     --bench) bench=true ;;

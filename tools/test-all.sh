@@ -26,10 +26,12 @@ tools/check-abi.sh build-ci
 tools/valgrind-check.sh build-ci
 
 # Sanitizers: the C tests only (Python cannot load an ASan library without
-# preloading the runtime). LSan ignores what oneDNN and OpenMP keep for the
-# process lifetime; see tools/lsan.supp.
+# preloading the runtime), in a build without MPI: LeakSanitizer would report
+# what Open MPI keeps for the process lifetime, and a build without MPI (one
+# rank; more refused) is tested there (docs/distributed.md). LSan ignores
+# what oneDNN and OpenMP keep for the process lifetime; see tools/lsan.supp.
 setup build-asan -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
-    -Dparity=disabled
+    -Dparity=disabled -Dmpi=disabled
 meson compile -C build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -143,7 +143,17 @@ typedef enum vit_loader_param {
     VIT_LD_SHUFFLE = 2,   /* int 0/1 (1): a new permutation every epoch */
     VIT_LD_DROP_LAST = 3, /* int 0/1 (1): drop the last partial batch */
     VIT_LD_PREFETCH = 4,  /* int 1..64: batches held in the ring, decoded ahead of the caller (2) */
-    VIT_LD_BATCH_SIZE = 5 /* read-only */
+    VIT_LD_BATCH_SIZE = 5, /* read-only */
+    /* Data-parallel training (docs/distributed.md): this loader is shard
+     * SHARD_INDEX of SHARD_COUNT and reads epoch positions index, index + count,
+     * index + 2 count, ... of the one shuffled order (PyTorch's
+     * DistributedSampler), so batch k of every shard together is batch k of
+     * one loader with count times the batch size. With drop-last every shard
+     * has the same number of batches (the epoch is cut to a multiple of
+     * count x batch); without it every sample is read once, and the shards'
+     * batch counts may differ by one. */
+    VIT_LD_SHARD_INDEX = 6, /* int 0..count-1 (0) */
+    VIT_LD_SHARD_COUNT = 7  /* int >= 1 (1) */
 } vit_loader_param;
 
 /* The dataset must outlive the loader; the transform is copied. Settings take

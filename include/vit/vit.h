@@ -13,6 +13,7 @@
 #include "checkpoint.h"
 #include "plot.h"
 #include "data.h"
+#include "dist.h"
 #include "onnx.h"
 
 #endif

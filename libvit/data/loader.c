@@ -41,13 +41,15 @@ struct vit_loader {
     vit_transform tf;
     int batch;
     int workers, shuffle, drop_last, prefetch; /* as set; applied at start_epoch */
+    int64_t shard_set, shards_set;             /* likewise */
 
     /* The current epoch, fixed between start_epoch calls. */
     int C, S, decode_size, train, chunk;
     int64_t epoch;
     uint64_t seed;
     int64_t *order; /* permutation of 0..n-1 */
-    int64_t n, n_items, nb;
+    int64_t n, n_items, nb; /* n: the dataset; n_items, nb: this shard's samples and batches */
+    int64_t shard, shards;  /* this shard's position p is epoch position p * shards + shard */
     int depth;
     slot *slots;
     size_t row_floats;
@@ -95,6 +97,7 @@ static void flush_warnings(vit_loader *ld) {
 static vit_status produce(vit_loader *ld, vit_scratch *s, int64_t p, float *dst, int32_t *label) {
     vit_dataset *ds = ld->ds;
     int64_t limit = ld->n < 1000 ? ld->n : 1000;
+    p = p * ld->shards + ld->shard; /* the shard's position -> the epoch's */
     for (int64_t attempt = 0; attempt < limit; attempt++) {
         int64_t idx = ld->order[(p + attempt) % ld->n];
         if (ds->skip_corrupt && vit_ds_is_bad(ds, idx)) continue; /* would fail again */
@@ -244,6 +247,7 @@ vit_status vit_loader_create(vit_dataset *ds, const vit_transform *tf, int batch
     ld->shuffle = 1;
     ld->drop_last = 1;
     ld->prefetch = 2;
+    ld->shards_set = 1;
     pthread_mutex_init(&ld->mu, NULL);
     pthread_cond_init(&ld->work_cv, NULL);
     pthread_cond_init(&ld->done_cv, NULL);
@@ -285,6 +289,15 @@ vit_status vit_loader_set_int(vit_loader *ld, vit_loader_param param, int64_t v)
         return VIT_OK;
     case VIT_LD_BATCH_SIZE:
         return vit_fail(VIT_ERR_INVALID_ARGUMENT, "VIT_LD_BATCH_SIZE is read-only (set at vit_loader_create)");
+    case VIT_LD_SHARD_INDEX:
+        VIT_CHECK_ARG(v >= 0 && v < (1 << 20), "VIT_LD_SHARD_INDEX: %lld is out of range 0..%d", (long long)v,
+                      (1 << 20) - 1);
+        ld->shard_set = v;
+        return VIT_OK;
+    case VIT_LD_SHARD_COUNT:
+        VIT_CHECK_ARG(v >= 1 && v <= (1 << 20), "VIT_LD_SHARD_COUNT: %lld is out of range 1..%d", (long long)v, 1 << 20);
+        ld->shards_set = v;
+        return VIT_OK;
     }
     return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_loader_set_int: unknown parameter %d", (int)param);
 }
@@ -298,6 +311,8 @@ vit_status vit_loader_get_int(const vit_loader *ld, vit_loader_param param, int6
     case VIT_LD_DROP_LAST: *v = ld->drop_last; return VIT_OK;
     case VIT_LD_PREFETCH: *v = ld->prefetch; return VIT_OK;
     case VIT_LD_BATCH_SIZE: *v = ld->batch; return VIT_OK;
+    case VIT_LD_SHARD_INDEX: *v = ld->shard_set; return VIT_OK;
+    case VIT_LD_SHARD_COUNT: *v = ld->shards_set; return VIT_OK;
     }
     return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_loader_get_int: unknown parameter %d", (int)param);
 }
@@ -305,6 +320,8 @@ vit_status vit_loader_get_int(const vit_loader *ld, vit_loader_param param, int6
 vit_status vit_loader_start_epoch(vit_loader *ld, int64_t epoch) {
     VIT_CHECK_ARG(ld, "vit_loader_start_epoch: ld is NULL");
     VIT_CHECK_ARG(epoch >= 0, "vit_loader_start_epoch: epoch %lld is negative", (long long)epoch);
+    VIT_CHECK_ARG(ld->shard_set < ld->shards_set, "vit_loader_start_epoch: VIT_LD_SHARD_INDEX %lld is not below "
+                  "VIT_LD_SHARD_COUNT %lld", (long long)ld->shard_set, (long long)ld->shards_set);
     cancel_epoch(ld);
     flush_warnings(ld);
     vit_dataset *ds = ld->ds;
@@ -357,8 +374,14 @@ vit_status vit_loader_start_epoch(vit_loader *ld, int64_t epoch) {
             ld->order[j] = t;
         }
     }
-    ld->nb = ld->drop_last ? ld->n / ld->batch : (ld->n + ld->batch - 1) / ld->batch;
-    ld->n_items = ld->drop_last ? ld->nb * ld->batch : ld->n;
+    /* Drop-last cuts the epoch to whole global batches (every shard then has
+     * the same count, which data-parallel steps need); without it shard s
+     * reads every position p * shards + s < n. */
+    ld->shard = ld->shard_set;
+    ld->shards = ld->shards_set;
+    int64_t mine = ld->n > ld->shard ? (ld->n - ld->shard + ld->shards - 1) / ld->shards : 0;
+    ld->nb = ld->drop_last ? ld->n / (ld->batch * ld->shards) : (mine + ld->batch - 1) / ld->batch;
+    ld->n_items = ld->drop_last ? ld->nb * ld->batch : mine;
 
     if (ld->nthreads != ld->workers) {
         stop_threads(ld);

@@ -63,6 +63,12 @@ struct vit_model {
 
     vit_meta_entry *meta;
     int n_meta;
+
+    /* Data-parallel training (dist/): the communicator the gradients are
+     * averaged over, its buckets, and this rank, which salts the dropout masks. */
+    struct vit_comm *comm;
+    struct vit_dist_buckets *dist;
+    int mask_rank;
 };
 
 /* Rows of pos_embed before the patch grid: class and register tokens, or 0
@@ -73,6 +79,12 @@ static inline int64_t vit_config_pos_prefix(const struct vit_config *c) {
 /* Whether the final LayerNorm is applied after pooling (timm's fc_norm). */
 static inline bool vit_config_fc_norm(const struct vit_config *c) {
     return c->fc_norm < 0 ? c->global_pool == VIT_POOL_AVG : c->fc_norm != 0;
+}
+/* The seed of the model's dropout and DropPath masks: the context's, and
+ * for ranks other than 0 of a data-parallel run one of their own, so that
+ * shards do not share masks. */
+static inline uint64_t vit_model_mask_seed(const struct vit_model *m) {
+    return m->mask_rank ? vit_rng_key(m->ctx->seed, 0xD157ull, (uint64_t)m->mask_rank) : m->ctx->seed;
 }
 
 int vit_model_find_param(const struct vit_model *model, const char *name);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "nn/nn.h"
 
 /* ------------------------------------------------------------ parameters */
@@ -237,6 +238,7 @@ vit_status vit_model_ensure_grads(vit_model *m) {
 
 void vit_model_destroy(vit_model *m) {
     if (!m) return;
+    vit_dist_detach(m);
     vit_tape_release(&m->tape);
     if (m->be) {
         m->be->ops->free(m->be, m->weights);
@@ -325,7 +327,7 @@ static vit_value *block_forward(vit_model *m, vit_value *x, int i, int B) {
     vit_tape *t = &m->tape;
     int T = m->tokens, D = (int)c->dim, Hh = (int)c->heads, rows = B * T;
     bool train = m->training;
-    uint64_t step = m->rng_counter, seed = m->ctx->seed;
+    uint64_t step = m->rng_counter, seed = vit_model_mask_seed(m);
     uint64_t stream = STREAM_BLOCK + (uint64_t)i * 8;
     float drop = train ? (float)c->drop_rate : 0.0f, attn_drop = train ? (float)c->attn_drop_rate : 0.0f;
     /* timm's linear stochastic-depth schedule: rate * i / (depth - 1). */
@@ -477,7 +479,7 @@ static vit_status forward(vit_model *m, const vit_tensor *images, vit_tensor *ou
                             param_value(m, m->pos_embed), B, N, D, (int)c->reg_tokens, !c->no_embed_class);
     NEED(x);
     x = vit_op_dropout(t, x, m->training ? (float)c->drop_rate : 0.0f,
-                       vit_rng_key(m->ctx->seed, STREAM_POS_DROP, step));
+                       vit_rng_key(vit_model_mask_seed(m), STREAM_POS_DROP, step));
     NEED(x);
     if (c->pre_norm) {
         /* read by the first block's norm1 and again by its residual */
@@ -592,7 +594,7 @@ vit_status vit_model_backward(vit_model *m) {
     vit_context_enter(m->ctx);
     vit_value *l = m->loss;
     m->loss = NULL;
-    return vit_tape_backward(&m->tape, l, NULL);
+    return vit_dist_backward(m, l, NULL);
 }
 
 vit_status vit_model_backward_logits(vit_model *m, const vit_tensor *dlogits) {
@@ -603,7 +605,7 @@ vit_status vit_model_backward_logits(vit_model *m, const vit_tensor *dlogits) {
     VIT_TRY(expect_device(m, dlogits, "vit_model_backward_logits: dlogits"));
     vit_context_enter(m->ctx);
     m->loss = NULL;
-    return vit_tape_backward(&m->tape, m->logits, dlogits->data);
+    return vit_dist_backward(m, m->logits, dlogits->data);
 }
 
 vit_status vit_model_zero_grad(vit_model *m) {

@@ -61,6 +61,11 @@ struct vit_tape {
     int spare_count;
     float *shared;         /* the data of transient values (see vit_tape_transient) */
     int64_t shared_numel;
+    /* Called by backward after node index has run (or had nothing to do):
+     * data-parallel training starts the reductions of the gradients that
+     * are final from there (dist/grads.c). NULL: none. */
+    vit_status (*after_node)(void *user, int index);
+    void *after_user;
 };
 
 void vit_tape_init(vit_tape *tape, vit_backend *be);

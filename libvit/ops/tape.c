@@ -135,9 +135,11 @@ vit_status vit_tape_backward(vit_tape *tape, vit_value *out, const float *seed_g
     tape->spare_count = 0;
     for (int i = tape->count - 1; i >= 0; i--) {
         const vit_node *node = &tape->nodes[i];
-        if (!node->out->grad) continue; /* nothing downstream of this node reached the loss */
-        VIT_TRY(node->backward(tape, node));
-        recycle_grad(tape, node->out);
+        if (node->out->grad) { /* else nothing downstream of this node reached the loss */
+            VIT_TRY(node->backward(tape, node));
+            recycle_grad(tape, node->out);
+        }
+        if (tape->after_node) VIT_TRY(tape->after_node(tape->after_user, i));
     }
     tape->spare = NULL;
     tape->spare_count = 0;

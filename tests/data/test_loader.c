@@ -53,6 +53,9 @@ static vit_transform *augmenting(int size) {
     return tf;
 }
 
+/* The shard run_epoch reads (VIT_LD_SHARD_INDEX, VIT_LD_SHARD_COUNT). */
+static int shard_index, shard_count = 1;
+
 /* All of an epoch's batches, concatenated: images then labels. */
 static float *run_epoch(vit_dataset *ds, const vit_transform *tf, int workers, int64_t epoch, int batch, int drop_last,
                         int64_t *nbatches, int32_t **labels_out) {
@@ -60,6 +63,8 @@ static float *run_epoch(vit_dataset *ds, const vit_transform *tf, int workers, i
     FX_OK(vit_loader_create(ds, tf, batch, &ld));
     FX_OK(vit_loader_set_int(ld, VIT_LD_WORKERS, workers));
     FX_OK(vit_loader_set_int(ld, VIT_LD_DROP_LAST, drop_last));
+    FX_OK(vit_loader_set_int(ld, VIT_LD_SHARD_INDEX, shard_index));
+    FX_OK(vit_loader_set_int(ld, VIT_LD_SHARD_COUNT, shard_count));
     FX_OK(vit_loader_start_epoch(ld, epoch));
     int64_t nb, C, S;
     FX_OK(vit_loader_num_batches(ld, &nb));
@@ -119,6 +124,54 @@ START_TEST(same_batches_for_any_worker_count) {
     ck_assert(memcmp(a, b, (size_t)nb * 16 * 400 * sizeof(float)));
     free(a);
     free(b);
+    vit_transform_destroy(tf);
+    vit_dataset_destroy(ds);
+}
+END_TEST
+
+/* Data-parallel shards: shard s of 3 with batches of 4 reads, as row j of its
+ * batch k, row 3 j + s of batch k of one loader with batches of 12 (PyTorch's
+ * DistributedSampler), augmentation included: it follows the sample, not
+ * the shard. With drop-last every shard has the same batch count; without
+ * it the shards together read every sample once. */
+START_TEST(shards_split_global_batches) {
+    vit_dataset *ds;
+    FX_OK(vit_dataset_open(ctx, dir, VIT_DATA_IDX, VIT_SPLIT_TRAIN, &ds));
+    FX_OK(vit_context_set_int(ctx, VIT_CTX_SEED, 77));
+    vit_transform *tf = augmenting(20);
+    const size_t row = 20 * 20;
+    int64_t n;
+    FX_OK(vit_dataset_size(ds, &n));
+    for (int drop_last = 1; drop_last >= 0; drop_last--) {
+        int64_t nb_one, nb;
+        float *one = run_epoch(ds, tf, 2, 1, 12, drop_last, &nb_one, NULL);
+        int64_t positions = drop_last ? nb_one * 12 : n, seen = 0;
+        shard_count = 3;
+        for (shard_index = 0; shard_index < 3; shard_index++) {
+            float *mine = run_epoch(ds, tf, 1 + shard_index, 1, 4, drop_last, &nb, NULL);
+            int64_t rows = (positions - shard_index + 2) / 3;
+            if (drop_last) ck_assert_int_eq(nb, nb_one);
+            else ck_assert_int_eq(nb, (rows + 3) / 4);
+            for (int64_t p = 0; p < rows; p++)
+                ck_assert_msg(!memcmp(mine + p * row, one + (p * 3 + shard_index) * row, row * sizeof(float)),
+                              "drop_last %d: shard %d position %lld is not position %lld of one loader", drop_last,
+                              shard_index, (long long)p, (long long)(p * 3 + shard_index));
+            seen += rows;
+            free(mine);
+        }
+        ck_assert_int_eq(seen, positions);
+        shard_index = 0;
+        shard_count = 1;
+        free(one);
+    }
+    vit_loader *ld;
+    FX_OK(vit_loader_create(ds, tf, 4, &ld));
+    ck_assert_int_eq(vit_loader_set_int(ld, VIT_LD_SHARD_COUNT, 0), VIT_ERR_INVALID_ARGUMENT);
+    FX_OK(vit_loader_set_int(ld, VIT_LD_SHARD_INDEX, 3));
+    FX_OK(vit_loader_set_int(ld, VIT_LD_SHARD_COUNT, 3));
+    ck_assert_int_eq(vit_loader_start_epoch(ld, 0), VIT_ERR_INVALID_ARGUMENT);
+    ck_assert(strstr(vit_last_error(), "VIT_LD_SHARD_INDEX 3"));
+    vit_loader_destroy(ld);
     vit_transform_destroy(tf);
     vit_dataset_destroy(ds);
 }
@@ -510,6 +563,7 @@ static Suite *suite(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, same_batches_for_any_worker_count);
     tcase_add_test(tc, epochs_are_permutations);
+    tcase_add_test(tc, shards_split_global_batches);
     tcase_add_test(tc, clean_stops);
     tcase_add_test(tc, corrupt_files);
     tcase_add_test(tc, transform_steps);

@@ -37,6 +37,7 @@ from .model import (LOAD_ALLOW_HEAD_MISMATCH, LOAD_IGNORE_EXTRA, Config, Model, 
 from .optim import OPTIM_STATES, AdamW
 from .data import FORMATS, SPLITS, DataLoader, Dataset, Transform, load_image, write_png
 from .plot import plot_curves
+from .dist import COMM_STATS, Communicator, launch_size
 
 __all__ = [
     "__version__", "library_path", "library_version", "library_version_number", "version", "load_library",
@@ -49,6 +50,7 @@ __all__ = [
     "AdamW", "OPTIM_STATES",
     "Dataset", "Transform", "DataLoader", "load_image", "write_png", "FORMATS", "SPLITS",
     "plot_curves",
+    "Communicator", "COMM_STATS", "launch_size",
 ]
 
 

@@ -245,10 +245,13 @@ class DataLoader(_Handle):
     the loader is the next epoch (0, 1, ...); ``loader.epoch(n)`` iterates a
     given one. The order and augmentation depend only on (context seed,
     epoch). The transform is copied: changing it later has no effect.
+    ``shard_index``/``shard_count`` make it one rank's share of every global
+    batch in data-parallel training (libvit.Communicator).
     """
 
     _destroy = "vit_loader_destroy"
-    SETTINGS = Settings("loader", {"workers": 1, "shuffle": 2, "drop_last": 3, "prefetch": 4, "batch_size": 5},
+    SETTINGS = Settings("loader", {"workers": 1, "shuffle": 2, "drop_last": 3, "prefetch": 4, "batch_size": 5,
+                                   "shard_index": 6, "shard_count": 7},
                         bools={"shuffle", "drop_last"}, readonly={"batch_size"})
 
     def __init__(self, dataset: Dataset, transform: Transform, batch_size: int, **settings: Any):
@@ -287,9 +290,12 @@ class DataLoader(_Handle):
         return out.value
 
     def __len__(self) -> int:
-        """Batches per epoch under the current settings (drop_last included)."""
-        n, b = self._dataset(), self.batch_size
-        return n // b if self.get("drop_last") else -(-n // b)
+        """Batches per epoch under the current settings (drop_last and the shard included)."""
+        n, b, index, count = self._dataset(), self.batch_size, self.get("shard_index"), self.get("shard_count")
+        if self.get("drop_last"):
+            return n // (b * count)
+        mine = max(0, -(-(n - index) // count))  # positions index, index + count, ... below n
+        return -(-mine // b)
 
     @property
     def num_batches(self) -> int:
