@@ -250,9 +250,10 @@ def verify(model, path, batches, *, opset=17, batch=None, meta=None, oracle_batc
         report.append(f"onnx.checker skipped (onnx {onnx.__version__} knows opsets up to 17)")
     expected = [model.forward(x) for x in batches]
     scale = max(float(np.abs(e).max()) for e in expected)
-    worst = 0.0
+    worst, done = 0.0, {}
     for x, want in zip(oracle_batches or batches, expected):
-        got = reference_run(m, x)
+        key = (x.shape, hashlib.sha256(x.tobytes()).hexdigest())
+        got = done[key] = done[key] if key in done else reference_run(m, x)  # the interpreter is slow: once each
         assert got.shape == want[:len(x)].shape, (got.shape, want.shape)
         worst = max(worst, float(np.abs(got - want[:len(x)]).max()))
     report.append(f"numpy reference: max |ref - libvit| {worst:.2e} (logits up to {scale:.1f})")
