@@ -18,6 +18,60 @@ int cli_fail(const char *prog, const char *what, vit_status status) {
     return 1;
 }
 
+int cli_device(const char *prog, vit_context *ctx, const char *device, const char *precision) {
+    static const char *const precisions[] = {"default", "fp32", "tf32", "bf16"}; /* vit_precision order */
+    int64_t dev = -1, prec = -1;
+    if (!device || !strcmp(device, "cpu")) dev = VIT_DEVICE_CPU;
+    else if (!strcmp(device, "cuda")) dev = VIT_DEVICE_CUDA;
+    for (int i = 0; i < 4; i++)
+        if (!precision || !strcmp(precision, precisions[i])) {
+            prec = precision ? i : VIT_PRECISION_DEFAULT;
+            break;
+        }
+    if (dev < 0) return cli_usage_error(prog, "--device: '%s' is not cpu or cuda", device);
+    if (prec < 0) return cli_usage_error(prog, "--precision: '%s' is not fp32, tf32 or bf16", precision);
+    vit_status s = vit_context_set_int(ctx, VIT_CTX_DEVICE, dev);
+    if (s != VIT_OK) return cli_fail(prog, dev == VIT_DEVICE_CUDA ? "--device cuda" : "--device cpu", s);
+    s = vit_context_set_int(ctx, VIT_CTX_PRECISION, prec);
+    return s == VIT_OK ? 0 : cli_fail(prog, "--precision", s);
+}
+
+int cli_model_context(const char *prog, vit_context *ctx, const char *device, const char *precision,
+                      vit_context **model_ctx) {
+    *model_ctx = ctx;
+    if (!device && !precision) return 0;
+    int64_t threads = 0;
+    vit_context *m = NULL;
+    vit_status s = vit_context_get_int(ctx, VIT_CTX_THREADS, &threads);
+    if (s == VIT_OK) s = vit_context_create(&m);
+    if (s == VIT_OK) s = vit_context_set_int(m, VIT_CTX_THREADS, threads);
+    if (s != VIT_OK) {
+        vit_context_destroy(m);
+        return cli_fail(prog, "context", s);
+    }
+    int rc = cli_device(prog, m, device, precision);
+    if (rc) {
+        vit_context_destroy(m);
+        return rc;
+    }
+    *model_ctx = m;
+    return 0;
+}
+
+vit_status cli_tensor_prefix(vit_tensor *dst, const vit_tensor *src, size_t src_bytes) {
+    int64_t n = 0;
+    vit_dtype t;
+    vit_status s = vit_tensor_numel(dst, &n);
+    if (s == VIT_OK) s = vit_tensor_dtype(dst, &t);
+    if (s != VIT_OK) return s;
+    void *buf = malloc(src_bytes ? src_bytes : 1);
+    if (!buf) return VIT_ERR_OUT_OF_MEMORY;
+    s = vit_tensor_read(src, buf, src_bytes);
+    if (s == VIT_OK) s = vit_tensor_write(dst, buf, (size_t)n * vit_dtype_size(t));
+    free(buf);
+    return s;
+}
+
 int cli_usage_error(const char *prog, const char *fmt, ...) {
     va_list ap;
     fprintf(stderr, "%s: ", prog);

@@ -15,6 +15,24 @@ int cli_fail(const char *prog, const char *what, vit_status status);
 /* Print "prog: message" to stderr; returns 2 (usage errors). */
 int cli_usage_error(const char *prog, const char *fmt, ...);
 
+/* --device cpu|cuda and --precision default|fp32|tf32|bf16 (NULL: default)
+ * applied to ctx: 0, 2 for a value that is not one of those (usage), 1 when
+ * the context refuses (no GPU, bf16 on the CPU: the reason is printed). */
+int cli_device(const char *prog, vit_context *ctx, const char *device, const char *precision);
+#define CLI_DEVICE_HELP "--device cpu|cuda (cpu)  --precision fp32|tf32|bf16 (fp32 on the CPU, bf16 on a GPU)"
+
+/* The context a program's model runs in: ctx itself when neither --device
+ * nor --precision was given (both NULL), else a new context with ctx's
+ * thread count on that device (the data, pictures and transforms stay on
+ * ctx, in host memory). Returns 0 or the exit status; the caller destroys
+ * *model_ctx when it is not ctx. */
+int cli_model_context(const char *prog, vit_context *ctx, const char *device, const char *precision,
+                      vit_context **model_ctx);
+
+/* dst (whole) = the first bytes of src, whose whole size is src_bytes; either
+ * tensor may be in device memory. */
+vit_status cli_tensor_prefix(vit_tensor *dst, const vit_tensor *src, size_t src_bytes);
+
 /* Parse a flag's value; on error print which flag and why and return false. */
 bool cli_int(const char *prog, const char *flag, const char *text, long long lo, long long hi, long long *out);
 bool cli_real(const char *prog, const char *flag, const char *text, double lo, double hi, double *out);

@@ -37,6 +37,15 @@ typedef struct dist {
     double wait_s, span_s, alone_s; /* per timed step: exposed wait, first start to last end; the reduction alone */
 } dist;
 
+/* The bf16 dense matrix rate of an H200 as measured (docs/cuda.md): the
+ * denominator of the model FLOP utilisation printed for GPU runs. */
+#define GPU_PEAK_FLOPS 790e12
+
+/* --device and --precision (NULL: the CPU in float32). */
+typedef struct devsel {
+    const char *device, *precision;
+} devsel;
+
 /* The gradient's bytes reduced with no computation around them (as doubles:
  * half as many), the median of 5: what the communication costs by itself. */
 static double reduction_alone(vit_comm *comm, int64_t floats) {
@@ -57,7 +66,8 @@ static double reduction_alone(vit_comm *comm, int64_t floats) {
     return t[2];
 }
 
-static int run(const vit_bench_workload *w, int threads, int steps, int warmup, int json, dist *d) {
+static int run(const vit_bench_workload *w, int threads, int steps, int warmup, int json, dist *d,
+               const devsel *dev_sel) {
     vit_context *ctx;
     vit_config *cfg;
     vit_model *model;
@@ -65,6 +75,12 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
     vit_tensor *images, *labels, *logits;
     TRY("context", vit_context_create(&ctx));
     TRY("--threads", vit_context_set_int(ctx, VIT_CTX_THREADS, threads));
+    int rc = cli_device(prog, ctx, dev_sel->device, dev_sel->precision);
+    if (rc) return rc;
+    int64_t device = VIT_DEVICE_CPU, precision = VIT_PRECISION_FP32;
+    vit_context_get_int(ctx, VIT_CTX_DEVICE, &device);
+    vit_context_get_int(ctx, VIT_CTX_PRECISION, &precision);
+    static const char *const precisions[] = {"default", "fp32", "tf32", "bf16"};
     TRY("config", vit_config_create(&cfg));
     vit_config_set_int(cfg, VIT_CFG_IMG_SIZE, w->img);
     vit_config_set_int(cfg, VIT_CFG_PATCH_SIZE, w->patch);
@@ -81,13 +97,18 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
     TRY("tensor", vit_tensor_create(ctx, VIT_DTYPE_F32, 4, si, &images));
     TRY("tensor", vit_tensor_create(ctx, VIT_DTYPE_I32, 1, sl, &labels));
     TRY("tensor", vit_tensor_create(ctx, VIT_DTYPE_F32, 2, so, &logits));
-    float *x;
-    int32_t *y;
-    vit_tensor_data(images, (void **)&x);
-    vit_tensor_data(labels, (void **)&y);
+    /* inputs made on the host and written in: the tensors may be on a GPU */
+    const size_t nx = (size_t)(si[0] * si[1] * si[2] * si[3]), nout = (size_t)(so[0] * so[1]);
+    float *x = malloc(nx * sizeof *x), *out = malloc(nout * sizeof *out);
+    int32_t *y = malloc(sizeof *y * (size_t)batch);
+    if (!x || !y || !out) return cli_fail(prog, "host buffers", VIT_ERR_OUT_OF_MEMORY);
     srand(1);
-    for (int64_t i = 0; i < si[0] * si[1] * si[2] * si[3]; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (size_t i = 0; i < nx; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
     for (int b = 0; b < batch; b++) y[b] = (b + d->rank * batch) % w->classes;
+    TRY("images", vit_tensor_write(images, x, nx * sizeof *x));
+    TRY("labels", vit_tensor_write(labels, y, sizeof *y * (size_t)batch));
+    free(x);
+    free(y);
     double wait0 = 0, span0 = 0;
     if (d->comm) {
         TRY("--bucket-kib", vit_comm_set_int(d->comm, VIT_COMM_BUCKET_BYTES, d->bucket_kib * 1024));
@@ -114,6 +135,8 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
             TRY("step", vit_optimizer_step(opt));
         } else {
             TRY("forward", vit_model_forward(model, images, logits));
+            /* reading the logits waits for the device, as reading the loss does */
+            TRY("logits", vit_tensor_read(logits, out, nout * sizeof *out));
         }
         if (s >= warmup) times[s - warmup] = cli_now() - t0;
         if (d->comm && s + 1 == warmup) {
@@ -140,6 +163,8 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
     double rss = (double)ru.ru_maxrss / 1024.0;
     double flops = vit_bench_forward_flops(w) * w->batch * (w->train ? 3 : 1);
     double gflops = flops / median * 1e-9, ips = w->batch / median;
+    const double mfu = device == VIT_DEVICE_CUDA ? flops / median / GPU_PEAK_FLOPS : 0.0;
+    const char *dev = device == VIT_DEVICE_CUDA ? "cuda" : "cpu", *prec = precisions[precision & 3];
     if (d->rank) {
         /* rank 0 reports */
     } else if (json && d->comm) {
@@ -150,9 +175,10 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
                w->name, d->ranks, threads, w->batch, batch, median, ips, gflops, rss, d->wait_s * 1e3, d->span_s * 1e3,
                d->alone_s * 1e3, d->overlap, cpu_step * 1e3);
     } else if (json) {
-        printf("{\"workload\": \"%s\", \"threads\": %d, \"batch\": %d, \"median_step_s\": %.6f, \"img_per_s\": %.3f, "
-               "\"gflops\": %.2f, \"peak_rss_mib\": %.1f, \"cpu_ms_per_step\": %.3f}\n", w->name, threads, w->batch,
-               median, ips, gflops, rss, cpu_step * 1e3);
+        printf("{\"workload\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"batch\": %d, "
+               "\"median_step_s\": %.6f, \"img_per_s\": %.3f, \"gflops\": %.2f, \"mfu\": %.4f, \"peak_rss_mib\": %.1f, "
+               "\"cpu_ms_per_step\": %.3f}\n",
+               w->name, dev, prec, threads, w->batch, median, ips, gflops, mfu, rss, cpu_step * 1e3);
     } else if (d->comm) {
         printf("%-16s ranks %d x threads %d batch %4d (%d per rank)  %9.2f ms/step  %9.2f img/s  %7.1f GFLOP/s  "
                "peak RSS %7.1f MiB per rank\n  communication per step: %.2f ms waited after backward, %.2f ms from the "
@@ -160,9 +186,11 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
                w->name, d->ranks, threads, w->batch, batch, median * 1e3, ips, gflops, rss, d->wait_s * 1e3,
                d->span_s * 1e3, d->overlap ? "on" : "off", d->alone_s * 1e3);
     } else {
-        printf("%-16s threads %d batch %4d  %9.2f ms/step  %9.2f img/s  %7.1f GFLOP/s  peak RSS %7.1f MiB\n", w->name,
-               threads, w->batch, median * 1e3, ips, gflops, rss);
+        printf("%-16s %s %s threads %d batch %4d  %9.2f ms/step  %9.2f img/s  %7.1f GFLOP/s  MFU %5.1f%%  peak RSS "
+               "%7.1f MiB\n",
+               w->name, dev, prec, threads, w->batch, median * 1e3, ips, gflops, mfu * 100.0, rss);
     }
+    free(out);
     vit_optimizer_destroy(opt);
     vit_tensor_destroy(images);
     vit_tensor_destroy(labels);
@@ -174,18 +202,22 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
 
 int main(int argc, char **argv) {
     const char *name = NULL;
-    long long threads = 2, steps = 5, warmup = 2;
+    long long threads = 2, steps = 5, warmup = 2, batch = 0;
     int json = 0;
+    devsel ds = {NULL, NULL};
     dist d = {.ranks = 1, .overlap = 1, .bucket_kib = 1024};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: vit-bench --workload NAME [--threads N] [--steps S] [--warmup W] [--json]\n"
+            printf("usage: vit-bench --workload NAME [--threads N] [--steps S] [--warmup W] [--batch N] [--json]\n"
+                   "                 [" CLI_DEVICE_HELP "]\n"
                    "       mpirun -np N vit-bench --workload NAME [...] [--bucket-kib K] [--no-overlap]\n"
                    "Under mpirun a training workload trains data-parallel: its batch is split over the\n"
                    "ranks, and the communication per step is reported (gradient buckets of K KiB, 1024;\n"
                    "--no-overlap reduces after backward instead of during it).\n"
-                   "workloads (peak RSS is the process's, so run one workload per process):\n");
+                   "GPU runs print the model FLOP utilisation against %.0f TFLOP/s (an H200's bf16 rate).\n"
+                   "workloads (peak RSS is the process's, so run one workload per process):\n",
+                   GPU_PEAK_FLOPS * 1e-12);
             for (size_t k = 0; k < VIT_BENCH_WORKLOADS; k++) printf("  %s\n", vit_bench_workloads[k].name);
             return 0;
         }
@@ -195,14 +227,18 @@ int main(int argc, char **argv) {
         if (cli_is(a, "--warmup")) { if (!(v = cli_value(prog, argc, argv, &i, a)) || !cli_int(prog, "--warmup", v, 0, 100000, &warmup)) return 2; continue; }
         if (!strcmp(a, "--json")) { json = 1; continue; }
         if (!strcmp(a, "--no-overlap")) { d.overlap = 0; continue; }
+        if (cli_is(a, "--batch")) { if (!(v = cli_value(prog, argc, argv, &i, a)) || !cli_int(prog, "--batch", v, 1, 65536, &batch)) return 2; continue; }
+        if (cli_is(a, "--device")) { if (!(ds.device = cli_value(prog, argc, argv, &i, a))) return 2; continue; }
+        if (cli_is(a, "--precision")) { if (!(ds.precision = cli_value(prog, argc, argv, &i, a))) return 2; continue; }
         if (cli_is(a, "--bucket-kib")) { if (!(v = cli_value(prog, argc, argv, &i, a)) || !cli_int(prog, "--bucket-kib", v, 4, 1 << 22, &d.bucket_kib)) return 2; continue; }
         return cli_usage_error(prog, "unknown argument '%s'", a);
     }
     if (!name) return cli_usage_error(prog, "--workload is required");
-    const vit_bench_workload *w = NULL;
+    vit_bench_workload chosen, *w = NULL;
     for (size_t k = 0; k < VIT_BENCH_WORKLOADS; k++)
-        if (!strcmp(vit_bench_workloads[k].name, name)) w = &vit_bench_workloads[k];
+        if (!strcmp(vit_bench_workloads[k].name, name)) chosen = vit_bench_workloads[k], w = &chosen;
     if (!w) return cli_usage_error(prog, "--workload: unknown workload '%s'", name);
+    if (batch) chosen.batch = (int)batch;
     if (vit_comm_launch_size() > 0) {
         if (!w->train) return cli_usage_error(prog, "--workload %s: under mpirun, only training workloads run", name);
         TRY("starting MPI", vit_comm_create(NULL, &d.comm));
@@ -214,7 +250,7 @@ int main(int argc, char **argv) {
                                    d.ranks);
         }
     }
-    int rc = run(w, (int)threads, (int)steps, (int)warmup, json, &d);
+    int rc = run(w, (int)threads, (int)steps, (int)warmup, json, &d, &ds);
     if (rc && d.ranks > 1) vit_comm_abort(d.comm, rc);
     vit_comm_destroy(d.comm);
     return rc;

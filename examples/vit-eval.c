@@ -13,7 +13,7 @@ static const char *prog = "vit-eval";
 static const char usage[] =
     "usage: vit-eval --checkpoint FILE --data DIR [--format folder|cifar10|idx] [--split val|train]\n"
     "                [--batch-size N] [--workers N] [--threads N] [--limit N] [--confusion FILE.png]\n"
-    "                [--mean M --std S] [--json]\n"
+    "                [--mean M --std S] [--json] [--device cpu|cuda] [--precision fp32|tf32|bf16]\n"
     "\n"
     "Evaluates the checkpoint with the normalization stored in it, or --mean/--std (one value\n"
     "per channel or one for all, as vit-predict's): top-1 and top-5 accuracy,\n"
@@ -55,6 +55,7 @@ static vit_status write_confusion(vit_context *ctx, const char *path, const int6
 
 int main(int argc, char **argv) {
     const char *checkpoint = NULL, *data = NULL, *format = NULL, *split = "val", *confusion = NULL;
+    const char *device = NULL, *precision = NULL;
     long long batch = 64, workers = 2, threads = 0, limit = 0;
     int json = 0;
     cli_stats flag_mean, flag_std;
@@ -69,7 +70,7 @@ int main(int argc, char **argv) {
 #define INT(flag, var, lo, hi) \
     if (cli_is(a, flag)) { if (!(v = cli_value(prog, argc, argv, &i, flag)) || !cli_int(prog, flag, v, lo, hi, &var)) return 2; continue; }
         TEXT("--checkpoint", checkpoint) TEXT("--data", data) TEXT("--format", format) TEXT("--split", split)
-        TEXT("--confusion", confusion)
+        TEXT("--confusion", confusion) TEXT("--device", device) TEXT("--precision", precision)
         INT("--batch-size", batch, 1, 65536) INT("--workers", workers, 0, 256) INT("--threads", threads, 0, 4096)
         INT("--limit", limit, 0, INT64_MAX)
         if (!strcmp(a, "--json")) { json = 1; continue; }
@@ -95,7 +96,7 @@ int main(int argc, char **argv) {
     if (confusion && !cli_check_output(prog, "--confusion", confusion)) return 1;
 
     int rc = 1;
-    vit_context *ctx = NULL;
+    vit_context *ctx = NULL, *mctx = NULL; /* mctx: the model's (a GPU's with --device cuda) */
     vit_model *model = NULL;
     vit_config *cfg = NULL;
     vit_dataset *ds = NULL;
@@ -106,7 +107,11 @@ int main(int argc, char **argv) {
     const char *what = "context";
     vit_status s = vit_context_create(&ctx);
     if (s == VIT_OK && threads) s = vit_context_set_int(ctx, VIT_CTX_THREADS, threads);
-    if (s == VIT_OK) { what = checkpoint; s = vit_model_load(ctx, checkpoint, &model); }
+    if (s != VIT_OK) { cli_fail(prog, what, s); goto done; }
+    if ((rc = cli_model_context(prog, ctx, device, precision, &mctx))) goto done;
+    rc = 1;
+    what = checkpoint;
+    s = vit_model_load(mctx, checkpoint, &model);
     if (s != VIT_OK) { cli_fail(prog, what, s); goto done; }
     vit_model_set_training(model, 0);
     vit_model_set_grad(model, 0);
@@ -142,16 +147,17 @@ int main(int argc, char **argv) {
     if (s == VIT_OK) s = vit_loader_set_int(ld, VIT_LD_DROP_LAST, 0);
     if (s == VIT_OK) s = vit_loader_start_epoch(ld, 0);
     int64_t si[4] = {batch, ch, img, img}, sl[1] = {batch}, so[2] = {batch, classes};
-    if (s == VIT_OK) { what = "tensor"; s = vit_tensor_create(ctx, VIT_DTYPE_F32, 4, si, &images); }
-    if (s == VIT_OK) s = vit_tensor_create(ctx, VIT_DTYPE_I32, 1, sl, &labels);
-    if (s == VIT_OK) s = vit_tensor_create(ctx, VIT_DTYPE_F32, 2, so, &logits);
+    if (s == VIT_OK) { what = "tensor"; s = vit_tensor_create(mctx, VIT_DTYPE_F32, 4, si, &images); }
+    if (s == VIT_OK) s = vit_tensor_create(mctx, VIT_DTYPE_I32, 1, sl, &labels);
+    if (s == VIT_OK) s = vit_tensor_create(mctx, VIT_DTYPE_F32, 2, so, &logits);
     if (s != VIT_OK) { cli_fail(prog, what, s); goto done; }
     conf = calloc((size_t)(classes * classes), sizeof *conf);
     per_total = calloc((size_t)classes, sizeof *per_total);
     int32_t *top5 = NULL;
     int k5 = classes < 5 ? (int)classes : 5;
-    top5 = malloc(sizeof *top5 * (size_t)(batch * k5));
+    top5 = malloc(sizeof *top5 * (size_t)(batch * k5) + sizeof(int32_t) * (size_t)batch);
     if (!conf || !per_total || !top5) { free(top5); cli_fail(prog, "memory", VIT_ERR_OUT_OF_MEMORY); goto done; }
+    int32_t *lab = top5 + batch * k5; /* the batch's labels, read back from the model's device */
     double loss_sum = 0;
     int64_t seen = 0, top1 = 0, hits5 = 0;
     double t0 = cli_now();
@@ -166,24 +172,20 @@ int main(int argc, char **argv) {
             int64_t ti[4] = {count, ch, img, img}, tl[1] = {count}, to[2] = {count, classes};
             vit_tensor_destroy(sub_img); vit_tensor_destroy(sub_lab); vit_tensor_destroy(sub_out);
             sub_img = sub_lab = sub_out = NULL;
-            s = vit_tensor_create(ctx, VIT_DTYPE_F32, 4, ti, &sub_img);
-            if (s == VIT_OK) s = vit_tensor_create(ctx, VIT_DTYPE_I32, 1, tl, &sub_lab);
-            if (s == VIT_OK) s = vit_tensor_create(ctx, VIT_DTYPE_F32, 2, to, &sub_out);
+            s = vit_tensor_create(mctx, VIT_DTYPE_F32, 4, ti, &sub_img);
+            if (s == VIT_OK) s = vit_tensor_create(mctx, VIT_DTYPE_I32, 1, tl, &sub_lab);
+            if (s == VIT_OK) s = vit_tensor_create(mctx, VIT_DTYPE_F32, 2, to, &sub_out);
+            if (s == VIT_OK) s = cli_tensor_prefix(sub_img, images, sizeof(float) * (size_t)(batch * ch * img * img));
+            if (s == VIT_OK) s = cli_tensor_prefix(sub_lab, labels, sizeof(int32_t) * (size_t)batch);
             if (s != VIT_OK) { cli_fail(prog, "tensor", s); free(top5); goto done; }
-            void *src, *dst;
-            vit_tensor_data(images, &src); vit_tensor_data(sub_img, &dst);
-            memcpy(dst, src, sizeof(float) * (size_t)(count * ch * img * img));
-            vit_tensor_data(labels, &src); vit_tensor_data(sub_lab, &dst);
-            memcpy(dst, src, sizeof(int32_t) * (size_t)count);
             bi = sub_img, bl = sub_lab, bo = sub_out;
         }
         float loss;
         s = vit_model_forward(model, bi, bo);
         if (s == VIT_OK) s = vit_model_loss(model, bl, 0.0f, &loss);
         if (s == VIT_OK) s = vit_topk(bo, k5, top5, NULL);
+        if (s == VIT_OK) s = vit_tensor_read(bl, lab, sizeof(int32_t) * (size_t)count);
         if (s != VIT_OK) { cli_fail(prog, "evaluation", s); free(top5); goto done; }
-        const int32_t *lab;
-        vit_tensor_data(bl, (void **)&lab);
         for (int b = 0; b < count; b++) {
             top1 += top5[b * k5] == lab[b];
             for (int j = 0; j < k5; j++) hits5 += top5[b * k5 + j] == lab[b];
@@ -235,6 +237,7 @@ done:
     vit_dataset_destroy(ds);
     vit_config_destroy(cfg);
     vit_model_destroy(model);
+    if (mctx && mctx != ctx) vit_context_destroy(mctx);
     vit_context_destroy(ctx);
     return rc;
 }

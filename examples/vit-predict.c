@@ -13,7 +13,8 @@ static const char *prog = "vit-predict";
 
 static const char usage[] =
     "usage: vit-predict --checkpoint FILE [--top-k K] [--json] [--mean M --std S]\n"
-    "                   [--features OUT.npy|OUT.json [--tokens]] [--threads N] IMAGE...\n"
+    "                   [--features OUT.npy|OUT.json [--tokens]] [--threads N]\n"
+    "                   [--device cpu|cuda] [--precision fp32|tf32|bf16] IMAGE...\n"
     "\n"
     "Prints each image's K most likely classes (default 1) with probabilities. Class names\n"
     "come from the checkpoint (class_<i> when it has none); the normalization stored in\n"
@@ -235,6 +236,7 @@ int main(int argc, char **argv) {
     const char *checkpoint = NULL, *features = NULL;
     long long topk = 1, threads = 0;
     int json = 0, tokens = 0;
+    const char *device = NULL, *precision = NULL;
     cli_stats flag_mean, flag_std;
     bool have_mean = false, have_std = false;
     /* Images may come before, between or after the flags; after "--" everything is
@@ -253,6 +255,10 @@ int main(int argc, char **argv) {
             if (!(v = cli_value(prog, argc, argv, &i, "--top-k")) || !cli_int(prog, "--top-k", v, 1, 1000000, &topk)) return 2;
         } else if (cli_is(a, "--threads")) {
             if (!(v = cli_value(prog, argc, argv, &i, "--threads")) || !cli_int(prog, "--threads", v, 0, 4096, &threads)) return 2;
+        } else if (cli_is(a, "--device")) {
+            if (!(device = cli_value(prog, argc, argv, &i, "--device"))) return 2;
+        } else if (cli_is(a, "--precision")) {
+            if (!(precision = cli_value(prog, argc, argv, &i, "--precision"))) return 2;
         } else if (cli_is(a, "--mean")) {
             if (!(v = cli_value(prog, argc, argv, &i, "--mean")) || !cli_stats_flag(prog, "--mean", v, false, &flag_mean))
                 return 2;
@@ -287,11 +293,11 @@ int main(int argc, char **argv) {
     }
 
     int rc = 0;
-    vit_context *ctx = NULL;
+    vit_context *ctx = NULL, *mctx = NULL; /* mctx: the model's (a GPU's with --device cuda) */
     vit_model *model = NULL;
     vit_config *cfg = NULL;
     vit_transform *tf = NULL;
-    vit_tensor *image = NULL, *logits = NULL;
+    vit_tensor *image = NULL, *dimage = NULL, *logits = NULL;
     int32_t *idx = NULL;
     float *prob = NULL;
     char **names = NULL;
@@ -299,7 +305,8 @@ int main(int argc, char **argv) {
     vit_status s = vit_context_create(&ctx);
     if (s == VIT_OK && threads) s = vit_context_set_int(ctx, VIT_CTX_THREADS, threads);
     if (s != VIT_OK) { rc = cli_fail(prog, "context", s); goto done; }
-    if ((s = vit_model_load(ctx, checkpoint, &model)) != VIT_OK) { rc = cli_fail(prog, checkpoint, s); goto done; }
+    if ((rc = cli_model_context(prog, ctx, device, precision, &mctx))) goto done;
+    if ((s = vit_model_load(mctx, checkpoint, &model)) != VIT_OK) { rc = cli_fail(prog, checkpoint, s); goto done; }
     vit_model_set_training(model, 0);
     vit_model_set_grad(model, 0);
     vit_model_get_config(model, &cfg);
@@ -335,10 +342,15 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (features) {
+        if (mctx != ctx) {
+            rc = cli_usage_error(prog, "--features runs on the CPU: leave out --device and --precision");
+            goto done;
+        }
         rc = embed(ctx, model, tf, image, features, tokens, images, n_images);
         goto done;
     }
-    if ((s = vit_tensor_create(ctx, VIT_DTYPE_F32, 2, so, &logits)) != VIT_OK) {
+    if ((mctx != ctx && (s = vit_tensor_create(mctx, VIT_DTYPE_F32, 4, si, &dimage)) != VIT_OK) ||
+        (s = vit_tensor_create(mctx, VIT_DTYPE_F32, 2, so, &logits)) != VIT_OK) {
         rc = cli_fail(prog, "tensor", s);
         goto done;
     }
@@ -349,7 +361,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_images; i++) {
         const char *path = images[i];
         s = vit_image_load(tf, path, image);
-        if (s == VIT_OK) s = vit_model_forward(model, image, logits);
+        /* decoded on the host, then to the model's device */
+        if (s == VIT_OK && dimage) s = cli_tensor_prefix(dimage, image, sizeof(float) * (size_t)(ch * img * img));
+        if (s == VIT_OK) s = vit_model_forward(model, dimage ? dimage : image, logits);
         if (s == VIT_OK) s = vit_topk(logits, (int)topk, idx, prob);
         if (s != VIT_OK) {
             cli_fail(prog, path, s);
@@ -384,10 +398,12 @@ done:
     free(idx);
     free(prob);
     vit_tensor_destroy(image);
+    vit_tensor_destroy(dimage);
     vit_tensor_destroy(logits);
     vit_transform_destroy(tf);
     vit_config_destroy(cfg);
     vit_model_destroy(model);
+    if (mctx != ctx) vit_context_destroy(mctx);
     vit_context_destroy(ctx);
     return rc;
 }

@@ -55,7 +55,7 @@ static const char usage[] =
     "  --warmup-epochs N (0)  --schedule cosine|constant (constant)\n"
     "  --label-smoothing R (0)  --clip-grad R (0 = off)\n"
     "run\n"
-    "  --seed N (0)  --threads N (all cores)  --device cpu|cuda (cpu)\n"
+    "  --seed N (0)  --threads N (all cores)  " CLI_DEVICE_HELP "\n"
     "  --out DIR (.)  --resume FILE (a last.safetensors to continue from, exactly: the model and\n"
     "                         seed are the run's; give the same data and optimisation flags)\n"
     "  --json                 one JSON object per epoch on stdout\n"
@@ -65,7 +65,7 @@ static const char usage[] =
     "  --comm-timeout S       fail when the other ranks give no answer for S seconds (300)\n";
 
 typedef struct options {
-    const char *data, *format, *augment, *normalize, *preset, *pretrained, *out, *resume, *schedule, *device;
+    const char *data, *format, *augment, *normalize, *preset, *pretrained, *out, *resume, *schedule, *device, *precision;
     long long img, patch, channels, dim, depth, heads, epochs, batch, workers, warmup, seed, threads;
     long long steps_per_epoch, val_batches, shift, comm_timeout;
     int qkv_bias, patch_norm, pool, decay_exempt, json;
@@ -100,7 +100,7 @@ static int parse(int argc, char **argv, options *o) {
         }
         TEXT("--data", data) TEXT("--format", format) TEXT("--augment", augment) TEXT("--normalize", normalize)
         TEXT("--model", preset) TEXT("--pretrained", pretrained) TEXT("--out", out) TEXT("--resume", resume)
-        TEXT("--schedule", schedule) TEXT("--device", device)
+        TEXT("--schedule", schedule) TEXT("--device", device) TEXT("--precision", precision)
         if (cli_is(a, "--img-size")) { VALUE(); if (!cli_int(prog, "--img-size", v, 1, 8192, &o->img)) return 2; o->set_img = true; continue; }
         if (cli_is(a, "--patch-size")) { VALUE(); if (!cli_int(prog, "--patch-size", v, 1, 1024, &o->patch)) return 2; o->set_patch = true; continue; }
         if (cli_is(a, "--dim")) { VALUE(); if (!cli_int(prog, "--dim", v, 1, 65536, &o->dim)) return 2; o->set_dim = true; continue; }
@@ -136,8 +136,6 @@ static int parse(int argc, char **argv, options *o) {
     if (!o->data) return cli_usage_error(prog, "--data is required");
     if (strcmp(o->schedule, "cosine") && strcmp(o->schedule, "constant"))
         return cli_usage_error(prog, "--schedule: '%s' is not cosine or constant", o->schedule);
-    if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda"))
-        return cli_usage_error(prog, "--device: '%s' is not cpu or cuda", o->device);
     static const char *const augments[] = {"none", "flip", "rotate", "flip+rotate", "crop+flip", "shift+flip"};
     bool known = false;
     for (size_t k = 0; k < sizeof augments / sizeof *augments; k++) known |= !strcmp(o->augment, augments[k]);
@@ -856,19 +854,18 @@ static int evaluate(run *r, history *h) {
             /* The last partial batch runs at its own size. */
             int64_t si[4] = {count, r->channels, r->img, r->img}, sl[1] = {count}, so[2] = {count, r->classes};
             size_t per = (size_t)r->channels * (size_t)r->img * (size_t)r->img;
-            void *src, *dst;
             if (vit_tensor_create(r->ctx, VIT_DTYPE_F32, 4, si, &tail_img) != VIT_OK ||
                 vit_tensor_create(r->ctx, VIT_DTYPE_I32, 1, sl, &tail_lab) != VIT_OK ||
                 vit_tensor_create(r->ctx, VIT_DTYPE_F32, 2, so, &tail_out) != VIT_OK) {
                 status = cli_fail(prog, "tensor", VIT_ERR_OUT_OF_MEMORY);
                 break;
             }
-            vit_tensor_data(img, &src);
-            vit_tensor_data(tail_img, &dst);
-            memcpy(dst, src, per * (size_t)count * sizeof(float));
-            vit_tensor_data(lab, &src);
-            vit_tensor_data(tail_lab, &dst);
-            memcpy(dst, src, (size_t)count * sizeof(int32_t));
+            /* through the host: the tensors may live on a GPU */
+            if ((s = cli_tensor_prefix(tail_img, img, per * (size_t)r->o.batch * sizeof(float))) != VIT_OK ||
+                (s = cli_tensor_prefix(tail_lab, lab, (size_t)r->o.batch * sizeof(int32_t))) != VIT_OK) {
+                status = cli_fail(prog, "copying the last batch", s);
+                break;
+            }
             bi = tail_img, bl = tail_lab, bo = tail_out;
         }
         float loss;
@@ -1030,10 +1027,7 @@ int main(int argc, char **argv) {
         rc = cli_fail(prog, "--threads", s);
         goto done;
     }
-    if (!strcmp(r.o.device, "cuda") && (s = vit_context_set_int(r.ctx, VIT_CTX_DEVICE, VIT_DEVICE_CUDA)) != VIT_OK) {
-        rc = cli_fail(prog, "--device cuda", s);
-        goto done;
-    }
+    if ((rc = cli_device(prog, r.ctx, r.o.device, r.o.precision))) goto done;
     if ((rc = open_data(&r))) goto done;
     if (!r.o.channels) {
         int64_t w;

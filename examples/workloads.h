@@ -16,6 +16,9 @@ static const vit_bench_workload vit_bench_workloads[] = {
     {"seed-b16-train", 224, 16, 3, 768, 12, 12, 4.0, 2, 4, 1},
     {"b16-infer-b1", 224, 16, 3, 768, 12, 12, 4.0, 1000, 1, 0},
     {"b16-infer-b16", 224, 16, 3, 768, 12, 12, 4.0, 1000, 16, 0},
+    /* ViT-B/16 at ImageNet's shape, for GPUs (vit-bench --batch sets the batch) */
+    {"b16-train", 224, 16, 3, 768, 12, 12, 4.0, 1000, 64, 1},
+    {"b16-infer", 224, 16, 3, 768, 12, 12, 4.0, 1000, 64, 0},
 };
 
 /* Forward FLOPs per image (2 x multiply-adds) of every matrix product,

@@ -77,7 +77,7 @@ fi
 # the libraries listed below only).
 cov="-fsanitize=fuzzer-no-link -fsanitize-coverage-allowlist=$src/tests/fuzz/coverage.allow"
 if [ ! -f "$build/build.ninja" ]; then
-    CC=clang meson setup "$build" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
+    CC=clang meson setup "$build" -Dcuda=disabled -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
         -Dc_args="$cov" -Dexamples=false -Dparity=disabled -Dmpi=disabled >"$build.setup.log" 2>&1 ||
         { cat "$build.setup.log" >&2; exit 1; }
     rm -f "$build.setup.log"

@@ -92,8 +92,20 @@ typedef enum vit_context_param {
     VIT_CTX_DEVICE = 3,       /* a vit_device; default VIT_DEVICE_CPU */
     VIT_CTX_DEVICE_INDEX = 4, /* which GPU; default 0 */
     VIT_CTX_LOG_LEVEL = 5,    /* most verbose vit_log_level passed to the log callback; default VIT_LOG_WARN */
-    VIT_CTX_CPU_ISA = 6       /* read-only: the vit_cpu_isa the CPU kernels use in this process */
+    VIT_CTX_CPU_ISA = 6,      /* read-only: the vit_cpu_isa the CPU kernels use in this process */
+    VIT_CTX_PRECISION = 7     /* a vit_precision; default VIT_PRECISION_DEFAULT; reads back the resolved one */
 } vit_context_param;
+
+/* Arithmetic of the matrix products (VIT_CTX_PRECISION). Parameters,
+ * gradients and optimizer state stay float32 in every mode; docs/cuda.md
+ * says what each mode rounds. The CPU has FP32 only: TF32 and BF16 there are
+ * VIT_ERR_UNSUPPORTED. Models made after a change use the new precision. */
+typedef enum vit_precision {
+    VIT_PRECISION_DEFAULT = 0, /* FP32 on the CPU, BF16 on a GPU */
+    VIT_PRECISION_FP32 = 1,    /* float32 operands and accumulation */
+    VIT_PRECISION_TF32 = 2,    /* GPU: float32 storage, TensorFloat-32 products */
+    VIT_PRECISION_BF16 = 3     /* GPU: bfloat16 product operands, float32 accumulation and storage */
+} vit_precision;
 
 VIT_API vit_status vit_context_create(vit_context **out);
 VIT_API void vit_context_destroy(vit_context *ctx); /* NULL is a no-op */

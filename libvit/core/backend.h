@@ -49,6 +49,12 @@ typedef struct vit_gemm {
     vit_epilogue epilogue;
 } vit_gemm;
 
+/* Sizes, leading dimensions, flags and pointers of a (batched: batch items,
+ * operand i at stride_* floats from operand 0; 2-D: batch 1, strides 0)
+ * product, and that C items do not overlap; fn names the caller. */
+vit_status vit_gemm_check(const char *fn, const vit_gemm *g, int batch, ptrdiff_t stride_a, ptrdiff_t stride_b,
+                          ptrdiff_t stride_c);
+
 /* ------------------------------------------------------------------ memory */
 typedef enum vit_copy_kind {
     VIT_COPY_TO_DEVICE = 0,   /* host -> device */
@@ -209,6 +215,19 @@ typedef struct vit_backend_ops {
                                const vit_adamw_consts *k);
     /* *result (host) = sum of x[i]^2 in double, the same bits on any thread count. */
     vit_status (*sum_squares)(vit_backend *be, const float *x, int64_t n, double *result);
+
+    /* Overlapped uploads (optional: NULL in a backend whose memory is the
+     * host's). host_alloc gives page-locked host memory (NULL with the thread
+     * error set on failure); upload_async queues a copy of bytes from such
+     * memory to device memory after the work already queued and returns at
+     * once with a ticket; the source must stay untouched until
+     * upload_wait(ticket) has returned. The data loader uses them so that the
+     * next batch's upload is queued behind the current step instead of
+     * waiting for it. */
+    void *(*host_alloc)(vit_backend *be, size_t bytes);
+    void (*host_free)(vit_backend *be, void *p);
+    vit_status (*upload_async)(vit_backend *be, void *dst, const void *src, size_t bytes, uint64_t *ticket);
+    vit_status (*upload_wait)(vit_backend *be, uint64_t ticket);
 } vit_backend_ops;
 
 /* A backend instance: its table, its device and its own state. Reference
@@ -235,6 +254,13 @@ vit_cpu_isa vit_cpu_isa_dispatched(void);
 /* Whether the processor has isa, regardless of the cap. */
 bool vit_cpu_isa_supported(vit_cpu_isa isa);
 const char *vit_cpu_isa_name(vit_cpu_isa isa);
+
+/* The CUDA backend of libvit-cuda.so (core/device.c loads it) on GPU
+ * device_index with products in precision (FP32, TF32 or BF16, resolved);
+ * VIT_ERR_UNSUPPORTED naming the cause when the module, the CUDA libraries
+ * or a usable GPU are missing. ctx (may be NULL) receives its log lines. */
+vit_status vit_backend_create_cuda(int device_index, vit_precision precision, const vit_context *ctx,
+                                   vit_backend **out);
 
 vit_backend *vit_backend_retain(vit_backend *be);
 void vit_backend_release(vit_backend *be); /* NULL is a no-op */

@@ -42,6 +42,7 @@ struct vit_context {
     uint64_t seed;
     vit_device device;
     int device_index;
+    vit_precision precision; /* as set (VIT_PRECISION_DEFAULT until set) */
     vit_log_level log_level;
     vit_log_fn log_fn;
     void *log_user;

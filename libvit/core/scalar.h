@@ -36,6 +36,19 @@ VIT_HD VIT_INLINE uint64_t vit_hash64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
+/* A hash of a key struct read as 64-bit words (bytes a multiple of 8, no
+ * padding): the plan caches of the matrix products. */
+VIT_HD VIT_INLINE uint64_t vit_hash_words(const void *p, size_t bytes) {
+    const unsigned char *b = (const unsigned char *)p;
+    uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i + 8 <= bytes; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, sizeof w);
+        h = vit_hash64(h ^ w);
+    }
+    return h;
+}
+
 /* Counter-based randomness: a draw is a pure function of (key, index), so the
  * same seed gives the same numbers whatever the thread count, order or device. */
 VIT_HD VIT_INLINE uint64_t vit_rng_key(uint64_t seed, uint64_t stream, uint64_t counter) {

@@ -96,27 +96,6 @@ typedef struct vit_cpu_matmul gemm_state;
 #define CACHE_INITIAL_CAP 64u
 #define CACHE_MAX_CAP 4096u     /* at 3/4 of this the table is flushed, not grown */
 
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    return x;
-}
-
-static uint64_t key_hash(const gemm_key *k) {
-    _Static_assert(sizeof(gemm_key) % sizeof(uint64_t) == 0, "gemm_key must be whole words");
-    const unsigned char *bytes = (const unsigned char *)k;
-    uint64_t h = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < sizeof *k; i += sizeof(uint64_t)) {
-        uint64_t w;
-        memcpy(&w, bytes + i, sizeof w);
-        h = mix64(h ^ w);
-    }
-    return h;
-}
-
 static void entry_clear(gemm_entry *e) {
     if (e->prim) dnnl_primitive_destroy(e->prim);
     for (int i = 0; i < MEM_COUNT; i++)
@@ -192,7 +171,7 @@ static gemm_entry *table_slot(gemm_state *s, uint64_t h) {
             size_t ncap = s->cap * 2, mask = ncap - 1;
             for (size_t i = 0; i < s->cap; i++) {
                 if (!s->table[i].used) continue;
-                size_t j = (size_t)key_hash(&s->table[i].key) & mask;
+                size_t j = (size_t)vit_hash_words(&s->table[i].key, sizeof s->table[i].key) & mask;
                 while (big[j].used) j = (j + 1) & mask;
                 big[j] = s->table[i];
             }
@@ -354,7 +333,7 @@ done:
 
 /* The cached entry for k, created on first use. On failure nothing is cached. */
 static vit_status entry_get(gemm_state *s, const gemm_key *k, gemm_entry **out) {
-    uint64_t h = key_hash(k);
+    uint64_t h = vit_hash_words(k, sizeof *k);
     gemm_entry *e = table_find(s, k, h);
     if (!e) {
         gemm_entry fresh;
@@ -403,32 +382,6 @@ fail:
     return dnnl_fail(st, what, &e->key);
 }
 
-/* ------------------------------------------------------------ validation */
-
-/* Sizes, leading dimensions and flags always; pointers unless there is
- * nothing to compute (batch_empty: a batch of 0). */
-static vit_status validate(const char *fn, const vit_gemm *g, bool batch_empty) {
-    VIT_CHECK_ARG(g != NULL, "%s: g is NULL", fn);
-    VIT_CHECK_ARG(g->M >= 0, "%s: M is negative (%d)", fn, g->M);
-    VIT_CHECK_ARG(g->N >= 0, "%s: N is negative (%d)", fn, g->N);
-    VIT_CHECK_ARG(g->K >= 0, "%s: K is negative (%d)", fn, g->K);
-    const int awidth = g->trans_a ? g->M : g->K, bwidth = g->trans_b ? g->K : g->N;
-    VIT_CHECK_ARG(g->lda >= (awidth > 1 ? awidth : 1), "%s: lda (%d) is less than %s (%d)%s", fn, g->lda,
-                  g->trans_a ? "M" : "K", awidth, g->trans_a ? " with trans_a" : "");
-    VIT_CHECK_ARG(g->ldb >= (bwidth > 1 ? bwidth : 1), "%s: ldb (%d) is less than %s (%d)%s", fn, g->ldb,
-                  g->trans_b ? "K" : "N", bwidth, g->trans_b ? " with trans_b" : "");
-    VIT_CHECK_ARG(g->ldc >= (g->N > 1 ? g->N : 1), "%s: ldc (%d) is less than N (%d)", fn, g->ldc, g->N);
-    VIT_CHECK_ARG(g->epilogue == VIT_EPILOGUE_NONE || g->epilogue == VIT_EPILOGUE_GELU,
-                  "%s: epilogue %d is not a vit_epilogue", fn, (int)g->epilogue);
-    VIT_CHECK_ARG(!g->accumulate || (g->bias == NULL && g->epilogue == VIT_EPILOGUE_NONE),
-                  "%s: accumulate cannot be combined with %s", fn, g->bias ? "a bias" : "an epilogue");
-    const bool empty_out = batch_empty || g->M == 0 || g->N == 0;
-    VIT_CHECK_ARG(empty_out || g->C != NULL, "%s: C is NULL", fn);
-    VIT_CHECK_ARG(empty_out || g->K == 0 || g->A != NULL, "%s: A is NULL", fn);
-    VIT_CHECK_ARG(empty_out || g->K == 0 || g->B != NULL, "%s: B is NULL", fn);
-    return VIT_OK;
-}
-
 static float gelu_exact(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
 /* K == 0: the product is zero, so C = epilogue(bias or 0), or C unchanged when accumulating. */
@@ -463,7 +416,7 @@ static vit_status gemm_2d(gemm_state *s, const vit_gemm *g, int threads) {
 }
 
 vit_status vit_cpu_gemm(vit_cpu_matmul *s, const vit_gemm *g) {
-    VIT_TRY(validate("vit_cpu_gemm", g, false));
+    VIT_TRY(vit_gemm_check("vit_cpu_gemm", g, 1, 0, 0, 0));
     if (g->M == 0 || g->N == 0) return VIT_OK;
     if (g->K == 0) {
         fill_empty_k(g, g->C);
@@ -475,26 +428,6 @@ vit_status vit_cpu_gemm(vit_cpu_matmul *s, const vit_gemm *g) {
     vit_status st = gemm_2d(s, g, 1);
     omp_set_num_threads(threads);
     return st;
-}
-
-/* Do the batch's C items cover disjoint elements? Checked as oneDNN does:
- * the non-trivial dimensions sorted by stride must each step over the whole
- * extent of the previous one. */
-static bool c_items_disjoint(int batch, ptrdiff_t stride_c, int M, int N, int ldc) {
-    int64_t dim[3] = {batch, M, N}, str[3] = {stride_c, ldc, 1};
-    int idx[3], n = 0;
-    for (int i = 0; i < 3; i++)
-        if (dim[i] > 1) idx[n++] = i;
-    for (int i = 1; i < n; i++) /* insertion sort by stride */
-        for (int j = i; j > 0 && str[idx[j]] < str[idx[j - 1]]; j--) {
-            int t = idx[j];
-            idx[j] = idx[j - 1];
-            idx[j - 1] = t;
-        }
-    if (n > 0 && str[idx[0]] < 1) return false; /* a zero stride repeats elements */
-    for (int i = 1; i < n; i++)
-        if (str[idx[i]] < str[idx[i - 1]] * dim[idx[i - 1]]) return false;
-    return true;
 }
 
 static vit_status batched(gemm_state *s, const vit_gemm *g, int batch, ptrdiff_t stride_a, ptrdiff_t stride_b,
@@ -520,15 +453,8 @@ static vit_status batched(gemm_state *s, const vit_gemm *g, int batch, ptrdiff_t
 vit_status vit_cpu_gemm_batched(vit_cpu_matmul *s, const vit_gemm *g, int batch, ptrdiff_t stride_a,
                                 ptrdiff_t stride_b, ptrdiff_t stride_c) {
     static const char fn[] = "vit_cpu_gemm_batched";
-    VIT_CHECK_ARG(batch >= 0, "%s: batch is negative (%d)", fn, batch);
-    VIT_TRY(validate(fn, g, batch == 0));
-    VIT_CHECK_ARG(stride_a >= 0, "%s: stride_a is negative (%td)", fn, stride_a);
-    VIT_CHECK_ARG(stride_b >= 0, "%s: stride_b is negative (%td)", fn, stride_b);
-    VIT_CHECK_ARG(stride_c >= 0, "%s: stride_c is negative (%td)", fn, stride_c);
+    VIT_TRY(vit_gemm_check(fn, g, batch, stride_a, stride_b, stride_c));
     if (batch == 0 || g->M == 0 || g->N == 0) return VIT_OK;
-    VIT_CHECK_ARG(batch == 1 || c_items_disjoint(batch, stride_c, g->M, g->N, g->ldc),
-                  "%s: stride_c (%td) makes the %d C items [%d x %d, ldc %d] overlap", fn, stride_c, batch, g->M,
-                  g->N, g->ldc);
     if (g->K == 0) {
         for (int i = 0; i < batch; i++) fill_empty_k(g, g->C + (ptrdiff_t)i * stride_c);
         return VIT_OK;

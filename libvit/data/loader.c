@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "data/data.h"
 
 #define MAX_WARN 8
@@ -35,6 +36,17 @@ typedef struct worker {
     pthread_t thread;
     vit_scratch s;
 } worker;
+
+/* One staging buffer: page-locked memory of the tensors' backend when it
+ * has overlapped uploads (two then alternate, each reused only after its
+ * upload is done), else plain host memory. */
+typedef struct stage_buf {
+    void *p;
+    size_t bytes;
+    vit_backend *be; /* a reference: whose host_alloc made p (NULL: vit_alloc) */
+    uint64_t ticket;
+    bool pending;    /* an upload from p is in flight */
+} stage_buf;
 
 struct vit_loader {
     vit_dataset *ds;
@@ -67,6 +79,11 @@ struct vit_loader {
     int64_t warn_dropped;
 
     vit_scratch main; /* VIT_LD_WORKERS 0: decoding in the caller's thread */
+
+    /* Host staging of batches bound for tensors in device memory (a GPU
+     * context): filled as a host tensor would be, then uploaded. */
+    stage_buf stage[2];
+    int stage_next;
 };
 
 /* ------------------------------------------------------------------ samples */
@@ -256,6 +273,35 @@ vit_status vit_loader_create(vit_dataset *ds, const vit_transform *tf, int batch
     return VIT_OK;
 }
 
+/* Waits for the buffer's upload and frees it. */
+static void stage_release(stage_buf *b) {
+    if (b->pending) b->be->ops->upload_wait(b->be, b->ticket);
+    if (b->be) {
+        b->be->ops->host_free(b->be, b->p);
+        vit_backend_release(b->be);
+    } else {
+        vit_free(b->p);
+    }
+    memset(b, 0, sizeof *b);
+}
+
+/* b ready to be filled with bytes: its last upload done, big enough, and
+ * page-locked memory of be when be is given. */
+static vit_status stage_ready(stage_buf *b, vit_backend *be, size_t bytes) {
+    if (b->pending) {
+        b->pending = false;
+        VIT_TRY(b->be->ops->upload_wait(b->be, b->ticket));
+    }
+    if (b->p && b->bytes >= bytes && b->be == be) return VIT_OK;
+    stage_release(b);
+    b->p = be ? be->ops->host_alloc(be, bytes) : vit_alloc(bytes);
+    if (!b->p)
+        return be ? vit_last_status() : vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_loader_next: no memory to stage a batch");
+    b->bytes = bytes;
+    b->be = be ? vit_backend_retain(be) : NULL;
+    return VIT_OK;
+}
+
 void vit_loader_destroy(vit_loader *ld) {
     if (!ld) return;
     cancel_epoch(ld);
@@ -263,6 +309,7 @@ void vit_loader_destroy(vit_loader *ld) {
     flush_warnings(ld);
     free_slots(ld);
     free(ld->order);
+    for (int i = 0; i < 2; i++) stage_release(&ld->stage[i]);
     vit_scratch_release(&ld->main);
     pthread_cond_destroy(&ld->work_cv);
     pthread_cond_destroy(&ld->done_cv);
@@ -405,24 +452,8 @@ vit_status vit_loader_num_batches(const vit_loader *ld, int64_t *count) {
     return VIT_OK;
 }
 
-vit_status vit_loader_next(vit_loader *ld, vit_tensor *images, vit_tensor *labels, int *count) {
-    VIT_CHECK_ARG(count, "vit_loader_next: count is NULL");
-    *count = 0;
-    VIT_CHECK_ARG(ld, "vit_loader_next: ld is NULL");
-    if (!ld->started) return vit_fail(VIT_ERR_STATE, "vit_loader_next: no epoch started (call vit_loader_start_epoch)");
-    int64_t dims[4] = {-1, ld->C, ld->S, ld->S};
-    VIT_TRY(vit_tensor_expect(images, "images", VIT_DTYPE_F32, 4, dims));
-    int64_t rows = images->shape[0];
-    if (rows < ld->batch)
-        return vit_fail(VIT_ERR_SHAPE, "images: %lld rows for batches of %d", (long long)rows, ld->batch);
-    int64_t ldims[1] = {rows};
-    VIT_TRY(vit_tensor_expect(labels, "labels", VIT_DTYPE_I32, 1, ldims));
-    void *img_data, *lab_data;
-    VIT_TRY(vit_tensor_data(images, &img_data));
-    VIT_TRY(vit_tensor_data(labels, &lab_data));
-    float *img = img_data;
-    int32_t *lab = lab_data;
-
+/* The next batch into img [rows, C, S, S] and lab [rows] in host memory. */
+static vit_status next_into(vit_loader *ld, float *img, int32_t *lab, int64_t rows, int *count) {
     flush_warnings(ld);
     if (ld->next_out >= ld->nb) return VIT_OK; /* end of the epoch: count 0 */
     int64_t b = ld->next_out;
@@ -464,5 +495,45 @@ vit_status vit_loader_next(vit_loader *ld, vit_tensor *images, vit_tensor *label
         for (int64_t i = n; i < rows; i++) lab[i] = -1;
     }
     *count = n;
+    return VIT_OK;
+}
+
+vit_status vit_loader_next(vit_loader *ld, vit_tensor *images, vit_tensor *labels, int *count) {
+    VIT_CHECK_ARG(count, "vit_loader_next: count is NULL");
+    *count = 0;
+    VIT_CHECK_ARG(ld, "vit_loader_next: ld is NULL");
+    if (!ld->started) return vit_fail(VIT_ERR_STATE, "vit_loader_next: no epoch started (call vit_loader_start_epoch)");
+    int64_t dims[4] = {-1, ld->C, ld->S, ld->S};
+    VIT_TRY(vit_tensor_expect(images, "images", VIT_DTYPE_F32, 4, dims));
+    int64_t rows = images->shape[0];
+    if (rows < ld->batch)
+        return vit_fail(VIT_ERR_SHAPE, "images: %lld rows for batches of %d", (long long)rows, ld->batch);
+    int64_t ldims[1] = {rows};
+    VIT_TRY(vit_tensor_expect(labels, "labels", VIT_DTYPE_I32, 1, ldims));
+    void *img_data, *lab_data;
+    if (images->device == VIT_DEVICE_CPU && labels->device == VIT_DEVICE_CPU) {
+        VIT_TRY(vit_tensor_data(images, &img_data));
+        VIT_TRY(vit_tensor_data(labels, &lab_data));
+        return next_into(ld, img_data, lab_data, rows, count);
+    }
+    /* Device tensors: decoded into host staging, then uploaded. With
+     * overlapped uploads the copy is queued behind the work already queued
+     * (the step in flight) and this returns at once. */
+    const size_t img_bytes = (size_t)rows * ld->row_floats * sizeof(float), lab_bytes = (size_t)rows * sizeof(int32_t);
+    vit_backend *be = images->backend;
+    const bool overlap = be->ops->upload_async && be->ops->host_alloc && labels->backend == be;
+    stage_buf *b = &ld->stage[ld->stage_next];
+    if (overlap) ld->stage_next ^= 1;
+    VIT_TRY(stage_ready(b, overlap ? be : NULL, img_bytes + lab_bytes));
+    int32_t *lab = (int32_t *)((char *)b->p + img_bytes);
+    VIT_TRY(next_into(ld, b->p, lab, rows, count));
+    if (!overlap) {
+        VIT_TRY(vit_tensor_write(images, b->p, img_bytes));
+        return vit_tensor_write(labels, lab, lab_bytes);
+    }
+    uint64_t ticket;
+    VIT_TRY(be->ops->upload_async(be, images->data, b->p, img_bytes, &ticket));
+    VIT_TRY(be->ops->upload_async(be, labels->data, lab, lab_bytes, &b->ticket));
+    b->pending = true;
     return VIT_OK;
 }

@@ -216,6 +216,9 @@ vit_status vit_model_set_comm(vit_model *m, vit_comm *c) {
     VIT_CHECK_ARG(m, "vit_model_set_comm: model is NULL");
     vit_dist_detach(m);
     if (!c) return VIT_OK;
+    if (c->size > 1 && m->be->device != VIT_DEVICE_CPU)
+        return vit_fail(VIT_ERR_UNSUPPORTED, "vit_model_set_comm: the gradients are reduced in host memory, and this "
+                                             "model lives on a GPU (not supported yet)");
     if (c->size > 1) {
         VIT_TRY(share_rank0_model(m, c));
         struct vit_dist_buckets *d = calloc(1, sizeof *d);

@@ -1508,25 +1508,39 @@ static void add(Suite *s, const char *name, const TTest *t) {
 }
 
 /* The backends whose tables are checked: the CPU at the ISA level this
- * process dispatches (meson runs the test once per level, VIT_MAX_CPU_ISA). */
+ * process dispatches (meson runs the test once per level, VIT_MAX_CPU_ISA),
+ * and the CUDA backend in float32 (the tolerances are float32's; bf16 is
+ * checked by tests/cuda). $VIT_TEST_BACKEND names the one to run; a backend
+ * named there that cannot be created is a skip (exit 77) with the reason. */
 typedef vit_status (*backend_factory)(vit_backend **out);
+static vit_status create_cuda_fp32(vit_backend **out) {
+    return vit_backend_create_cuda(0, VIT_PRECISION_FP32, NULL, out);
+}
 static const struct {
     const char *name;
     backend_factory create;
-} backends[] = {{"cpu", vit_backend_create_cpu}};
+} backends[] = {{"cpu", vit_backend_create_cpu}, {"cuda", create_cuda_fp32}};
 
 int main(void) {
-    skip_unless_isa_level_available("test_kernels");
-    int failed = 0;
+    const char *only = getenv("VIT_TEST_BACKEND");
+    if (!only || !*only) only = "cpu";
+    int failed = 0, ran = 0;
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
+        if (strcmp(only, backends[i].name) != 0) continue;
+        if (!strcmp(backends[i].name, "cpu")) skip_unless_isa_level_available("test_kernels");
         if (backends[i].create(&be) != VIT_OK) {
             printf("SKIP: backend %s: %s\n", backends[i].name, vit_last_error());
-            continue;
+            return 77;
         }
         printf("backend %s (%s)\n", backends[i].name, be->ops->name);
         failed += run_suite();
+        ran++;
         vit_backend_release(be);
         be = NULL;
+    }
+    if (!ran) {
+        printf("VIT_TEST_BACKEND=%s is not one of cpu, cuda\n", only);
+        return EXIT_FAILURE;
     }
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
@@ -1556,6 +1570,9 @@ static int run_suite(void) {
     add(s, "embed_prefix", test_embed_prefix);
     add(s, "pool_attention", test_pool_attention);
     SRunner *sr = srunner_create(s);
+    /* A CUDA context does not survive fork(): a GPU backend made in this
+     * process runs its tests here too. */
+    if (be->device == VIT_DEVICE_CUDA) srunner_set_fork_status(sr, CK_NOFORK);
     srunner_run_all(sr, CK_NORMAL);
     const int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -31,7 +31,7 @@ from ._handles import _Handle  # noqa: F401  (the handle base class, for code th
 from .errors import (CancelledError, DtypeError, Error, FormatError, InputOutputError, InternalError,
                      InvalidArgumentError, NotFoundError, NumericError, OutOfMemoryError, ShapeError, StateError,
                      UnsupportedError, VitError, check as _check, status_string)  # noqa: F401
-from .core import CPU_ISA_NAMES, DEVICES, DTYPES, LOG_LEVELS, MAX_DIMS, Context, Tensor
+from .core import CPU_ISA_NAMES, DEVICES, DTYPES, LOG_LEVELS, MAX_DIMS, PRECISIONS, Context, Tensor
 from .model import (LOAD_ALLOW_HEAD_MISMATCH, LOAD_IGNORE_EXTRA, Config, Model, ParamInfo, accuracy,
                     parse_channel_values, presets, read_metadata, topk)
 from .optim import OPTIM_STATES, AdamW
@@ -44,7 +44,7 @@ __all__ = [
     "VitError", "Error", "InvalidArgumentError", "ShapeError", "DtypeError", "OutOfMemoryError",
     "InputOutputError", "FormatError", "UnsupportedError", "StateError", "NumericError", "InternalError",
     "CancelledError", "NotFoundError", "status_string",
-    "Context", "Tensor", "CPU_ISA_NAMES", "DEVICES", "DTYPES", "LOG_LEVELS", "MAX_DIMS",
+    "Context", "Tensor", "CPU_ISA_NAMES", "DEVICES", "DTYPES", "LOG_LEVELS", "MAX_DIMS", "PRECISIONS",
     "Config", "Model", "ParamInfo", "presets", "topk", "accuracy", "read_metadata", "parse_channel_values",
     "LOAD_ALLOW_HEAD_MISMATCH", "LOAD_IGNORE_EXTRA",
     "AdamW", "OPTIM_STATES",

@@ -12,11 +12,12 @@ from ._handles import (Settings, _Handle, _Owner, as_uint64, check_dtype, from_i
 from ._lib import LIB, LOG_FN
 from .errors import DtypeError, ShapeError, check
 
-__all__ = ["Context", "Tensor", "DEVICES", "LOG_LEVELS", "CPU_ISA_NAMES", "DTYPES", "MAX_DIMS"]
+__all__ = ["Context", "Tensor", "DEVICES", "LOG_LEVELS", "CPU_ISA_NAMES", "PRECISIONS", "DTYPES", "MAX_DIMS"]
 
 DEVICES = ("cpu", "cuda")                      # vit_device
 LOG_LEVELS = ("error", "warn", "info", "debug")  # vit_log_level
 CPU_ISA_NAMES = ("baseline", "avx2", "avx512")   # vit_cpu_isa
+PRECISIONS = ("default", "fp32", "tf32", "bf16")   # vit_precision
 MAX_DIMS = 4                                     # VIT_MAX_DIMS
 #: vit_dtype -> numpy dtype (VIT_DTYPE_BF16 = 1 is reserved and has no tensor yet)
 DTYPES: Dict[int, np.dtype] = {0: np.dtype(np.float32), 2: np.dtype(np.int32), 3: np.dtype(np.uint8)}
@@ -29,8 +30,10 @@ class Context(_Handle):
 
     ``Context(threads=2, seed=0)``; settings: threads (0 = all cores), seed
     (every random draw: initialisation, dropout, shuffling, augmentation),
-    device ("cpu"; "cuda" raises UnsupportedError in a build without CUDA),
-    device_index, log_level ("error", "warn", "info", "debug") and the
+    device ("cpu"; "cuda" raises UnsupportedError, with the reason, without
+    the CUDA module or a usable GPU), device_index, precision ("fp32",
+    "tf32", "bf16"; reads back the one in use: fp32 on the CPU, bf16 by
+    default on a GPU), log_level ("error", "warn", "info", "debug") and the
     read-only cpu_isa ("baseline", "avx2", "avx512"; capped by the environment
     variable VIT_MAX_CPU_ISA). A context and the handles made from it belong
     to one thread at a time.
@@ -38,8 +41,9 @@ class Context(_Handle):
 
     _destroy = "vit_context_destroy"
     SETTINGS = Settings("context", {"threads": 1, "seed": 2, "device": 3, "device_index": 4, "log_level": 5,
-                                    "cpu_isa": 6},
-                        choices={"device": DEVICES, "log_level": LOG_LEVELS, "cpu_isa": CPU_ISA_NAMES},
+                                    "cpu_isa": 6, "precision": 7},
+                        choices={"device": DEVICES, "log_level": LOG_LEVELS, "cpu_isa": CPU_ISA_NAMES,
+                                 "precision": PRECISIONS},
                         readonly={"cpu_isa"})
 
     def __init__(self, **settings: Any):
@@ -69,6 +73,8 @@ class Context(_Handle):
                     doc="The seed of every random draw.")
     device = property(lambda self: self.get("device"), lambda self, v: self.set("device", v),
                       doc='"cpu" or "cuda": where tensors and models created afterwards live.')
+    precision = property(lambda self: self.get("precision"), lambda self, v: self.set("precision", v),
+                         doc='Arithmetic of the matrix products: "fp32", "tf32" or "bf16" (GPU only).')
     cpu_isa = property(lambda self: self.get("cpu_isa"),
                        doc='The vector level of the CPU kernels: "baseline", "avx2" or "avx512".')
 
