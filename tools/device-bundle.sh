@@ -15,13 +15,16 @@ build=${1:-build-cuda}
 bundle=${2:-build-device-bundle}
 [ -f "$build/libvit/libvit-cuda.so" ] || { echo "device-bundle: $build has no libvit-cuda.so (-Dcuda=enabled?)" >&2; exit 1; }
 ninja -C "$build" libvit/libvit.so.0.1.0 libvit/libvit-cuda.so tests/cpu/test_kernels tests/cuda/test_cuda_host \
-    tests/cuda/test_cuda_model tests/cuda/libfake-cuda-module.so examples/vit-bench examples/vit-train >/dev/null
+    tests/cuda/test_cuda_model tests/cuda/libfake-cuda-module.so tests/cuda/test_sdpa_host tests/cuda/test_sdpa_gpu \
+    examples/vit-bench examples/vit-train >/dev/null
 rm -rf "$bundle"
 mkdir -p "$bundle/libvit" "$bundle/bin" "$bundle/lib" "$bundle/tests/cuda" "$bundle/data/fashion-mnist"
 cp -P "$build"/libvit/libvit.so "$build"/libvit/libvit.so.0 "$build"/libvit/libvit.so.0.1.0 "$bundle/libvit/"
 cp "$build/libvit/libvit-cuda.so" "$bundle/libvit/"
 cp "$build/tests/cuda/libfake-cuda-module.so" "$bundle/tests/cuda/"
-for p in tests/cpu/test_kernels tests/cuda/test_cuda_host tests/cuda/test_cuda_model examples/vit-bench examples/vit-train; do
+cp tests/cuda/h200_devprop.json "$bundle/tests/cuda/"
+for p in tests/cpu/test_kernels tests/cuda/test_cuda_host tests/cuda/test_cuda_model tests/cuda/test_sdpa_host \
+    tests/cuda/test_sdpa_gpu examples/vit-bench examples/vit-train; do
     cp "$build/$p" "$bundle/bin/"
 done
 # What the programs and libraries load that is neither the C runtime nor

@@ -63,11 +63,14 @@ run_test() { # name, limit, command...
     # a GPU test that skips on the GPU machine is not green
     case $rc in 0) r=PASS ;; 77) r=SKIP; [ "$DEV" = cuda ] && status=1 ;; 124) r="TIMEOUT (${limit}s)"; status=1 ;; *) r="FAIL ($rc)"; status=1 ;; esac
     echo "$name: $r"
-    if [ "$r" = PASS ]; then grep -iE "loss|logits|gradients|checkpoint|backend" "$OUT/test-$name.txt" | tail -6
+    if [ "$r" = PASS ]; then grep -iE "loss|logits|gradients|checkpoint|backend|rel\. error|same bits" "$OUT/test-$name.txt" | tail -8
     else tail -15 "$OUT/test-$name.txt"; fi
 }
 VIT_TEST_CUDA_MODULE="$VIT_CUDA_MODULE" VIT_TEST_FAKE_MODULE="$PWD/$B/tests/cuda/libfake-cuda-module.so" \
     run_test cuda_host 60 "${vit[@]}" "$B/bin/test_cuda_host"
+# cuDNN's fused attention first: against a host reference, then its plans for ViT shapes on this GPU
+run_test sdpa_gpu 60 "${vit[@]}" "$B/bin/test_sdpa_gpu"
+run_test sdpa_host 60 "${vit[@]}" "$B/bin/test_sdpa_host" "$B/tests/cuda/h200_devprop.json"
 VIT_TEST_BACKEND=cuda CK_DEFAULT_TIMEOUT=120 run_test kernels_cuda 150 "${vit[@]}" "$B/bin/test_kernels"
 VIT_FMNIST_DIR="$PWD/$B/data/fashion-mnist" run_test model_cuda 150 "${vit[@]}" "$B/bin/test_cuda_model"
 cat "$OUT"/test-*.txt > "$OUT/tests.txt"; rm -f "$OUT"/test-*.txt

@@ -62,10 +62,11 @@ vit_status vit_cuda_attention_forward(vit_backend *be, float *out, void *saved, 
     VIT_TRY(check_shape("attention_forward", B, T, H, hd));
     if ((int64_t)B * T * H * hd == 0) return VIT_OK;
     vit_cuda_state *s = vit_cuda_of(be);
-    /* ---- cuDNN SDPA plugs in here (libvit/cuda/sdpa.h): in BF16 mode, when
-     * cuDNN accepts the shape, run its fused forward, keep its statistics in
-     * saved and return; when it refuses, log once (vit_log, WARN) why, and
-     * fall through to libvit's own path below. ---- */
+    /* In BF16 mode, cuDNN's fused forward when it takes the shape (saved then
+     * holds its statistics); otherwise libvit's own path below. */
+    bool fused = false;
+    VIT_TRY(vit_cuda_sdpa_forward(be, out, saved, qkv, B, T, H, hd, scale, drop_p, &fused));
+    if (fused) return VIT_OK;
     /* q, k, v consecutive (as vit_cuk_qkv_split writes them), then o, the
      * dropped probabilities and, in inference, the probabilities */
     const int64_t n = (int64_t)B * H * T * hd, np = (int64_t)B * H * T * T, bh = (int64_t)B * H;
@@ -97,7 +98,10 @@ vit_status vit_cuda_attention_backward(vit_backend *be, float *dqkv, const float
                         "CUDA attention_backward: no saved state (the forward ran without recording)");
     if ((int64_t)B * T * H * hd == 0) return VIT_OK;
     vit_cuda_state *s = vit_cuda_of(be);
-    /* ---- cuDNN SDPA's backward plugs in here, for the forwards it ran. ---- */
+    /* cuDNN's fused backward, for the forwards it ran */
+    bool fused = false;
+    VIT_TRY(vit_cuda_sdpa_backward(be, dqkv, dout, qkv, out, saved, B, T, H, hd, scale, drop_p, &fused));
+    if (fused) return VIT_OK;
     /* q, k, v consecutive; dO; dq, dk, dv consecutive (as vit_cuk_qkv_merge_add
      * reads them); the dropped probabilities; their gradient */
     const int64_t n = (int64_t)B * H * T * hd, np = (int64_t)B * H * T * T, bh = (int64_t)B * H;

@@ -258,6 +258,7 @@ void vit_cuda_destroy(vit_backend *be) {
     cudaSetDevice(s->device);
     if (s->stream) cudaStreamSynchronize(s->stream);
     vit_cuda_gemm_cache_destroy(s->gemm);
+    vit_cuda_sdpa_release(s);
     if (s->lt) cublasLtDestroy(s->lt);
     if (s->blas) cublasDestroy(s->blas);
     vit_cuda_allocator_release(&s->alloc);

@@ -19,6 +19,7 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <cudnn.h>
 
 #include "core/backend.h"
 
@@ -62,6 +63,13 @@ typedef struct vit_cuda_state {
      * valid while fewer than N newer uploads have been queued. */
     cudaEvent_t upload_events[8];
     uint64_t uploads;
+    bool logged_attention;
+    /* cuDNN's fused attention in BF16 mode (cuda/attention_sdpa.c), made on
+     * first use; sdpa_unavailable: cuDNN could not be had, said once. */
+    cudnnHandle_t dnn;
+    struct vit_sdpa_cache *sdpa;
+    bool sdpa_unavailable;
+    bool sdpa_logged_dropout; /* said once that attention dropout keeps libvit's own path */
     char name[96];
 } vit_cuda_state;
 
@@ -142,6 +150,15 @@ vit_status vit_cuda_pool_attention_forward(vit_backend *be, float *out, float *p
 vit_status vit_cuda_pool_attention_backward(vit_backend *be, float *dq, float *dkv, const float *dout, const float *q,
                                             const float *kv, const float *probs, int B, int L, int N, int H, int hd,
                                             float scale, float *scratch);
+/* Through cuDNN's fused SDPA (cuda/attention_sdpa.c): *ran says whether it
+ * did; when not (fp32 or tf32, dropout, a shape cuDNN refuses: decided the
+ * same way in forward and backward), the caller runs its own path. */
+vit_status vit_cuda_sdpa_forward(vit_backend *be, float *out, void *saved, const float *qkv, int B, int T, int H,
+                                 int hd, float scale, float drop_p, bool *ran);
+vit_status vit_cuda_sdpa_backward(vit_backend *be, float *dqkv, const float *dout, const float *qkv,
+                                  const float *out, const void *saved, int B, int T, int H, int hd, float scale,
+                                  float drop_p, bool *ran);
+void vit_cuda_sdpa_release(vit_cuda_state *s);
 
 /* The table (cuda/table.c). */
 extern const vit_backend_ops vit_cuda_ops;

@@ -45,6 +45,14 @@ extern "C" cudaError_t vit_cuk_bias_rows(float *C, const float *bias, int64_t it
     return cudaGetLastError();
 }
 
+__global__ void from_bf16_kernel(float *dst, const __nv_bfloat16 *src, int64_t n, int accumulate) {
+    VIT_CUK_FOR(i, n) dst[i] = (accumulate ? dst[i] : 0.0f) + __bfloat162float(src[i]);
+}
+extern "C" cudaError_t vit_cuk_from_bf16(float *dst, const void *src, int64_t n, int accumulate, cudaStream_t st) {
+    from_bf16_kernel<<<vit_cuk_blocks(n), VIT_CUK_THREADS, 0, st>>>(dst, (const __nv_bfloat16 *)src, n, accumulate);
+    return cudaGetLastError();
+}
+
 __global__ void add_kernel(float *out, const float *a, const float *b, int64_t n) {
     VIT_CUK_FOR(i, n) out[i] = a[i] + b[i];
 }

@@ -38,6 +38,8 @@ cudaError_t vit_cuk_to_bf16(void *dst, const float *src, int64_t items, int64_t 
 /* C [items, M, N] (row stride ldc, item stride stride_c) += bias [N] on every row */
 cudaError_t vit_cuk_bias_rows(float *C, const float *bias, int64_t items, int64_t M, int64_t N, int64_t ldc,
                               int64_t stride_c, cudaStream_t st);
+/* dst [n] (= or +=) src [n] bfloat16 widened */
+cudaError_t vit_cuk_from_bf16(float *dst, const void *src, int64_t n, int accumulate, cudaStream_t st);
 cudaError_t vit_cuk_add(float *out, const float *a, const float *b, int64_t n, cudaStream_t st);
 
 cudaError_t vit_cuk_gelu_forward(float *out, const float *inp, int64_t n, cudaStream_t st);

@@ -53,6 +53,8 @@ VIT_MODULE_EXPORT vit_status vit_cuda_module_create(const vit_cuda_host *host, c
                                                     vit_backend **out) {
     g_host = host;
     VIT_TRY(vit_cuda_backend_create(cfg->device_index, cfg->precision, out));
-    vit_log(cfg->ctx, VIT_LOG_INFO, "CUDA backend %s; attention: libvit's own kernels", vit_cuda_name(*out));
+    vit_log(cfg->ctx, VIT_LOG_INFO, "CUDA backend %s; attention: %s", vit_cuda_name(*out),
+            cfg->precision == VIT_PRECISION_BF16 ? "cuDNN's fused SDPA where it serves, else libvit's own kernels"
+                                                 : "libvit's own kernels");
     return VIT_OK;
 }
