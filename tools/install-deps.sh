@@ -5,6 +5,8 @@
 #                                   optimised BLAS for Debian's torch, Node.js
 #                                   and ONNX Runtime in bench/node_modules
 #                                   (tests/onnx compares the export with it)
+#   tools/install-deps.sh --ort     only Node.js and ONNX Runtime (what CI adds
+#                                   for tests/onnx, without changing torch's BLAS)
 # Idempotent; run as root (or through sudo). As another user it stops with
 # the list of missing packages instead of calling apt-get.
 set -eu
@@ -14,17 +16,20 @@ packages="build-essential g++ meson ninja-build pkg-config binutils
   dataset-fashion-mnist python3-skimage
   abigail-tools valgrind clang libclang-rt-14-dev libomp-dev
   libopenmpi-dev openmpi-bin iproute2"
-bench=false
+bench=false ort=false
 case "${1:-}" in
-    --bench) bench=true ;;
+    --bench) bench=true ort=true ;;
+    --ort) ort=true ;;
     "") ;;
-    *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--bench|--ort]" >&2; exit 2 ;;
 esac
 if $bench; then
     # Without libopenblas0-pthread, Debian's torch runs its matrix products on
     # the reference (netlib) libblas, which would make PyTorch look several
     # times slower than it is.
     packages="$packages libopenblas0-pthread"
+fi
+if $ort; then
     # Node.js may come from elsewhere (with its own npm), so only what is missing.
     command -v node >/dev/null 2>&1 || packages="$packages nodejs"
     command -v npm >/dev/null 2>&1 || packages="$packages npm"
@@ -44,7 +49,7 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     apt-get install -y -q --no-install-recommends $missing
 fi
-if $bench; then
+if $ort; then
     # The CPU library ships inside onnxruntime-node; its install script only
     # downloads GPU binaries, hence --ignore-scripts. npm ls fails when the
     # pinned version (bench/package.json) is missing or another one is there.
