@@ -155,6 +155,10 @@ vit_status vit_dist_backward(vit_model *m, vit_value *out, const float *seed_gra
         return s;
     }
     while (d->next < d->n) VIT_TRY(start_bucket(m, d));
+    /* On a GPU the host runs ahead of the kernels: waiting for backward's
+     * own kernels first (the last bucket waits for them anyway) leaves in
+     * the wait only what the reductions add. */
+    if (!m->be->host_memory) VIT_TRY(m->be->ops->sync(m->be));
     double t_wait = vit_dist_now();
     VIT_TRY(vit_comm_wait(c, d->tr, d->finished, d->n - d->finished, "vit_model_backward: averaging the gradients"));
     double t1 = vit_dist_now();
