@@ -7,8 +7,8 @@
 # Open MPI's libraries out of the bundle) and built. The bundle holds
 # libvit.so.0 and libvit-cuda.so (libvit/), the test and benchmark programs
 # (bin/), the shared libraries they need that a CUDA image lacks (lib/:
-# oneDNN, libpng, TurboJPEG, OpenMP, ...; not the CUDA libraries, which the
-# GPU machine has), and Fashion-MNIST's test split (data/), stripped of
+# oneDNN, libpng, TurboJPEG, OpenMP, ...; not the CUDA libraries or NCCL,
+# which the GPU machine has: the toolkit's or PyTorch's wheels'), and Fashion-MNIST's test split (data/), stripped of
 # debug information to stay well inside the 64 MiB a call may carry.
 set -eu
 build=${1:-build-cuda}
@@ -16,7 +16,7 @@ bundle=${2:-build-device-bundle}
 [ -f "$build/libvit/libvit-cuda.so" ] || { echo "device-bundle: $build has no libvit-cuda.so (-Dcuda=enabled?)" >&2; exit 1; }
 ninja -C "$build" libvit/libvit.so.0.1.0 libvit/libvit-cuda.so tests/cpu/test_kernels tests/cuda/test_cuda_host \
     tests/cuda/test_cuda_model tests/cuda/libfake-cuda-module.so tests/cuda/test_sdpa_host tests/cuda/test_sdpa_gpu \
-    examples/vit-bench examples/vit-train >/dev/null
+    tests/cuda/test_nccl_gpu examples/vit-bench examples/vit-train >/dev/null
 rm -rf "$bundle"
 mkdir -p "$bundle/libvit" "$bundle/bin" "$bundle/lib" "$bundle/tests/cuda" "$bundle/data/fashion-mnist"
 cp -P "$build"/libvit/libvit.so "$build"/libvit/libvit.so.0 "$build"/libvit/libvit.so.0.1.0 "$bundle/libvit/"
@@ -24,7 +24,7 @@ cp "$build/libvit/libvit-cuda.so" "$bundle/libvit/"
 cp "$build/tests/cuda/libfake-cuda-module.so" "$bundle/tests/cuda/"
 cp tests/cuda/h200_devprop.json "$bundle/tests/cuda/"
 for p in tests/cpu/test_kernels tests/cuda/test_cuda_host tests/cuda/test_cuda_model tests/cuda/test_sdpa_host \
-    tests/cuda/test_sdpa_gpu examples/vit-bench examples/vit-train; do
+    tests/cuda/test_sdpa_gpu tests/cuda/test_nccl_gpu examples/vit-bench examples/vit-train; do
     cp "$build/$p" "$bundle/bin/"
 done
 # What the programs and libraries load that is neither the C runtime nor

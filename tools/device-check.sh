@@ -8,7 +8,8 @@
 # TurboJPEG, Check), so the binaries are built here and run there. It:
 #   1. shows the GPU, the driver and whether the module's libraries resolve;
 #   2. runs the CUDA tests: host checks, the kernel tests through the CUDA
-#      table, and the whole model GPU against CPU (Fashion-MNIST carried);
+#      table, the whole model GPU against CPU (Fashion-MNIST carried), and
+#      one rank training through NCCL;
 #   3. runs a short training under compute-sanitizer (memcheck);
 #   4. benchmarks ViT-B/16 at 224 px in bf16, training at batch 64/128/256
 #      and inference at 1/64/256, libvit against PyTorch (bench/
@@ -44,7 +45,7 @@ $have_smi && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.
 command -v nvcc >/dev/null && nvcc --version | tail -1
 # CUDA's libraries: the toolkit's, else those of PyTorch's wheels.
 cudalibs=/usr/local/cuda/lib64
-for m in cu13 cublas cuda_runtime cudnn; do
+for m in cu13 cublas cuda_runtime cudnn nccl; do
     d=$("$PYTHON" -c "import nvidia.$m as p, os; print(os.path.join(list(p.__path__)[0], 'lib'))" 2>/dev/null) &&
         [ -d "$d" ] && cudalibs="$cudalibs:$d"
 done
@@ -52,7 +53,7 @@ done
 VITLIBS="$PWD/$B/libvit:$PWD/$B/lib:$cudalibs"
 vit=(env "LD_LIBRARY_PATH=$VITLIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 export VIT_CUDA_MODULE="$PWD/$B/libvit/libvit-cuda.so" VIT_BUILD_ROOT="$PWD/$B" OMP_NUM_THREADS=8
-echo "libraries of the module:"; "${vit[@]}" ldd "$VIT_CUDA_MODULE" | grep -E "cuda|cublas|not found"
+echo "libraries of the module:"; "${vit[@]}" ldd "$VIT_CUDA_MODULE" | grep -E "cuda|cublas|nccl|not found"
 "${vit[@]}" ldd "$B/bin/vit-bench" "$B/bin/test_kernels" | grep "not found" && status=1
 
 stage "CUDA tests"
@@ -63,7 +64,7 @@ run_test() { # name, limit, command...
     # a GPU test that skips on the GPU machine is not green
     case $rc in 0) r=PASS ;; 77) r=SKIP; [ "$DEV" = cuda ] && status=1 ;; 124) r="TIMEOUT (${limit}s)"; status=1 ;; *) r="FAIL ($rc)"; status=1 ;; esac
     echo "$name: $r"
-    if [ "$r" = PASS ]; then grep -iE "loss|logits|gradients|checkpoint|backend|rel\. error|same bits" "$OUT/test-$name.txt" | tail -8
+    if [ "$r" = PASS ]; then grep -iE "loss|logits|gradients|checkpoint|backend|rel\. error|same bits|nccl" "$OUT/test-$name.txt" | tail -8
     else tail -15 "$OUT/test-$name.txt"; fi
 }
 VIT_TEST_CUDA_MODULE="$VIT_CUDA_MODULE" VIT_TEST_FAKE_MODULE="$PWD/$B/tests/cuda/libfake-cuda-module.so" \
@@ -73,6 +74,8 @@ run_test sdpa_gpu 60 "${vit[@]}" "$B/bin/test_sdpa_gpu"
 run_test sdpa_host 60 "${vit[@]}" "$B/bin/test_sdpa_host" "$B/tests/cuda/h200_devprop.json"
 VIT_TEST_BACKEND=cuda CK_DEFAULT_TIMEOUT=120 run_test kernels_cuda 150 "${vit[@]}" "$B/bin/test_kernels"
 VIT_FMNIST_DIR="$PWD/$B/data/fashion-mnist" run_test model_cuda 150 "${vit[@]}" "$B/bin/test_cuda_model"
+# NCCL with one rank: the communicator attached, the broadcast and every bucket through NCCL
+run_test nccl_gpu 40 "${vit[@]}" "$B/bin/test_nccl_gpu"
 cat "$OUT"/test-*.txt > "$OUT/tests.txt"; rm -f "$OUT"/test-*.txt
 
 stage "compute-sanitizer (memcheck) on 3 training steps"

@@ -16,7 +16,9 @@
  * pointer in both). libvit must then be built against the same MPI as the
  * program (VIT_COMM_MPI_HANDLE_BYTES tells the size libvit expects).
  * docs/distributed.md has the launch recipes and what is identical to one
- * process.
+ * process. A model on a GPU (one GPU per rank) has its gradients and its
+ * initial broadcast carried by NCCL, in device memory; MPI still starts the
+ * ranks and hands NCCL its unique id.
  */
 #ifndef VIT_DIST_H
 #define VIT_DIST_H
@@ -37,7 +39,11 @@ typedef enum vit_comm_param {
                                   with VIT_ERR_IO naming the operation (300000 = 5 min) */
     VIT_COMM_MPI = 6,          /* int, read-only: 1 when this communicator runs on MPI, 0 for a build
                                   without MPI (one rank) */
-    VIT_COMM_MPI_HANDLE_BYTES = 7 /* int, read-only: sizeof(MPI_Comm) in the MPI libvit was built with (0 without) */
+    VIT_COMM_MPI_HANDLE_BYTES = 7, /* int, read-only: sizeof(MPI_Comm) in the MPI libvit was built with (0 without) */
+    VIT_COMM_NCCL_MIN_RANKS = 8, /* int 1 or 2: a GPU model's gradients are averaged through NCCL from this many
+                                    ranks on (2; 1 runs NCCL with one rank, which checks the path on one GPU);
+                                    read when a model is attached */
+    VIT_COMM_NCCL = 9              /* int, read-only: 1 once this communicator has opened NCCL for a GPU model */
 } vit_comm_param;
 
 /* Accumulated counters since creation (vit_comm_get_float). */

@@ -33,6 +33,8 @@
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static vit_cuda_module_create_fn g_create;
+static const vit_cuda_nccl_ops *g_nccl; /* the loaded module's; NULL: built without NCCL */
+static const char *g_module_path = "";
 
 static vit_status host_fail(vit_status status, const char *message) { return vit_fail(status, "%s", message); }
 
@@ -69,17 +71,20 @@ static vit_status handshake(void *h, const char *path) {
     info_fn(&mi);
     if (mi.abi != VIT_CUDA_MODULE_ABI || mi.sizeof_ops != sizeof(vit_backend_ops) ||
         mi.sizeof_backend != sizeof(vit_backend) || mi.sizeof_gemm != sizeof(vit_gemm) || !mi.libvit_version ||
-        strcmp(mi.libvit_version, VIT_VERSION_STRING) != 0)
+        strcmp(mi.libvit_version, VIT_VERSION_STRING) != 0 || mi.sizeof_nccl_ops != sizeof(vit_cuda_nccl_ops))
         return vit_fail(VIT_ERR_UNSUPPORTED,
                         "CUDA module %s: built for libvit %s (module ABI %u, table %u bytes), this is libvit %s "
                         "(module ABI %u, table %zu bytes): install the module of the same build",
                         path, mi.libvit_version ? mi.libvit_version : "?", mi.abi, mi.sizeof_ops, VIT_VERSION_STRING,
                         VIT_CUDA_MODULE_ABI, sizeof(vit_backend_ops));
     g_create = create;
+    g_nccl = mi.nccl;
+    g_module_path = path;
     return VIT_OK;
 }
 
 static vit_status try_open(const char *path, bool must_exist, bool *found) {
+    static char opened[PATH_MAX]; /* kept for messages: the module stays loaded */
     *found = false;
     if (must_exist && !file_exists(path)) return VIT_OK;
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -92,7 +97,8 @@ static vit_status try_open(const char *path, bool must_exist, bool *found) {
         return vit_fail(VIT_ERR_UNSUPPORTED, "CUDA module %s cannot be loaded: %s", path, why ? why : "dlopen failed");
     }
     *found = true;
-    vit_status s = handshake(h, path);
+    snprintf(opened, sizeof opened, "%s", path);
+    vit_status s = handshake(h, opened);
     if (s != VIT_OK) dlclose(h);
     return s;
 }
@@ -129,4 +135,12 @@ vit_status vit_backend_create_cuda(int device_index, vit_precision precision, co
     if (s != VIT_OK) return s;
     const vit_cuda_config cfg = {device_index, precision, ctx};
     return create(&g_host, &cfg, out);
+}
+
+const vit_cuda_nccl_ops *vit_cuda_module_nccl(const char **module_path) {
+    pthread_mutex_lock(&g_lock);
+    const vit_cuda_nccl_ops *ops = g_nccl;
+    if (module_path) *module_path = g_module_path;
+    pthread_mutex_unlock(&g_lock);
+    return ops;
 }

@@ -163,4 +163,8 @@ void vit_cuda_sdpa_release(vit_cuda_state *s);
 /* The table (cuda/table.c). */
 extern const vit_backend_ops vit_cuda_ops;
 
+/* NCCL (cuda/nccl.c, built with -Dnccl only): the module hands it to libvit.so.0. */
+struct vit_cuda_nccl_ops;
+extern const struct vit_cuda_nccl_ops vit_cuda_nccl_ops_table;
+
 #endif

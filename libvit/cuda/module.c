@@ -47,6 +47,12 @@ VIT_MODULE_EXPORT void vit_cuda_module_info(vit_cuda_module_desc *info) {
     info->sizeof_gemm = sizeof(vit_gemm);
     info->libvit_version = VIT_VERSION_STRING;
     info->built_for = VIT_CUDA_BUILT_FOR ", CUDA " STR(CUDART_VERSION);
+    info->sizeof_nccl_ops = sizeof(vit_cuda_nccl_ops);
+#ifdef VIT_HAVE_NCCL
+    info->nccl = &vit_cuda_nccl_ops_table;
+#else
+    info->nccl = NULL;
+#endif
 }
 
 VIT_MODULE_EXPORT vit_status vit_cuda_module_create(const vit_cuda_host *host, const vit_cuda_config *cfg,

@@ -36,7 +36,6 @@ static void self_destroy(vit_comm *c) { (void)c; }
 
 const vit_transport vit_transport_self = {
     .name = "self",
-    .device_buffers = true, /* nothing moves */
     .reserve = self_reserve,
     .start = self_start,
     .test = self_test,
@@ -56,7 +55,7 @@ vit_status vit_comm_fail(vit_comm *c, const char *fmt, ...) {
 
 /* Polls with a growing pause (up to 1 ms): a rank that waits for a slower
  * one must not take the processor it computes on when ranks share cores. */
-vit_status vit_comm_wait(vit_comm *c, int first, int n, const char *what) {
+vit_status vit_comm_wait(vit_comm *c, const vit_transport *tr, int first, int n, const char *what) {
     if (c->failed)
         return vit_fail(VIT_ERR_IO, "rank %d of %d: %s: the communicator failed earlier (%s)", c->rank, c->size, what,
                         c->failure);
@@ -64,7 +63,7 @@ vit_status vit_comm_wait(vit_comm *c, int first, int n, const char *what) {
     long pause_ns = 0;
     for (int i = first; i < first + n;) {
         bool done = false;
-        vit_status s = c->host->test(c, i, &done);
+        vit_status s = tr->test(c, i, &done);
         if (s != VIT_OK) {
             vit_error_prefix("%s", what);
             return s;
@@ -87,7 +86,7 @@ vit_status vit_comm_wait(vit_comm *c, int first, int n, const char *what) {
 }
 
 vit_status vit_comm_run(vit_comm *c, vit_coll op, void *buf, int64_t count, const char *what) {
-    if (c->failed) return vit_comm_wait(c, 0, 0, what);
+    if (c->failed) return vit_comm_wait(c, c->host, 0, 0, what);
     VIT_TRY(c->host->reserve(c, 1));
     /* Broadcasts go in pieces of at most 1 GiB (MPI counts are int). */
     const int64_t piece = op == VIT_COLL_BCAST ? (int64_t)1 << 30 : count;
@@ -100,7 +99,7 @@ vit_status vit_comm_run(vit_comm *c, vit_coll op, void *buf, int64_t count, cons
             vit_error_prefix("%s", what);
             return s;
         }
-        VIT_TRY(vit_comm_wait(c, 0, 1, what));
+        VIT_TRY(vit_comm_wait(c, c->host, 0, 1, what));
         done += n;
     } while (done < count);
     return VIT_OK;
@@ -128,6 +127,7 @@ vit_status vit_comm_create(const void *mpi_comm, vit_comm **out) {
     c->overlap = 1;
     c->refs = 1;
     c->size = 1;
+    c->nccl_min_ranks = 2;
     vit_status s = VIT_OK;
     if (mpi_comm || vit_mpi_handle_bytes() || vit_comm_launch_size() > 1) {
         s = vit_mpi_open(c, mpi_comm);
@@ -145,6 +145,7 @@ vit_status vit_comm_create(const void *mpi_comm, vit_comm **out) {
 
 void vit_comm_release(vit_comm *c) {
     if (!c || --c->refs > 0) return;
+    if (c->device) c->device->destroy(c); /* NCCL before MPI, which may be finalised */
     c->host->destroy(c);
     free(c);
 }
@@ -182,10 +183,15 @@ vit_status vit_comm_set_int(vit_comm *c, vit_comm_param param, int64_t v) {
                       (long long)v);
         c->timeout_ms = v;
         return VIT_OK;
+    case VIT_COMM_NCCL_MIN_RANKS:
+        VIT_CHECK_ARG(v == 1 || v == 2, "VIT_COMM_NCCL_MIN_RANKS: %lld (1 or 2 accepted)", (long long)v);
+        c->nccl_min_ranks = (int)v;
+        return VIT_OK;
     case VIT_COMM_RANK:
     case VIT_COMM_SIZE:
     case VIT_COMM_MPI:
     case VIT_COMM_MPI_HANDLE_BYTES:
+    case VIT_COMM_NCCL:
         return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_comm_set_int: parameter %d is read-only", (int)param);
     }
     return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_comm_set_int: unknown parameter %d", (int)param);
@@ -202,6 +208,8 @@ vit_status vit_comm_get_int(const vit_comm *c, vit_comm_param param, int64_t *v)
     case VIT_COMM_TIMEOUT_MS: *v = c->timeout_ms; return VIT_OK;
     case VIT_COMM_MPI: *v = c->host != &vit_transport_self; return VIT_OK;
     case VIT_COMM_MPI_HANDLE_BYTES: *v = vit_mpi_handle_bytes(); return VIT_OK;
+    case VIT_COMM_NCCL_MIN_RANKS: *v = c->nccl_min_ranks; return VIT_OK;
+    case VIT_COMM_NCCL: *v = c->device != NULL; return VIT_OK;
     }
     return vit_fail(VIT_ERR_INVALID_ARGUMENT, "vit_comm_get_int: unknown parameter %d", (int)param);
 }

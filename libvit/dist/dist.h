@@ -5,11 +5,12 @@
  * A communicator talks through a transport, a small table of non-blocking
  * collectives on numbered request slots. Control traffic (broadcasts,
  * metrics, barriers) and gradients in host memory go through the host
- * transport: MPI, or "self" for one rank. Gradients in device memory go
- * through the communicator's device transport when it has one (NCCL, once a
- * CUDA backend exists: ncclAllReduce with ncclAvg on the device's stream,
- * its unique id broadcast over the host transport); without one they are
- * staged through host memory. Every wait is bounded by VIT_COMM_TIMEOUT_MS.
+ * transport: MPI, or "self" for one rank. Gradients and parameters in GPU
+ * memory go through the device transport, NCCL (dist/nccl.c over the CUDA
+ * module's table, cuda/nccl.c): ncclAllReduce with ncclAvg, ordered after
+ * the backend's stream, its unique id broadcast over the host transport. A
+ * GPU model is never staged through host memory: without NCCL it trains on
+ * one rank only. Every wait is bounded by VIT_COMM_TIMEOUT_MS.
  */
 #ifndef VIT_DIST_INTERNAL_H
 #define VIT_DIST_INTERNAL_H
@@ -27,8 +28,7 @@ typedef enum vit_coll {
 } vit_coll;
 
 typedef struct vit_transport {
-    const char *name;    /* "mpi", "self" (later "nccl") */
-    bool device_buffers; /* reduces buffers in a device backend's memory */
+    const char *name;    /* "mpi", "self", "nccl" */
     /* At least slots request slots, numbered 0..slots-1 (grows, keeps none in flight). */
     vit_status (*reserve)(vit_comm *c, int slots);
     /* Starts a collective on slot; every rank starts the same collectives in the same order. */
@@ -41,8 +41,14 @@ typedef struct vit_transport {
 
 struct vit_comm {
     const vit_transport *host;   /* control, and gradients in host memory */
-    const vit_transport *device; /* gradients in device memory; NULL: staged through host */
+    const vit_transport *device; /* gradients in device memory (NCCL); NULL until a GPU model attaches */
     void *state;                 /* the host transport's */
+    /* The device transport's: the CUDA module's NCCL table, the NCCL
+     * communicator, and the backend whose stream the next collective follows. */
+    const struct vit_cuda_nccl_ops *nccl_ops;
+    struct vit_cuda_nccl *nccl;
+    struct vit_backend *nccl_be;
+    int nccl_min_ranks;
     int rank, size;
     int64_t bucket_bytes, timeout_ms;
     int overlap;
@@ -56,10 +62,13 @@ struct vit_comm {
 vit_status vit_mpi_open(vit_comm *c, const void *mpi_comm);
 int vit_mpi_handle_bytes(void); /* sizeof(MPI_Comm), 0 without MPI */
 extern const vit_transport vit_transport_self;
+/* The NCCL transport (dist/nccl.c): opens c->device for be's GPU, a
+ * collective; VIT_ERR_UNSUPPORTED when the CUDA module has no NCCL. */
+vit_status vit_nccl_open(vit_comm *c, struct vit_backend *be);
 
-/* Waits for slots [first, first + n) (a timed-out or failed wait marks the
- * communicator failed); what names the operation for the message. */
-vit_status vit_comm_wait(vit_comm *c, int first, int n, const char *what);
+/* Waits for slots [first, first + n) of transport tr (a timed-out or failed
+ * wait marks the communicator failed); what names the operation for the message. */
+vit_status vit_comm_wait(vit_comm *c, const vit_transport *tr, int first, int n, const char *what);
 /* Start + wait, for the blocking collectives. */
 vit_status vit_comm_run(vit_comm *c, vit_coll op, void *buf, int64_t count, const char *what);
 /* Marks the communicator failed with this message; returns VIT_ERR_IO. */

@@ -12,7 +12,12 @@
  * the in-flight ones are tested, which is what moves them along (Open MPI
  * has no progress thread). After the replay the rest start, and backward
  * returns when all have finished: the optimizer, its gradient clipping and
- * its non-finite check see the averaged gradients. */
+ * its non-finite check see the averaged gradients.
+ *
+ * A GPU model's buckets go through NCCL instead: "after node i" is then when
+ * node i's kernels have been queued, and a bucket's ncclAllReduce, on NCCL's
+ * own stream, waits for what the backend's stream had queued at that point,
+ * so it overlaps the kernels of the rest of backward (dist/nccl.c). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +37,8 @@ struct vit_dist_buckets {
     int n;
     int64_t built_bytes;
     int *first_use; /* per parameter: the lowest tape node reading it, INT_MAX if none */
-    float *staging; /* host copy of the gradients when they live in device memory and the transport cannot reach it */
     /* The backward in progress. */
-    const vit_transport *tr;
-    float *buf;         /* what the transport reduces: the gradients or staging */
+    const vit_transport *tr; /* host memory: the host transport (MPI); GPU memory: NCCL */
     int next, finished; /* buckets started / known finished */
     double t_first;     /* when bucket 0 started */
     vit_status failed;
@@ -96,12 +99,8 @@ static void find_ready_points(vit_model *m, struct vit_dist_buckets *d) {
 
 static vit_status start_bucket(vit_model *m, struct vit_dist_buckets *d) {
     const bucket *b = &d->b[d->next];
-    vit_backend *be = m->be;
-    if (d->buf == d->staging)
-        VIT_TRY(be->ops->copy(be, d->staging + b->lo, m->grads + b->lo, (size_t)(b->hi - b->lo) * sizeof(float),
-                              VIT_COPY_TO_HOST));
     if (d->next == 0) d->t_first = vit_dist_now();
-    VIT_TRY(d->tr->start(m->comm, d->next, VIT_COLL_AVG_F32, d->buf + b->lo, b->hi - b->lo));
+    VIT_TRY(d->tr->start(m->comm, d->next, VIT_COLL_AVG_F32, m->grads + b->lo, b->hi - b->lo));
     d->next++;
     return VIT_OK;
 }
@@ -127,18 +126,13 @@ static vit_status after_node(void *user, int index) {
 
 vit_status vit_dist_backward(vit_model *m, vit_value *out, const float *seed_grad) {
     vit_comm *c = m->comm;
-    if (!c || c->size == 1) return vit_tape_backward(&m->tape, out, seed_grad);
-    if (c->failed) return vit_comm_wait(c, 0, 0, "vit_model_backward");
     struct vit_dist_buckets *d = m->dist;
+    if (!d) return vit_tape_backward(&m->tape, out, seed_grad); /* one rank, nothing to reduce */
+    if (c->failed) return vit_comm_wait(c, c->host, 0, 0, "vit_model_backward");
     if (d->built_bytes != c->bucket_bytes) VIT_TRY(build_buckets(m, d, c->bucket_bytes));
-    vit_backend *be = m->be;
-    /* A device transport reduces device memory; the host one needs host memory. */
-    d->tr = c->device && !be->host_memory ? c->device : c->host;
-    if (!be->host_memory && !d->tr->device_buffers && !d->staging) {
-        d->staging = vit_alloc((size_t)m->total * sizeof(float));
-        if (!d->staging) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_backward: no host memory to stage gradients");
-    }
-    d->buf = !be->host_memory && !d->tr->device_buffers ? d->staging : m->grads;
+    /* vit_model_set_comm opened NCCL for a GPU model. */
+    d->tr = m->be->host_memory ? c->host : c->device;
+    c->nccl_be = m->be;
     VIT_TRY(d->tr->reserve(c, d->n));
     find_ready_points(m, d);
     d->next = d->finished = 0;
@@ -161,11 +155,13 @@ vit_status vit_dist_backward(vit_model *m, vit_value *out, const float *seed_gra
         return s;
     }
     while (d->next < d->n) VIT_TRY(start_bucket(m, d));
+    /* On a GPU the host runs ahead of the kernels: waiting for backward's
+     * own kernels first (the last bucket waits for them anyway) leaves in
+     * the wait only what the reductions add. */
+    if (!m->be->host_memory) VIT_TRY(m->be->ops->sync(m->be));
     double t_wait = vit_dist_now();
-    VIT_TRY(vit_comm_wait(c, d->finished, d->n - d->finished, "vit_model_backward: averaging the gradients"));
+    VIT_TRY(vit_comm_wait(c, d->tr, d->finished, d->n - d->finished, "vit_model_backward: averaging the gradients"));
     double t1 = vit_dist_now();
-    if (d->buf == d->staging)
-        VIT_TRY(be->ops->copy(be, m->grads, d->staging, (size_t)m->total * sizeof(float), VIT_COPY_TO_DEVICE));
     c->wait_s += t1 - t_wait;
     c->reduce_s += t1 - d->t_first;
     c->bytes += (double)m->total * sizeof(float);
@@ -178,7 +174,6 @@ void vit_dist_detach(vit_model *m) {
     if (d) {
         free(d->b);
         free(d->first_use);
-        vit_free(d->staging);
         free(d);
     }
     m->dist = NULL;
@@ -188,7 +183,8 @@ void vit_dist_detach(vit_model *m) {
 }
 
 /* Rank 0's parameters and dropout stream to every rank, after checking that
- * every rank has a model of the same size. */
+ * every rank has a model of the same size. A GPU model's parameters go
+ * through NCCL, in device memory. */
 static vit_status share_rank0_model(vit_model *m, vit_comm *c) {
     uint64_t head[2] = {(uint64_t)m->total, m->rng_counter};
     VIT_TRY(vit_comm_run(c, VIT_COLL_BCAST, head, sizeof head, "vit_model_set_comm: the model's size"));
@@ -200,26 +196,30 @@ static vit_status share_rank0_model(vit_model *m, vit_comm *c) {
     if (mismatch > 0)
         return vit_fail(VIT_ERR_SHAPE, "vit_model_set_comm: %.0f rank(s) have a model of another size than rank 0's",
                         mismatch);
-    vit_backend *be = m->be;
-    const size_t bytes = (size_t)m->total * sizeof(float);
-    float *host = be->host_memory ? m->weights : vit_alloc(bytes);
-    if (!host) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "vit_model_set_comm: no host memory to share the weights");
-    vit_status s = host == m->weights ? VIT_OK : be->ops->copy(be, host, m->weights, bytes, VIT_COPY_TO_HOST);
-    if (s == VIT_OK) s = vit_comm_run(c, VIT_COLL_BCAST, host, (int64_t)bytes, "vit_model_set_comm: sharing the weights");
-    if (s == VIT_OK && host != m->weights) s = be->ops->copy(be, m->weights, host, bytes, VIT_COPY_TO_DEVICE);
-    if (host != m->weights) vit_free(host);
-    if (s == VIT_OK) m->rng_counter = head[1];
-    return s;
+    const int64_t bytes = m->total * (int64_t)sizeof(float);
+    const char *what = "vit_model_set_comm: sharing the weights";
+    if (m->be->host_memory) {
+        VIT_TRY(vit_comm_run(c, VIT_COLL_BCAST, m->weights, bytes, what));
+    } else {
+        c->nccl_be = m->be;
+        VIT_TRY(c->device->reserve(c, 1));
+        VIT_TRY(c->device->start(c, 0, VIT_COLL_BCAST, m->weights, bytes));
+        VIT_TRY(vit_comm_wait(c, c->device, 0, 1, what));
+    }
+    m->rng_counter = head[1];
+    return VIT_OK;
 }
 
 vit_status vit_model_set_comm(vit_model *m, vit_comm *c) {
     VIT_CHECK_ARG(m, "vit_model_set_comm: model is NULL");
     vit_dist_detach(m);
     if (!c) return VIT_OK;
-    if (c->size > 1 && m->be->device != VIT_DEVICE_CPU)
-        return vit_fail(VIT_ERR_UNSUPPORTED, "vit_model_set_comm: the gradients are reduced in host memory, and this "
-                                             "model lives on a GPU (not supported yet)");
-    if (c->size > 1) {
+    /* A GPU model reduces in device memory, through NCCL; a CPU model through
+     * the host transport, when there is more than one rank. */
+    const bool gpu = !m->be->host_memory;
+    const bool reduce = gpu ? c->size >= c->nccl_min_ranks : c->size > 1;
+    if (reduce) {
+        if (gpu) VIT_TRY(vit_nccl_open(c, m->be));
         VIT_TRY(share_rank0_model(m, c));
         struct vit_dist_buckets *d = calloc(1, sizeof *d);
         int *first_use = d ? malloc((size_t)m->n_params * sizeof *first_use) : NULL;

@@ -113,7 +113,6 @@ static void mpi_destroy(vit_comm *c) {
 
 static const vit_transport mpi_transport = {
     .name = "mpi",
-    .device_buffers = false,
     .reserve = mpi_reserve,
     .start = mpi_start,
     .test = mpi_test,
