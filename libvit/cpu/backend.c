@@ -179,3 +179,13 @@ vit_status vit_cpu_backend_gemm_batched(vit_backend *be, const vit_gemm *g, int 
     VIT_TRY(matmul_of(be, &mm));
     return vit_cpu_gemm_batched(mm, g, batch, stride_a, stride_b, stride_c);
 }
+
+void vit_cpu_forget_weights(vit_backend *be, const void *p, size_t bytes) {
+    cpu_state *s = be->state;
+    vit_cpu_matmul_forget(s->mm, p, bytes);
+}
+
+size_t vit_cpu_packed_bytes(const vit_backend *be) {
+    const cpu_state *s = be->state;
+    return vit_cpu_matmul_packed_bytes(s->mm);
+}
