@@ -70,6 +70,34 @@ def set_threads(n):
         ctypes.CDLL(blas).openblas_set_num_threads(n)
 
 
+def run_procs(run, args, procs):
+    """run(rank, args, store) in this process when procs is 1, else in procs
+    spawned processes that join a gloo group through the file store."""
+    if procs == 1:
+        run(0, args, None)
+        return
+    store = f"/tmp/{os.path.basename(sys.argv[0])}.{os.getpid()}.store"
+    try:
+        mp.spawn(run, args=(args, store), nprocs=procs)
+    finally:
+        if os.path.exists(store):
+            os.remove(store)
+
+
+def average_gradients(params, procs):
+    """Each process's gradients replaced by their mean over the processes
+    (each process's loss is the mean over its share of the batch)."""
+    if procs == 1:
+        return
+    grads = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(grads)
+    grads /= procs
+    offset = 0
+    for p in params:
+        p.grad.copy_(grads[offset:offset + p.numel()].view_as(p.grad))
+        offset += p.numel()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workload", choices=sorted(WORKLOADS))
@@ -92,15 +120,7 @@ def main():
     batch, train = WORKLOADS[args.workload][8:]
     if args.procs < 1 or (args.procs > 1 and (not train or batch % args.procs)):
         ap.error(f"--procs {args.procs}: must be 1, or divide the batch of a training workload")
-    if args.procs == 1:
-        run(0, args, None)
-        return
-    store = f"/tmp/torch_ref.{os.getpid()}.store"
-    try:
-        mp.spawn(run, args=(args, store), nprocs=args.procs)
-    finally:
-        if os.path.exists(store):
-            os.remove(store)
+    run_procs(run, args, args.procs)
 
 
 def run(rank, args, store):
@@ -126,14 +146,7 @@ def run(rank, args, store):
         def step():
             opt.zero_grad()
             F.cross_entropy(model(x), y).backward()
-            if procs > 1:  # each share's loss is its mean: average the gradients
-                grads = torch.cat([p.grad.reshape(-1) for p in params])
-                dist.all_reduce(grads)
-                grads /= procs
-                offset = 0
-                for p in params:
-                    p.grad.copy_(grads[offset:offset + p.numel()].view_as(p.grad))
-                    offset += p.numel()
+            average_gradients(params, procs)
             opt.step()
     else:
         model.eval()
