@@ -42,7 +42,7 @@ typedef struct shape {
     bool ta, tb, acc, bias, gelu;
 } shape;
 
-/* ViT-B/16 at batch 16: 16 * 197 tokens, D = 768, MLP 3072. */
+/* ViT-B/16 at batch 16: 16 * 197 tokens, D = 768, MLP 3072 ("vitb1": batch 1, 197 tokens). */
 #define VB_T (16 * 197)
 /* fmnist-size ViT: 128 images * 50 tokens, D = 96, MLP 384. */
 #define FM_T (128 * 50)
@@ -60,6 +60,10 @@ static const shape shapes[] = {
     {"vitb proj    dW += dYt.X", 768, 768, VB_T, true, false, true, false, false},
     {"vitb fc1     dW += dYt.X", 3072, 768, VB_T, true, false, true, false, false},
     {"vitb fc2     dW += dYt.X", 768, 3072, VB_T, true, false, true, false, false},
+    {"vitb1 qkv    fwd  x.Wt+b", 197, 2304, 768, false, true, false, true, false},
+    {"vitb1 proj   fwd  x.Wt+b", 197, 768, 768, false, true, false, true, false},
+    {"vitb1 fc1    fwd  gelu(x.Wt+b)", 197, 3072, 768, false, true, false, true, true},
+    {"vitb1 fc2    fwd  x.Wt+b", 197, 768, 3072, false, true, false, true, false},
     {"fmnist qkv   fwd  x.Wt+b", FM_T, 288, 96, false, true, false, true, false},
     {"fmnist proj  fwd  x.Wt+b", FM_T, 96, 96, false, true, false, true, false},
     {"fmnist fc1   fwd  gelu(x.Wt+b)", FM_T, 384, 96, false, true, false, true, true},
