@@ -142,9 +142,23 @@ vit_status vit_cpu_copy(vit_backend *be, void *dst, const void *src, size_t byte
     return VIT_OK;
 }
 
+/* Gradient buffers of a training step are megabytes each (fmnist-train zeroes
+ * ~10 MB per layer): one memset per thread over 1 MiB spans goes twice as
+ * fast on two cores as one memset. */
+enum { ZERO_SPAN = 1 << 20 };
+
 vit_status vit_cpu_zero(vit_backend *be, void *p, size_t bytes) {
     (void)be;
-    if (bytes) memset(p, 0, bytes);
+    if (bytes < 2 * (size_t)ZERO_SPAN) {
+        if (bytes) memset(p, 0, bytes);
+        return VIT_OK;
+    }
+    const int64_t spans = (int64_t)((bytes + ZERO_SPAN - 1) / ZERO_SPAN);
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < spans; s++) {
+        const size_t off = (size_t)s * ZERO_SPAN;
+        memset((char *)p + off, 0, bytes - off < ZERO_SPAN ? bytes - off : ZERO_SPAN);
+    }
     return VIT_OK;
 }
 
