@@ -7,7 +7,8 @@
  * --only keeps the rows whose name contains TEXT (e.g. "vitb", "dW", "attn").
  * --workload prints one JSON line: the rate of the matrix products of one of
  * vit-bench's workloads (patch embedding, qkv, proj, fc1 + GELU, fc2, head at
- * the workload's batch; with their dX and dW products for training), as total
+ * the workload's batch, on packed weights where libvit packs them; with their
+ * dX and dW products for training), as total
  * FLOPs over the sum of best times: the ceiling a whole step is compared to
  * (the best, not the median, as a ceiling should not move with the noise of
  * a shared machine).
@@ -305,10 +306,14 @@ static void bench_attention(int warmup, int reps, const char *only) {
     vit_free(qkv), vit_free(S), vit_free(O);
 }
 
-/* Best seconds of one product of shape s on fresh random operands; < 0 on failure. */
+/* Best seconds of one product of shape s on fresh random operands; < 0 on
+ * failure. A forward product (x W^T + b) gets a weight stamp, as libvit's
+ * forward passes do, so it runs on packed weights where the ISA packs them
+ * (the packing itself falls in the warm-up). */
 static double best_gemm(const shape *s, int warmup, int reps, uint64_t seed) {
     vit_gemm g = {.M = s->M, .N = s->N, .K = s->K, .trans_a = s->ta, .trans_b = s->tb, .accumulate = s->acc,
-                  .epilogue = s->gelu ? VIT_EPILOGUE_GELU : VIT_EPILOGUE_NONE};
+                  .epilogue = s->gelu ? VIT_EPILOGUE_GELU : VIT_EPILOGUE_NONE,
+                  .b_stamp = s->tb && s->bias ? vit_stamp_next() : 0};
     g.lda = s->ta ? s->M : s->K;
     g.ldb = s->tb ? s->K : s->N;
     g.ldc = s->N;
@@ -317,6 +322,7 @@ static double best_gemm(const shape *s, int warmup, int reps, uint64_t seed) {
     g.A = A, g.B = B, g.C = C, g.bias = bias;
     timing tm;
     double r = time_gemm(&g, warmup, reps, &tm) == 0 ? tm.best : -1.0;
+    backend()->ops->forget_weights(backend(), B, (size_t)s->K * s->N * sizeof *B);
     vit_free(A), vit_free(B), vit_free(C), vit_free(bias);
     return r;
 }
