@@ -7,8 +7,8 @@
  * --only keeps the rows whose name contains TEXT (e.g. "vitb", "dW", "attn").
  * --workload prints one JSON line: the rate of the matrix products of one of
  * vit-bench's workloads (patch embedding, qkv, proj, fc1 + GELU, fc2, head at
- * the workload's batch, on packed weights where libvit packs them; with their
- * dX and dW products for training), as total
+ * the workload's batch, inference on packed weights where libvit packs them;
+ * with their dX and dW products for training), as total
  * FLOPs over the sum of best times: the ceiling a whole step is compared to
  * (the best, not the median, as a ceiling should not move with the noise of
  * a shared machine).
@@ -307,13 +307,13 @@ static void bench_attention(int warmup, int reps, const char *only) {
 }
 
 /* Best seconds of one product of shape s on fresh random operands; < 0 on
- * failure. A forward product (x W^T + b) gets a weight stamp, as libvit's
- * forward passes do, so it runs on packed weights where the ISA packs them
- * (the packing itself falls in the warm-up). */
-static double best_gemm(const shape *s, int warmup, int reps, uint64_t seed) {
+ * failure. With packed, B gets a weight stamp, as in libvit's inference
+ * forward, so it runs on packed weights where the ISA packs them (the packing
+ * itself falls in the warm-up). */
+static double best_gemm(const shape *s, bool packed, int warmup, int reps, uint64_t seed) {
     vit_gemm g = {.M = s->M, .N = s->N, .K = s->K, .trans_a = s->ta, .trans_b = s->tb, .accumulate = s->acc,
                   .epilogue = s->gelu ? VIT_EPILOGUE_GELU : VIT_EPILOGUE_NONE,
-                  .b_stamp = s->tb && s->bias ? vit_stamp_next() : 0};
+                  .b_stamp = packed ? vit_stamp_next() : 0};
     g.lda = s->ta ? s->M : s->K;
     g.ldb = s->tb ? s->K : s->N;
     g.ldc = s->N;
@@ -345,7 +345,7 @@ static int bench_workload(const vit_bench_workload *w, int threads, int warmup, 
         const shape *todo[3] = {&fwd, w->train ? &dw : NULL, w->train && i > 0 ? &dx : NULL};
         for (int k = 0; k < 3; k++) {
             if (!todo[k]) continue;
-            double sec = best_gemm(todo[k], warmup, reps, seed += 4);
+            double sec = best_gemm(todo[k], !w->train && k == 0, warmup, reps, seed += 4);
             if (sec < 0) return 1;
             flops += 2.0 * M * N * K * layers[i].count;
             seconds += sec * layers[i].count;

@@ -1,12 +1,15 @@
 /* Linear layers and the patch embedding (patchify + the same product). */
 #include "ops/ops.h"
 
-/* y [M, N] = x [M, K] · W^T (+ b), W [N, K] as PyTorch stores it; W's stamp
- * lets the backend reuse W reordered for its products. */
+/* y [M, N] = x [M, K] · W^T (+ b), W [N, K] as PyTorch stores it. Without
+ * gradients W's stamp lets the backend reuse W packed for its products; in
+ * training W changes every step and packing it again each time did not pay
+ * (ViT-B/16 at batch 4: 0.96 x the speed, a third more memory; fmnist-train
+ * 1.02 x: docs/performance.md). */
 static vit_status linear_product(vit_backend *be, float *y, const float *x, const vit_value *W, const float *b,
                                  int M, int K, int N, vit_epilogue epilogue) {
     vit_gemm g = {.M = M, .N = N, .K = K, .A = x, .lda = K, .B = W->data, .ldb = K, .trans_b = true,
-                  .C = y, .ldc = N, .bias = b, .epilogue = epilogue, .b_stamp = W->stamp};
+                  .C = y, .ldc = N, .bias = b, .epilogue = epilogue, .b_stamp = W->requires_grad ? 0 : W->stamp};
     return be->ops->gemm(be, &g);
 }
 

@@ -136,9 +136,10 @@ START_TEST(gradients_allocated_on_first_training_forward) {
 END_TEST
 
 /* On AVX-512 oneDNN reads the linear layers' weights (patch embedding, qkv,
- * proj, fc1, fc2, head) in blocks: one packed copy of each, made on the first
- * forward, kept while the weights stay, remade in place after a write, freed
- * with the model. Where oneDNN keeps plain layouts nothing is copied. */
+ * proj, fc1, fc2, head) in blocks: inference keeps one packed copy of each,
+ * made on the first forward, kept while the weights stay, remade in place
+ * after a write, freed with the model. Where oneDNN keeps plain layouts
+ * nothing is copied. */
 START_TEST(packed_weights_cost_one_copy) {
     const int depth = 2;
     vit_model *m = make_model(depth);
@@ -170,7 +171,7 @@ START_TEST(packed_weights_cost_one_copy) {
     ck_assert_int_eq(vit_model_param_write(m, "blocks.0.attn.proj.bias", w, sizeof w), VIT_OK);
     ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
     ck_assert_uint_eq(vit_cpu_packed_bytes(be), packed);
-    /* training forwards use the same copies */
+    /* a training forward reads the weights as they are: no more copies */
     ck_assert_int_eq(vit_model_set_grad(m, 1), VIT_OK);
     ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
     ck_assert_uint_eq(vit_cpu_packed_bytes(be), packed);
