@@ -2,6 +2,10 @@
 # Run libvit's vit-bench, the PyTorch reference (bench/torch_ref.py) and, for
 # the inference workloads, ONNX Runtime (bench/ort_ref.mjs) on the same
 # workloads, and print a markdown table (bench/compare_table.py).
+# PyTorch runs as most programs run it (N threads) and, with N > 1, also the
+# ways it may do better on N cores: one thread, and for training N
+# single-thread processes sharing each batch (torch_ref.py --procs); the
+# table compares libvit with the fastest of these too.
 #
 #   bench/compare.sh [BUILD] [--workloads a,b,c] [--threads N] [--repeat R]
 #                    [--steps S] [--warmup W] [--out FILE]
@@ -69,12 +73,15 @@ esac
 
 : >"$out"
 failed=0
-# run LABEL CMD...: one JSON line from CMD appended to $out (vit-bench's gets "impl": "libvit").
+# run LABEL THREADS CMD...: one JSON line from CMD on THREADS threads (of
+# each process) appended to $out, with "cores": the --threads of this
+# comparison, which the table groups by (vit-bench's line gets "impl": "libvit").
 run() {
-    local label=$1 line
-    shift
-    if line=$("$@" --workload "$w" --threads "$threads" --steps "$steps" --warmup "$warmup" --json) && [ -n "$line" ]; then
+    local label=$1 t=$2 line
+    shift 2
+    if line=$("$@" --workload "$w" --threads "$t" --steps "$steps" --warmup "$warmup" --json) && [ -n "$line" ]; then
         case $line in *'"impl"'*) ;; *) line=${line%\}}', "impl": "libvit"}' ;; esac
+        line=${line%\}}", \"cores\": $threads}"
         printf '%s\n' "$line" >>"$out"
         echo "  $label: $line" >&2
     else
@@ -85,16 +92,20 @@ run() {
 for w in ${workloads//,/ }; do
     for r in $(seq "$repeat"); do
         echo "$w, run $r of $repeat" >&2
-        run libvit "$vitbench"
+        run libvit "$threads" "$vitbench"
         if line=$("$gemm" --workload "$w" --threads "$threads" --reps 10 --warmup 2); then
-            printf '%s\n' "${line%\}}, \"impl\": \"matmul\"}" >>"$out"
+            printf '%s\n' "${line%\}}, \"impl\": \"matmul\", \"cores\": $threads}" >>"$out"
             echo "  matmul: $line" >&2
         else
             echo "compare.sh: bench_gemm failed on $w" >&2
             failed=1
         fi
-        run pytorch "$py" bench/torch_ref.py
-        case $w in b16-infer-*) run onnxruntime node bench/ort_ref.mjs --model "$onnx" ;; esac
+        run pytorch "$threads" "$py" bench/torch_ref.py
+        if [ "$threads" -gt 1 ]; then
+            run "pytorch 1 thread" 1 "$py" bench/torch_ref.py
+            case $w in *-train) run "pytorch $threads processes" 1 "$py" bench/torch_ref.py --procs "$threads" ;; esac
+        fi
+        case $w in b16-infer-*) run onnxruntime "$threads" node bench/ort_ref.mjs --model "$onnx" ;; esac
     done
 done
 

@@ -31,12 +31,11 @@ import time
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
 from torch_vit import VisionTransformer  # noqa: E402
-from torch_ref import set_threads  # noqa: E402
+from torch_ref import average_gradients, run_procs, set_threads  # noqa: E402
 
 
 def read_idx(path):
@@ -106,15 +105,7 @@ def main():
         ap.error(f"--procs {args.procs}: must divide the batch of 128")
     if args.procs > 1 and args.drop_path > 0:
         ap.error("--procs > 1 with --drop-path: DropPath masks would be drawn per process, unlike one process")
-    if args.procs == 1:
-        run(0, args, None)
-        return
-    store = f"/tmp/torch_fmnist.{os.getpid()}.store"
-    try:
-        mp.spawn(run, args=(args, store), nprocs=args.procs)
-    finally:
-        if os.path.exists(store):
-            os.remove(store)
+    run_procs(run, args, args.procs)
 
 
 def run(rank, args, store):
@@ -184,14 +175,7 @@ def run(rank, args, store):
             out = model(x)
             loss = F.cross_entropy(out, y, label_smoothing=0.1)
             loss.backward()
-            if procs > 1:  # each process's loss is its share's mean: average them
-                grads = torch.cat([p.grad.reshape(-1) for p in params])
-                dist.all_reduce(grads)
-                grads /= procs
-                offset = 0
-                for p in params:
-                    p.grad.copy_(grads[offset:offset + p.numel()].view_as(p.grad))
-                    offset += p.numel()
+            average_gradients(params, procs)
             opt.step()
             loss_sum += loss.item() * len(y)
             correct += (out.argmax(1) == y).sum().item()

@@ -47,6 +47,11 @@ typedef struct vit_gemm {
     bool accumulate;     /* C += product (bias and epilogue must then be off) */
     const float *bias;   /* [N] or NULL */
     vit_epilogue epilogue;
+    /* Nonzero: B is a weight whose contents stay the same for as long as
+     * this stamp does (vit_stamp_next), so the backend may keep B reordered
+     * into the layout its products prefer, made once per (B, stamp) and
+     * reused; 0: B is read as it is. */
+    uint64_t b_stamp;
 } vit_gemm;
 
 /* Sizes, leading dimensions, flags and pointers of a (batched: batch items,
@@ -84,6 +89,10 @@ typedef struct vit_backend_ops {
     vit_status (*gemm)(vit_backend *be, const vit_gemm *g);
     vit_status (*gemm_batched)(vit_backend *be, const vit_gemm *g, int batch, ptrdiff_t stride_a,
                                ptrdiff_t stride_b, ptrdiff_t stride_c);
+    /* The weights in [p, p + bytes) are about to be freed: drop what gemm
+     * derived from them (reordered copies made for a b_stamp). May be NULL
+     * (a backend that keeps nothing). */
+    void (*forget_weights)(vit_backend *be, const void *p, size_t bytes);
 
     /* LayerNorm over the last dimension (biased variance), as torch.nn.LayerNorm.
      * out [rows, C]; mean, rstd [rows] saved for backward (may be NULL);

@@ -56,6 +56,9 @@ void vit_context_enter(const vit_context *ctx);
 /* 64-byte aligned, zeroed host allocations for big buffers; NULL on failure. */
 void *vit_alloc(size_t bytes);
 void vit_free(void *p);
+/* A process-wide fresh value (never 0, never repeated, any thread): the
+ * stamp of a weight buffer's contents (vit_gemm.b_stamp). */
+uint64_t vit_stamp_next(void);
 
 /* A bump allocator: allocations live until vit_arena_reset. Chunks are kept
  * across resets, so a training loop allocates nothing in steady state. An

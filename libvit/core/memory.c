@@ -1,4 +1,5 @@
 /* Aligned host allocations and the per-step arena (host or device chunks). */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,11 @@ void *vit_alloc(size_t bytes) {
 }
 
 void vit_free(void *p) { free(p); }
+
+uint64_t vit_stamp_next(void) {
+    static _Atomic uint64_t last;
+    return atomic_fetch_add(&last, 1) + 1;
+}
 
 struct vit_arena_chunk {
     vit_arena_chunk *next;

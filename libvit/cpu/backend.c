@@ -142,9 +142,23 @@ vit_status vit_cpu_copy(vit_backend *be, void *dst, const void *src, size_t byte
     return VIT_OK;
 }
 
+/* Gradient buffers of a training step are megabytes each (fmnist-train zeroes
+ * ~10 MB per layer): one memset per thread over 1 MiB spans goes twice as
+ * fast on two cores as one memset. */
+enum { ZERO_SPAN = 1 << 20 };
+
 vit_status vit_cpu_zero(vit_backend *be, void *p, size_t bytes) {
     (void)be;
-    if (bytes) memset(p, 0, bytes);
+    if (bytes < 2 * (size_t)ZERO_SPAN) {
+        if (bytes) memset(p, 0, bytes);
+        return VIT_OK;
+    }
+    const int64_t spans = (int64_t)((bytes + ZERO_SPAN - 1) / ZERO_SPAN);
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < spans; s++) {
+        const size_t off = (size_t)s * ZERO_SPAN;
+        memset((char *)p + off, 0, bytes - off < ZERO_SPAN ? bytes - off : ZERO_SPAN);
+    }
     return VIT_OK;
 }
 
@@ -178,4 +192,14 @@ vit_status vit_cpu_backend_gemm_batched(vit_backend *be, const vit_gemm *g, int 
     vit_cpu_matmul *mm;
     VIT_TRY(matmul_of(be, &mm));
     return vit_cpu_gemm_batched(mm, g, batch, stride_a, stride_b, stride_c);
+}
+
+void vit_cpu_forget_weights(vit_backend *be, const void *p, size_t bytes) {
+    cpu_state *s = be->state;
+    vit_cpu_matmul_forget(s->mm, p, bytes);
+}
+
+size_t vit_cpu_packed_bytes(const vit_backend *be) {
+    const cpu_state *s = be->state;
+    return vit_cpu_matmul_packed_bytes(s->mm);
 }

@@ -17,5 +17,8 @@ vit_status vit_cpu_sync(vit_backend *be);
 vit_status vit_cpu_backend_gemm(vit_backend *be, const vit_gemm *g);
 vit_status vit_cpu_backend_gemm_batched(vit_backend *be, const vit_gemm *g, int batch, ptrdiff_t stride_a,
                                         ptrdiff_t stride_b, ptrdiff_t stride_c);
+void vit_cpu_forget_weights(vit_backend *be, const void *p, size_t bytes);
+/* Bytes the backend holds in packed copies of weights (vit_gemm.b_stamp), for tests and benchmarks. */
+size_t vit_cpu_packed_bytes(const vit_backend *be);
 
 #endif

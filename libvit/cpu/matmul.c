@@ -37,6 +37,17 @@
  *   - A batched product whose layout oneDNN's fast path cannot take (its
  *     memory descriptor is rejected or only the reference implementation
  *     accepts it) runs as a loop of 2-D products; that decision is cached too.
+ *
+ * Packed weights: a 2-D product whose B carries a stamp (vit_gemm.b_stamp, a
+ * weight whose contents stay fixed while the stamp does) lets oneDNN choose
+ * B's layout (format_tag_any). Where it chooses a blocked one (brgemm on
+ * AVX-512 CPUs: BA16a64b), B is reordered once into a buffer of this state,
+ * keyed by B's address and both layouts, and reordered again only when the
+ * stamp changes; the plain path would otherwise copy B into blocks inside
+ * every call, on every thread. Where oneDNN keeps a plain layout (AVX2,
+ * baseline) the stamp changes nothing. The copies live until forget (the
+ * weights' owner frees them) or the state's destruction; if one cannot be
+ * allocated the product runs on B as it is.
  */
 #include "cpu/matmul.h"
 
@@ -51,12 +62,15 @@
 
 /* ------------------------------------------------------------------ cache */
 
+static void *mutable_ptr(const void *p) { return (void *)(uintptr_t)p; }
+
 enum {
     KEY_TRANS_A = 1 << 0,
     KEY_TRANS_B = 1 << 1,
     KEY_ACCUMULATE = 1 << 2,
     KEY_BIAS = 1 << 3,
-    KEY_GELU = 1 << 4
+    KEY_GELU = 1 << 4,
+    KEY_PACK_B = 1 << 5
 };
 
 /* All fields 8 bytes or two 4-byte fields in a row: no padding, so memcmp
@@ -70,6 +84,14 @@ typedef struct gemm_key {
 
 enum { MEM_SRC, MEM_WEI, MEM_BIAS, MEM_DST, MEM_SCRATCH, MEM_COUNT };
 
+/* How an entry whose primitive reads B in a blocked layout gets B there. */
+typedef struct pack_plan {
+    dnnl_memory_desc_t user, packed; /* B as the caller lays it out; as the primitive reads it */
+    dnnl_primitive_t reorder;
+    dnnl_memory_t from, to;          /* the reorder's operands (handles set per call) */
+    size_t bytes;                    /* of the packed copy */
+} pack_plan;
+
 typedef struct gemm_entry {
     gemm_key key;
     bool used;
@@ -77,7 +99,17 @@ typedef struct gemm_entry {
     dnnl_primitive_t prim;
     dnnl_memory_t mem[MEM_COUNT];
     size_t scratch_bytes;
+    pack_plan *plan;            /* non-NULL: the primitive reads a packed copy of B */
 } gemm_entry;
+
+/* One weight reordered into one layout. */
+typedef struct packed_weight {
+    const float *B;
+    uint64_t stamp;             /* of the contents buf holds; 0: none yet */
+    dnnl_memory_desc_t user, packed;
+    void *buf;
+    size_t bytes;
+} packed_weight;
 
 struct vit_cpu_matmul {
     dnnl_engine_t engine;
@@ -86,6 +118,11 @@ struct vit_cpu_matmul {
     size_t cap, count;
     void *scratch;
     size_t scratch_cap;
+    /* A model has a few hundred weights at most, each packed in one or two
+     * layouts: a list scanned by address costs less than a microsecond. */
+    packed_weight *packs;
+    size_t pack_count, pack_cap;
+    size_t packed_bytes;
 };
 typedef struct vit_cpu_matmul gemm_state;
 
@@ -96,10 +133,19 @@ typedef struct vit_cpu_matmul gemm_state;
 #define CACHE_INITIAL_CAP 64u
 #define CACHE_MAX_CAP 4096u     /* at 3/4 of this the table is flushed, not grown */
 
+static void plan_destroy(pack_plan *p) {
+    if (!p) return;
+    if (p->reorder) dnnl_primitive_destroy(p->reorder);
+    if (p->from) dnnl_memory_destroy(p->from);
+    if (p->to) dnnl_memory_destroy(p->to);
+    free(p);
+}
+
 static void entry_clear(gemm_entry *e) {
     if (e->prim) dnnl_primitive_destroy(e->prim);
     for (int i = 0; i < MEM_COUNT; i++)
         if (e->mem[i]) dnnl_memory_destroy(e->mem[i]);
+    plan_destroy(e->plan);
     memset(e, 0, sizeof *e);
 }
 
@@ -118,6 +164,8 @@ void vit_cpu_matmul_destroy(vit_cpu_matmul *s) {
     if (s->stream) dnnl_stream_destroy(s->stream);
     if (s->engine) dnnl_engine_destroy(s->engine);
     vit_free(s->scratch);
+    for (size_t i = 0; i < s->pack_count; i++) vit_free(s->packs[i].buf);
+    free(s->packs);
     free(s);
 }
 
@@ -242,6 +290,53 @@ static dnnl_status_t make_mds(const gemm_key *k, dnnl_memory_desc_t *a, dnnl_mem
     return dnnl_memory_desc_init_by_tag(bias, nd, biasd, dnnl_f32, nd == 3 ? dnnl_abc : dnnl_ab);
 }
 
+/* For a stamped B: the primitive descriptor with B in the layout oneDNN
+ * prefers, and e->plan, when that layout is blocked. Otherwise *pd stays
+ * NULL and the caller makes the plain one (so does a shape oneDNN cannot do
+ * with a free layout: packing is only ever an option). */
+static dnnl_status_t plan_create(gemm_state *s, gemm_entry *e, const gemm_key *k, const dnnl_memory_desc_t *amd,
+                                 const dnnl_memory_desc_t *bmd, const dnnl_memory_desc_t *biasmd,
+                                 const dnnl_memory_desc_t *cmd, const_dnnl_primitive_attr_t attr,
+                                 dnnl_primitive_desc_t *pd) {
+    dnnl_memory_desc_t any;
+    dnnl_matmul_desc_t desc;
+    dnnl_dims_t dims = {k->K, k->N};
+    *pd = NULL;
+    if (dnnl_memory_desc_init_by_tag(&any, 2, dims, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
+        dnnl_matmul_desc_init(&desc, amd, &any, biasmd, cmd) != dnnl_success ||
+        dnnl_primitive_desc_create(pd, &desc, attr, s->engine, NULL) != dnnl_success) {
+        *pd = NULL;
+        return dnnl_success;
+    }
+    const dnnl_memory_desc_t *w = dnnl_primitive_desc_query_md(*pd, dnnl_query_weights_md, 0);
+    if (!w || w->format_kind != dnnl_blocked || w->format_desc.blocking.inner_nblks == 0) {
+        dnnl_primitive_desc_destroy(*pd); /* a plain layout: B as it is does as well */
+        *pd = NULL;
+        return dnnl_success;
+    }
+    pack_plan *p = calloc(1, sizeof *p);
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_status_t st = p ? dnnl_success : dnnl_out_of_memory;
+    if (p) {
+        p->user = *bmd;
+        p->packed = *w;
+        p->bytes = dnnl_memory_desc_get_size(w);
+        st = dnnl_reorder_primitive_desc_create(&rpd, bmd, s->engine, w, s->engine, NULL);
+    }
+    if (st == dnnl_success) st = dnnl_primitive_create(&p->reorder, rpd);
+    if (st == dnnl_success) st = dnnl_memory_create(&p->from, bmd, s->engine, DNNL_MEMORY_NONE);
+    if (st == dnnl_success) st = dnnl_memory_create(&p->to, w, s->engine, DNNL_MEMORY_NONE);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (st != dnnl_success) {
+        plan_destroy(p);
+        dnnl_primitive_desc_destroy(*pd);
+        *pd = NULL;
+        return st;
+    }
+    e->plan = p;
+    return dnnl_success;
+}
+
 /* Create the primitive (and its memory objects) for key k into e. For a
  * batched key, a layout only the reference implementation takes marks the
  * entry as a loop instead of failing. */
@@ -281,7 +376,11 @@ static vit_status entry_create(gemm_state *s, gemm_entry *e, const gemm_key *k) 
         goto done;
     if ((st = dnnl_primitive_attr_set_post_ops(attr, po)) != dnnl_success) goto done;
     what = "primitive descriptor";
-    if ((st = dnnl_primitive_desc_create(&pd, &desc, attr, s->engine, NULL)) != dnnl_success) {
+    if ((k->flags & KEY_PACK_B) &&
+        (st = plan_create(s, e, k, &amd, &bmd, (k->flags & KEY_BIAS) ? &biasmd : NULL, &cmd, attr, &pd)) !=
+            dnnl_success)
+        goto done;
+    if (!pd && (st = dnnl_primitive_desc_create(&pd, &desc, attr, s->engine, NULL)) != dnnl_success) {
         pd = NULL;
         if (k->batch > 1 && st == dnnl_unimplemented) {
             e->loop = true;
@@ -310,7 +409,8 @@ static vit_status entry_create(gemm_state *s, gemm_entry *e, const gemm_key *k) 
     }
     what = "memory objects";
     if ((st = dnnl_memory_create(&e->mem[MEM_SRC], &amd, s->engine, DNNL_MEMORY_NONE)) != dnnl_success ||
-        (st = dnnl_memory_create(&e->mem[MEM_WEI], &bmd, s->engine, DNNL_MEMORY_NONE)) != dnnl_success ||
+        (st = dnnl_memory_create(&e->mem[MEM_WEI], e->plan ? &e->plan->packed : &bmd, s->engine,
+                                 DNNL_MEMORY_NONE)) != dnnl_success ||
         (st = dnnl_memory_create(&e->mem[MEM_DST], &cmd, s->engine, DNNL_MEMORY_NONE)) != dnnl_success ||
         ((k->flags & KEY_BIAS) &&
          (st = dnnl_memory_create(&e->mem[MEM_BIAS], &biasmd, s->engine, DNNL_MEMORY_NONE)) != dnnl_success) ||
@@ -353,16 +453,78 @@ static vit_status entry_get(gemm_state *s, const gemm_key *k, gemm_entry **out) 
     return VIT_OK;
 }
 
-static void *mutable_ptr(const void *p) { return (void *)(uintptr_t)p; }
+/* ------------------------------------------------------- packed weights */
 
-static vit_status entry_run(gemm_state *s, gemm_entry *e, const vit_gemm *g) {
+/* The packed copy of g->B for plan, reordered now unless it holds g->b_stamp's contents already. */
+static vit_status packed_b(gemm_state *s, const pack_plan *plan, const vit_gemm *g, const float **out) {
+    packed_weight *pw = NULL;
+    for (size_t i = 0; i < s->pack_count && !pw; i++) {
+        packed_weight *c = &s->packs[i];
+        if (c->B == g->B && dnnl_memory_desc_equal(&c->user, &plan->user) &&
+            dnnl_memory_desc_equal(&c->packed, &plan->packed))
+            pw = c;
+    }
+    if (!pw) {
+        if (s->pack_count == s->pack_cap) {
+            size_t cap = s->pack_cap ? 2 * s->pack_cap : 64;
+            packed_weight *grown = realloc(s->packs, cap * sizeof *grown);
+            if (!grown) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "oneDNN matmul: no memory for the packed-weight list");
+            s->packs = grown;
+            s->pack_cap = cap;
+        }
+        void *buf = vit_alloc(plan->bytes);
+        if (!buf)
+            return vit_fail(VIT_ERR_OUT_OF_MEMORY, "oneDNN matmul: no memory for a %zu-byte packed weight",
+                            plan->bytes);
+        pw = &s->packs[s->pack_count++];
+        *pw = (packed_weight){.B = g->B, .user = plan->user, .packed = plan->packed, .buf = buf,
+                              .bytes = plan->bytes};
+        s->packed_bytes += plan->bytes;
+    }
+    if (pw->stamp != g->b_stamp) {
+        pw->stamp = 0; /* until the reorder has succeeded */
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, plan->from}, {DNNL_ARG_TO, plan->to}};
+        dnnl_status_t st = dnnl_memory_set_data_handle(plan->from, mutable_ptr(g->B));
+        if (st == dnnl_success) st = dnnl_memory_set_data_handle(plan->to, pw->buf);
+        if (st == dnnl_success) st = dnnl_primitive_execute(plan->reorder, s->stream, 2, args);
+        if (st == dnnl_success) st = dnnl_stream_wait(s->stream);
+        if (st != dnnl_success) {
+            gemm_key k;
+            memset(&k, 0, sizeof k);
+            k.M = g->M, k.N = g->N, k.K = g->K, k.batch = 1;
+            return dnnl_fail(st, "reorder of B", &k);
+        }
+        pw->stamp = g->b_stamp;
+    }
+    *out = pw->buf;
+    return VIT_OK;
+}
+
+void vit_cpu_matmul_forget(vit_cpu_matmul *s, const void *p, size_t bytes) {
+    if (!s) return;
+    const char *lo = p, *hi = lo + bytes;
+    for (size_t i = 0; i < s->pack_count;) {
+        const char *b = (const char *)s->packs[i].B;
+        if (b >= lo && b < hi) {
+            vit_free(s->packs[i].buf);
+            s->packed_bytes -= s->packs[i].bytes;
+            s->packs[i] = s->packs[--s->pack_count];
+        } else {
+            i++;
+        }
+    }
+}
+
+size_t vit_cpu_matmul_packed_bytes(const vit_cpu_matmul *s) { return s ? s->packed_bytes : 0; }
+
+static vit_status entry_run(gemm_state *s, gemm_entry *e, const vit_gemm *g, const float *B) {
     dnnl_exec_arg_t args[MEM_COUNT];
     int n = 0;
     dnnl_status_t st;
     const char *what = "set data handle";
     if ((st = dnnl_memory_set_data_handle(e->mem[MEM_SRC], mutable_ptr(g->A))) != dnnl_success) goto fail;
     args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, e->mem[MEM_SRC]};
-    if ((st = dnnl_memory_set_data_handle(e->mem[MEM_WEI], mutable_ptr(g->B))) != dnnl_success) goto fail;
+    if ((st = dnnl_memory_set_data_handle(e->mem[MEM_WEI], mutable_ptr(B))) != dnnl_success) goto fail;
     args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, e->mem[MEM_WEI]};
     if (e->mem[MEM_BIAS]) {
         if ((st = dnnl_memory_set_data_handle(e->mem[MEM_BIAS], mutable_ptr(g->bias))) != dnnl_success) goto fail;
@@ -403,7 +565,7 @@ static void key_init(gemm_key *k, const vit_gemm *g, int threads) {
     k->batch = 1;
     k->flags = (g->trans_a ? KEY_TRANS_A : 0) | (g->trans_b ? KEY_TRANS_B : 0) |
                (g->accumulate ? KEY_ACCUMULATE : 0) | (g->bias ? KEY_BIAS : 0) |
-               (g->epilogue == VIT_EPILOGUE_GELU ? KEY_GELU : 0);
+               (g->epilogue == VIT_EPILOGUE_GELU ? KEY_GELU : 0) | (g->b_stamp ? KEY_PACK_B : 0);
     k->threads = threads;
 }
 
@@ -412,7 +574,17 @@ static vit_status gemm_2d(gemm_state *s, const vit_gemm *g, int threads) {
     key_init(&k, g, threads);
     gemm_entry *e;
     VIT_TRY(entry_get(s, &k, &e));
-    return entry_run(s, e, g);
+    const float *B = g->B;
+    if (e->plan) {
+        vit_status st = packed_b(s, e->plan, g, &B);
+        if (st == VIT_ERR_OUT_OF_MEMORY) { /* the plain product needs no copy */
+            vit_gemm plain = *g;
+            plain.b_stamp = 0;
+            return gemm_2d(s, &plain, threads);
+        }
+        VIT_TRY(st);
+    }
+    return entry_run(s, e, g, B);
 }
 
 vit_status vit_cpu_gemm(vit_cpu_matmul *s, const vit_gemm *g) {
@@ -439,7 +611,7 @@ static vit_status batched(gemm_state *s, const vit_gemm *g, int batch, ptrdiff_t
     k.stride_a = stride_a, k.stride_b = stride_b, k.stride_c = stride_c;
     gemm_entry *e;
     VIT_TRY(entry_get(s, &k, &e));
-    if (!e->loop) return entry_run(s, e, g);
+    if (!e->loop) return entry_run(s, e, g, g->B);
     for (int i = 0; i < batch; i++) {
         vit_gemm gi = *g;
         gi.A = g->A + (ptrdiff_t)i * stride_a;
@@ -461,8 +633,10 @@ vit_status vit_cpu_gemm_batched(vit_cpu_matmul *s, const vit_gemm *g, int batch,
     }
     int threads = omp_get_max_threads();
     bool small = threads > 1 && 2.0 * g->M * g->N * g->K * batch < SMALL_FLOPS;
+    vit_gemm unstamped = *g; /* batched operands are activations: nothing to pack */
+    unstamped.b_stamp = 0;
     if (small) omp_set_num_threads(1);
-    vit_status st = batched(s, g, batch, stride_a, stride_b, stride_c, small ? 1 : threads);
+    vit_status st = batched(s, &unstamped, batch, stride_a, stride_b, stride_c, small ? 1 : threads);
     if (small) omp_set_num_threads(threads);
     return st;
 }

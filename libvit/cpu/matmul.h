@@ -17,9 +17,14 @@ vit_status vit_cpu_matmul_create(vit_cpu_matmul **out);
 void vit_cpu_matmul_destroy(vit_cpu_matmul *mm); /* NULL is a no-op */
 
 vit_status vit_cpu_gemm(vit_cpu_matmul *mm, const vit_gemm *g);
-/* batch independent products; operand i starts stride_* floats after operand 0. */
+/* batch independent products; operand i starts stride_* floats after operand 0
+ * (g->b_stamp is ignored: nothing is packed). */
 vit_status vit_cpu_gemm_batched(vit_cpu_matmul *mm, const vit_gemm *g, int batch, ptrdiff_t stride_a,
                                 ptrdiff_t stride_b, ptrdiff_t stride_c);
+/* Drops the packed copies of weights that lie in [p, p + bytes). mm may be NULL. */
+void vit_cpu_matmul_forget(vit_cpu_matmul *mm, const void *p, size_t bytes);
+/* Bytes held by packed copies of weights (0 where the ISA keeps plain layouts). */
+size_t vit_cpu_matmul_packed_bytes(const vit_cpu_matmul *mm);
 
 /* Caps oneDNN's JIT at the ISA level libvit's kernels dispatch, so a capped
  * run exercises the same level in both; once per process, before the first

@@ -19,6 +19,7 @@ const vit_backend_ops VIT_ISA_NAME(vit_cpu_ops) = {
     .sync = vit_cpu_sync,
     .gemm = vit_cpu_backend_gemm,
     .gemm_batched = vit_cpu_backend_gemm_batched,
+    .forget_weights = vit_cpu_forget_weights,
     .layernorm_forward = vit_layernorm_forward,
     .layernorm_backward = vit_layernorm_backward,
     .gelu_forward = vit_gelu_forward,

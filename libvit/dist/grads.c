@@ -198,6 +198,7 @@ static vit_status share_rank0_model(vit_model *m, vit_comm *c) {
                         mismatch);
     const int64_t bytes = m->total * (int64_t)sizeof(float);
     const char *what = "vit_model_set_comm: sharing the weights";
+    vit_model_weights_changed(m); /* rank 0's weights replace any packed copy of this rank's */
     if (m->be->host_memory) {
         VIT_TRY(vit_comm_run(c, VIT_COLL_BCAST, m->weights, bytes, what));
     } else {

@@ -47,6 +47,9 @@ struct vit_model {
     int64_t total;     /* floats in each flat buffer */
     float *weights;    /* all parameters, 64-byte aligned, in be's memory */
     float *grads;      /* same layout; NULL until a gradient is first needed (inference never pays for it) */
+    /* The stamp of the weights' contents: renewed by every write to them
+     * (vit_model_weights_changed), so products may cache reordered weights. */
+    uint64_t weights_stamp;
 
     /* Indices into params. */
     int cls_token, reg_token, pos_embed, patch_w, patch_b, patch_norm_w, patch_norm_b, norm_pre_w, norm_pre_b;
@@ -93,6 +96,9 @@ vit_status vit_model_ensure_grads(struct vit_model *model);
 /* A zeroed buffer of n floats in the model's device memory (the padding
  * between parameters must read as zero), or NULL with the error set. */
 float *vit_model_alloc_flat(struct vit_model *model, const char *what);
+/* To be called before (or as) anything writes to model->weights: products
+ * then stop using weights reordered from the old contents. */
+static inline void vit_model_weights_changed(struct vit_model *model) { model->weights_stamp = vit_stamp_next(); }
 /* The model's parameter idx (pos_embed, ...) as a device pointer into weights. */
 static inline float *vit_model_param_data(const struct vit_model *model, int idx) {
     return model->weights + model->params[idx].offset;

@@ -222,6 +222,7 @@ vit_status vit_model_create(vit_context *ctx, const vit_config *cfg, vit_model *
         if (!m->weights) s = vit_last_status();
     }
     if (s == VIT_OK) s = init_weights(m);
+    vit_model_weights_changed(m);
     if (s != VIT_OK) {
         vit_model_destroy(m);
         return s;
@@ -241,6 +242,8 @@ void vit_model_destroy(vit_model *m) {
     vit_dist_detach(m);
     vit_tape_release(&m->tape);
     if (m->be) {
+        if (m->weights && m->be->ops->forget_weights)
+            m->be->ops->forget_weights(m->be, m->weights, (size_t)m->total * sizeof(float));
         m->be->ops->free(m->be, m->weights);
         m->be->ops->free(m->be, m->grads);
         vit_backend_release(m->be);
@@ -301,7 +304,10 @@ static vit_status expect_device(const vit_model *m, const vit_tensor *t, const c
 static vit_value *param_value(vit_model *m, int idx) {
     if (idx < 0) return NULL;
     const vit_param *p = &m->params[idx];
-    return vit_tape_wrap(&m->tape, m->weights + p->offset, m->grads ? m->grads + p->offset : NULL, p->numel, true);
+    vit_value *v = vit_tape_wrap(&m->tape, m->weights + p->offset, m->grads ? m->grads + p->offset : NULL, p->numel,
+                                 true);
+    if (v) v->stamp = m->weights_stamp;
+    return v;
 }
 
 /* Per-sample DropPath scales [B] (0 or 1 / keep), drawn on the host and
@@ -668,6 +674,7 @@ vit_status vit_model_param_read(const vit_model *model, const char *name, float 
 vit_status vit_model_param_write(vit_model *model, const char *name, const float *src, size_t bytes) {
     const vit_param *p = NULL;
     VIT_TRY(lookup(model, "vit_model_param_write", name, bytes, src, &p));
+    vit_model_weights_changed(model);
     return model->be->ops->copy(model->be, model->weights + p->offset, src, bytes, VIT_COPY_TO_DEVICE);
 }
 

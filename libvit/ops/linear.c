@@ -1,11 +1,15 @@
 /* Linear layers and the patch embedding (patchify + the same product). */
 #include "ops/ops.h"
 
-/* y [M, N] = x [M, K] · W^T (+ b), W [N, K] as PyTorch stores it. */
-static vit_status linear_product(vit_backend *be, float *y, const float *x, const float *W, const float *b, int M,
-                                 int K, int N, vit_epilogue epilogue) {
-    vit_gemm g = {.M = M, .N = N, .K = K, .A = x, .lda = K, .B = W, .ldb = K, .trans_b = true,
-                  .C = y, .ldc = N, .bias = b, .epilogue = epilogue};
+/* y [M, N] = x [M, K] · W^T (+ b), W [N, K] as PyTorch stores it. Without
+ * gradients W's stamp lets the backend reuse W packed for its products; in
+ * training W changes every step and packing it again each time did not pay
+ * (ViT-B/16 at batch 4: 0.96 x the speed, a third more memory; fmnist-train
+ * 1.02 x: docs/performance.md). */
+static vit_status linear_product(vit_backend *be, float *y, const float *x, const vit_value *W, const float *b,
+                                 int M, int K, int N, vit_epilogue epilogue) {
+    vit_gemm g = {.M = M, .N = N, .K = K, .A = x, .lda = K, .B = W->data, .ldb = K, .trans_b = true,
+                  .C = y, .ldc = N, .bias = b, .epilogue = epilogue, .b_stamp = W->requires_grad ? 0 : W->stamp};
     return be->ops->gemm(be, &g);
 }
 
@@ -40,7 +44,7 @@ vit_value *vit_op_linear_to(vit_tape *tape, float *out, vit_value *x, vit_value 
     vit_value *y = out ? vit_tape_wrap(tape, out, NULL, (int64_t)M * N, record)
                        : vit_tape_value(tape, (int64_t)M * N, record);
     if (!y) return NULL;
-    if (linear_product(tape->be, y->data, x->data, W->data, b ? b->data : NULL, M, K, N, VIT_EPILOGUE_NONE) !=
+    if (linear_product(tape->be, y->data, x->data, W, b ? b->data : NULL, M, K, N, VIT_EPILOGUE_NONE) !=
         VIT_OK)
         return NULL;
     if (record) {
@@ -63,7 +67,7 @@ vit_value *vit_op_linear_gelu(vit_tape *tape, vit_value *x, vit_value *W, vit_va
     }
     vit_value *y = vit_tape_value(tape, (int64_t)M * N, false);
     if (!y) return NULL;
-    if (linear_product(tape->be, y->data, x->data, W->data, b ? b->data : NULL, M, K, N, VIT_EPILOGUE_GELU) !=
+    if (linear_product(tape->be, y->data, x->data, W, b ? b->data : NULL, M, K, N, VIT_EPILOGUE_GELU) !=
         VIT_OK)
         return NULL;
     return y;
@@ -112,7 +116,7 @@ vit_value *vit_op_patch_embed(vit_tape *tape, vit_value *images, vit_value *W, v
     vit_value *y = vit_tape_value(tape, (int64_t)M * D, record);
     if (!patches || !y) return NULL;
     if (be->ops->patchify(be, patches, images->data, B, C, H, Wd, p) != VIT_OK) return NULL;
-    if (linear_product(be, y->data, patches, W->data, b ? b->data : NULL, M, K, D, VIT_EPILOGUE_NONE) != VIT_OK)
+    if (linear_product(be, y->data, patches, W, b ? b->data : NULL, M, K, D, VIT_EPILOGUE_NONE) != VIT_OK)
         return NULL;
     if (record) {
         vit_node node = {.backward = patch_embed_backward, .out = y, .in = {images, W, b}, .saved = {patches},

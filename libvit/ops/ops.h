@@ -23,6 +23,7 @@ typedef struct vit_value {
     bool requires_grad; /* false for inputs (images) and for everything in inference */
     bool grad_owned;    /* grad came from the tape (not a parameter's slot), so backward may recycle it */
     int producer;       /* transient values: index of the node that recomputes data; else -1 */
+    uint64_t stamp;     /* parameters: their contents' stamp (vit_gemm.b_stamp); else 0 */
 } vit_value;
 
 typedef struct vit_tape vit_tape;

@@ -38,6 +38,7 @@ vit_value *vit_tape_wrap(vit_tape *tape, float *data, float *grad, int64_t n, bo
     v->requires_grad = requires_grad && tape->recording;
     v->grad_owned = false;
     v->producer = -1;
+    v->stamp = 0;
     return v;
 }
 

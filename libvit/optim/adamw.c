@@ -157,6 +157,7 @@ vit_status vit_optimizer_step(vit_optimizer *o) {
     o->step++;
     vit_adamw_consts decayed = step_consts(o, (float)o->weight_decay, grad_scale);
     vit_adamw_consts exempt = step_consts(o, 0.0f, grad_scale);
+    vit_model_weights_changed(m);
     for (int i = 0; i < m->n_params; i++) {
         const vit_param *p = &m->params[i];
         const vit_adamw_consts *k = (!o->decay_exempt || p->decay) ? &decayed : &exempt;

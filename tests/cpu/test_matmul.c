@@ -2,8 +2,9 @@
  * The CPU backend's gemm / gemm_batched entries against a double-precision
  * reference: every trans combination, leading dimensions wider than the rows,
  * accumulate, bias, the exact-erf GELU epilogue, strided and broadcast
- * batches, the empty cases, argument validation, the primitive cache and
- * concurrent threads (one backend each, as one context each).
+ * batches, the empty cases, argument validation, the primitive cache,
+ * packed weights (b_stamp) and concurrent threads (one backend each, as one
+ * context each).
  */
 #include <check.h>
 #include <math.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "cpu/cpu.h"
 #include "isa_level.h"
 
 #define SENTINEL 1234.5f
@@ -412,6 +414,81 @@ START_TEST(test_invalid_args) {
 }
 END_TEST
 
+/* ------------------------------------------------------- packed weights */
+
+/* A linear layer's products with a stamped weight: y = x W^T + b (trans_b,
+ * the forward) and dx = dy W (the same W untransposed, its own packed copy).
+ * On AVX-512 oneDNN packs W; the stamp, not the contents, decides when the
+ * copy is made again, and forget drops it. At lower levels nothing is packed. */
+START_TEST(test_packed_weights) {
+    const int M = 197, N = 96, K = 160;
+    float *W = rand_buf((size_t)N * K), *x = rand_buf((size_t)M * K), *bias = rand_buf((size_t)N);
+    float *y = rand_buf((size_t)M * N), *y0 = calloc((size_t)M * N, sizeof *y0);
+    float *dx = rand_buf((size_t)M * K), *dx0 = calloc((size_t)M * K, sizeof *dx0);
+    const uint64_t s1 = vit_stamp_next();
+    vit_gemm fwd = {.M = M, .N = N, .K = K, .A = x, .lda = K, .B = W, .ldb = K, .trans_b = true, .C = y, .ldc = N,
+                    .bias = bias, .epilogue = VIT_EPILOGUE_GELU, .b_stamp = s1};
+    vit_gemm bwd = {.M = M, .N = K, .K = N, .A = y, .lda = N, .B = W, .ldb = K, .C = dx, .ldc = K, .b_stamp = s1};
+    size_t packed_fwd = 0;
+    for (int rep = 0; rep < 2; rep++) { /* the second time from the cache */
+        ck_assert_msg(gemm(&fwd) == VIT_OK, "%s", vit_last_error());
+        ck_assert_int_eq(check_result(&fwd, y0, true, "packed forward"), 0);
+        if (rep == 0) packed_fwd = vit_cpu_packed_bytes(backend());
+        ck_assert_msg(gemm(&bwd) == VIT_OK, "%s", vit_last_error());
+        ck_assert_int_eq(check_result(&bwd, dx0, true, "packed dx"), 0);
+    }
+    const size_t packed = vit_cpu_packed_bytes(backend());
+    const size_t plain = 2 * sizeof(float) * (size_t)N * K;
+    if (vit_cpu_isa_dispatched() == VIT_CPU_ISA_AVX512) {
+        /* two copies, each at least W and at most W padded to 64 x 64 blocks */
+        ck_assert_msg(packed >= plain && packed <= 2 * sizeof(float) * 128 * 192,
+                      "packed %zu bytes for two copies of a %d x %d weight", packed, N, K);
+    } else {
+        ck_assert_msg(packed == 0, "packed %zu bytes where oneDNN keeps plain layouts", packed);
+    }
+    /* New contents under the old stamp: a packed copy is used as it is (what
+     * the stamp promises), so the result still matches the old W. */
+    float *Wold = malloc((size_t)N * K * sizeof *Wold);
+    memcpy(Wold, W, (size_t)N * K * sizeof *W);
+    for (int i = 0; i < N * K; i++) W[i] = frand();
+    ck_assert_int_eq(gemm(&fwd), VIT_OK);
+    if (packed) {
+        vit_gemm old = fwd;
+        old.B = Wold;
+        ck_assert_int_eq(check_result(&old, y0, true, "stale stamp keeps the packed copy"), 0);
+    } else {
+        ck_assert_int_eq(check_result(&fwd, y0, true, "unpacked reads W"), 0);
+    }
+    /* a new stamp: the copies are made again, in the same memory */
+    fwd.b_stamp = bwd.b_stamp = vit_stamp_next();
+    ck_assert_int_eq(gemm(&fwd), VIT_OK);
+    ck_assert_int_eq(check_result(&fwd, y0, true, "new stamp"), 0);
+    ck_assert_int_eq(gemm(&bwd), VIT_OK);
+    ck_assert_int_eq(check_result(&bwd, dx0, true, "new stamp dx"), 0);
+    ck_assert_uint_eq(vit_cpu_packed_bytes(backend()), packed);
+    /* forget drops them; the next call packs again */
+    backend()->ops->forget_weights(backend(), W, (size_t)N * K * sizeof *W);
+    ck_assert_uint_eq(vit_cpu_packed_bytes(backend()), 0);
+    ck_assert_int_eq(gemm(&bwd), VIT_OK);
+    ck_assert_int_eq(check_result(&bwd, dx0, true, "after forget"), 0);
+    ck_assert_uint_eq(vit_cpu_packed_bytes(backend()), packed - packed_fwd);
+    /* batched products ignore the stamp */
+    backend()->ops->forget_weights(backend(), W, (size_t)N * K * sizeof *W);
+    float *y2 = rand_buf(2 * (size_t)M * N);
+    vit_gemm pair = fwd;
+    pair.C = y2;
+    ck_assert_msg(gemm_batched(&pair, 2, 0, 0, (ptrdiff_t)M * N) == VIT_OK, "%s", vit_last_error());
+    for (int i = 0; i < 2; i++) {
+        pair.C = y2 + (ptrdiff_t)i * M * N;
+        ck_assert_int_eq(check_result(&pair, y0, false, "batched with a stamp"), 0);
+    }
+    ck_assert_uint_eq(vit_cpu_packed_bytes(backend()), 0);
+    free(y2);
+    release_backend();
+    free(W), free(Wold), free(x), free(bias), free(y), free(y0), free(dx), free(dx0);
+}
+END_TEST
+
 /* ------------------------------------------------------------ the cache */
 
 START_TEST(test_cache_reuse_and_release) {
@@ -501,6 +578,7 @@ static Suite *matmul_suite(void) {
     tcase_add_loop_test(tc, test_batched_thin, 0, 4);
     tcase_add_test(tc, test_empty);
     tcase_add_test(tc, test_invalid_args);
+    tcase_add_test(tc, test_packed_weights);
     tcase_add_test(tc, test_cache_reuse_and_release);
     tcase_add_test(tc, test_cache_many_shapes);
     tcase_add_test(tc, test_thread_counts);

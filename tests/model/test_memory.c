@@ -2,13 +2,16 @@
  * cost per block is what backward reads and nothing more (LayerNorm and GELU
  * outputs recomputed, residual sums over their branch, activation gradients
  * recycled), inference keeps one block's temporaries, and a model used only
- * for inference never allocates gradients. The expected sizes are counted
- * from the architecture, not taken from a run. */
+ * for inference never allocates gradients, and weights packed for the
+ * products cost one copy of the linear layers' weights. The expected sizes
+ * are counted from the architecture, not taken from a run. */
 #include <check.h>
 #include <stdlib.h>
 
 #include <vit/vit.h>
 
+#include "core/backend.h"
+#include "cpu/cpu.h"
 #include "nn/nn.h"
 
 #define BATCH 16
@@ -132,6 +135,53 @@ START_TEST(gradients_allocated_on_first_training_forward) {
 }
 END_TEST
 
+/* On AVX-512 oneDNN reads the linear layers' weights (patch embedding, qkv,
+ * proj, fc1, fc2, head) in blocks: inference keeps one packed copy of each,
+ * made on the first forward, kept while the weights stay, remade in place
+ * after a write, freed with the model. Where oneDNN keeps plain layouts
+ * nothing is copied. */
+START_TEST(packed_weights_cost_one_copy) {
+    const int depth = 2;
+    vit_model *m = make_model(depth);
+    vit_backend *be = m->be;
+    ck_assert_uint_eq(vit_cpu_packed_bytes(be), 0);
+    ck_assert_int_eq(vit_model_set_grad(m, 0), VIT_OK);
+    ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
+    const size_t packed = vit_cpu_packed_bytes(be);
+    /* {out, in} of each linear layer; the packed copy of W [out, in] pads in
+     * to a multiple of 16 and out to one of 64 (oneDNN's BA16a64b) */
+    const int64_t layers[][3] = {{DIM, PATCH * PATCH, 1}, {3 * DIM, DIM, depth}, {DIM, DIM, depth},
+                                 {HIDDEN, DIM, depth},    {DIM, HIDDEN, depth},  {CLASSES, DIM, 1}};
+    double plain = 0, padded = 0;
+    for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
+        int64_t out = layers[i][0], in = layers[i][1], n = layers[i][2];
+        plain += 4.0 * (double)(out * in * n);
+        padded += 4.0 * (double)((out + 63) / 64 * 64 * ((in + 15) / 16 * 16) * n);
+    }
+    if (vit_cpu_isa_dispatched() == VIT_CPU_ISA_AVX512) {
+        ck_assert_msg(packed >= plain && packed <= padded,
+                      "packed weights take %zu bytes; the linear weights are %.0f, padded to blocks %.0f", packed,
+                      plain, padded);
+    } else {
+        ck_assert_msg(packed == 0, "%zu bytes of packed weights where oneDNN keeps plain layouts", packed);
+    }
+    /* a write makes the next forward pack again, into the same memory */
+    float w[DIM];
+    ck_assert_int_eq(vit_model_param_read(m, "blocks.0.attn.proj.bias", w, sizeof w), VIT_OK);
+    ck_assert_int_eq(vit_model_param_write(m, "blocks.0.attn.proj.bias", w, sizeof w), VIT_OK);
+    ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
+    ck_assert_uint_eq(vit_cpu_packed_bytes(be), packed);
+    /* a training forward reads the weights as they are: no more copies */
+    ck_assert_int_eq(vit_model_set_grad(m, 1), VIT_OK);
+    ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
+    ck_assert_uint_eq(vit_cpu_packed_bytes(be), packed);
+    vit_backend_retain(be);
+    vit_model_destroy(m);
+    ck_assert_uint_eq(vit_cpu_packed_bytes(be), 0);
+    vit_backend_release(be);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("memory");
     TCase *tc = tcase_create("memory");
@@ -140,6 +190,7 @@ int main(void) {
     tcase_add_test(tc, training_block_keeps_what_backward_reads);
     tcase_add_test(tc, inference_keeps_one_block);
     tcase_add_test(tc, gradients_allocated_on_first_training_forward);
+    tcase_add_test(tc, packed_weights_cost_one_copy);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

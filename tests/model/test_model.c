@@ -256,6 +256,86 @@ START_TEST(training_lowers_loss) {
 }
 END_TEST
 
+/* Every parameter of from written into to. */
+static void copy_params(vit_model *to, vit_model *from) {
+    int n;
+    vit_model_param_count(from, &n);
+    for (int i = 0; i < n; i++) {
+        const char *name;
+        int ndim;
+        int64_t shape[4], numel = 1;
+        vit_model_param_info(from, i, &name, &ndim, shape);
+        for (int d = 0; d < ndim; d++) numel *= shape[d];
+        float *w = malloc((size_t)numel * 4);
+        ck_assert_int_eq(vit_model_param_read(from, name, w, (size_t)numel * 4), VIT_OK);
+        ck_assert_int_eq(vit_model_param_write(to, name, w, (size_t)numel * 4), VIT_OK);
+        free(w);
+    }
+}
+
+/* m's logits against those of a new model given m's weights before its first forward. */
+static void expect_fresh_model_agrees(vit_model *m, const char *what) {
+    float got[B * CLASSES], want[B * CLASSES];
+    vit_model_set_grad(m, 0);
+    step_loss(m);
+    read_logits(got);
+    vit_model *fresh = make_model(99, 0);
+    vit_model_set_grad(fresh, 0);
+    copy_params(fresh, m);
+    step_loss(fresh);
+    read_logits(want);
+    for (int i = 0; i < B * CLASSES; i++)
+        ck_assert_msg(fabsf(got[i] - want[i]) <= 1e-6f, "%s: logit %d is %.9g, a fresh model gives %.9g", what, i,
+                      got[i], want[i]);
+    vit_model_destroy(fresh);
+}
+
+/* Products may read weights reordered once per version of the weights
+ * (packed, on AVX-512 CPUs): a parameter write or an optimizer step must
+ * reach the very next forward, in inference and in training. */
+START_TEST(weight_writes_reach_the_next_forward) {
+    vit_model *m = make_model(7, 0);
+    float before[B * CLASSES], after[B * CLASSES];
+    vit_model_set_grad(m, 0);
+    step_loss(m);
+    read_logits(before);
+    const char *names[] = {"patch_embed.proj.weight", "blocks.0.mlp.fc1.weight", "blocks.1.attn.qkv.weight",
+                           "blocks.1.attn.proj.weight", "blocks.1.mlp.fc2.weight", "head.weight"};
+    float w[60 * 15]; /* the largest: fc1 [4 D, D] */
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        int idx = 0, n, ndim;
+        int64_t shape[4], numel = 1;
+        const char *name = NULL;
+        vit_model_param_count(m, &n);
+        while (idx < n && (vit_model_param_info(m, idx, &name, &ndim, shape), strcmp(name, names[k]))) idx++;
+        ck_assert_int_lt(idx, n);
+        for (int d = 0; d < ndim; d++) numel *= shape[d];
+        ck_assert_int_le(numel, 60 * 15);
+        ck_assert_int_eq(vit_model_param_read(m, names[k], w, (size_t)numel * 4), VIT_OK);
+        for (int64_t i = 0; i < numel; i++) w[i] = 1.5f * w[i] + 0.01f;
+        ck_assert_int_eq(vit_model_param_write(m, names[k], w, (size_t)numel * 4), VIT_OK);
+    }
+    expect_fresh_model_agrees(m, "after parameter writes");
+    read_logits(after);
+    ck_assert(memcmp(before, after, sizeof before) != 0);
+
+    vit_optimizer *opt;
+    ck_assert_int_eq(vit_adamw_create(m, &opt), VIT_OK);
+    ck_assert_int_eq(vit_optimizer_set_float(opt, VIT_OPT_LR, 1e-2), VIT_OK);
+    for (int s = 0; s < 2; s++) { /* a training forward after a step, too */
+        vit_model_set_grad(m, 1);
+        step_loss(m);
+        ck_assert_int_eq(vit_model_backward(m), VIT_OK);
+        ck_assert_int_eq(vit_optimizer_step(opt), VIT_OK);
+    }
+    expect_fresh_model_agrees(m, "after optimizer steps");
+    read_logits(before);
+    ck_assert(memcmp(before, after, sizeof before) != 0);
+    vit_optimizer_destroy(opt);
+    vit_model_destroy(m);
+}
+END_TEST
+
 int main(void) {
     skip_unless_isa_level_available("test_model");
     Suite *s = suite_create("model");
@@ -269,6 +349,7 @@ int main(void) {
     tcase_add_test(tc, finite_differences);
     tcase_add_test(tc, topk_and_accuracy);
     tcase_add_test(tc, training_lowers_loss);
+    tcase_add_test(tc, weight_writes_reach_the_next_forward);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
