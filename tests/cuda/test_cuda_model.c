@@ -24,24 +24,7 @@
 
 #include "vit/vit.h"
 
-static int failures;
-#define CHECK(cond, ...)                                         \
-    do {                                                         \
-        if (!(cond)) {                                           \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                        \
-            fprintf(stderr, "\n");                               \
-            failures++;                                          \
-        }                                                        \
-    } while (0)
-#define OK(call)                                                                                 \
-    do {                                                                                         \
-        vit_status s_ = (call);                                                                  \
-        if (s_ != VIT_OK) {                                                                      \
-            fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, vit_last_error()); \
-            exit(EXIT_FAILURE);                                                                  \
-        }                                                                                        \
-    } while (0)
+#include "../check_macros.h"
 
 enum { IMG = 28, PATCH = 7, CH = 1, CLASSES = 10, BATCH = 32, STEPS = 50 };
 

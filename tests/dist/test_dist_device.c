@@ -35,24 +35,7 @@
 #include "vit/vit.h"
 #include "../tiny_vit.h"
 
-static int failures;
-#define CHECK(cond, ...)                                         \
-    do {                                                         \
-        if (!(cond)) {                                           \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                        \
-            fprintf(stderr, "\n");                               \
-            failures++;                                          \
-        }                                                        \
-    } while (0)
-#define OK(call)                                                                                 \
-    do {                                                                                         \
-        vit_status s_ = (call);                                                                  \
-        if (s_ != VIT_OK) {                                                                      \
-            fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, vit_last_error()); \
-            exit(EXIT_FAILURE);                                                                  \
-        }                                                                                        \
-    } while (0)
+#include "../check_macros.h"
 
 enum { B = 4, IMG = 8, CLASSES = 3 };
 
