@@ -104,7 +104,9 @@ typedef struct vit_backend_ops {
                                      const float *inp, const float *weight, const float *mean, const float *rstd,
                                      int64_t rows, int C);
 
-    /* Exact GELU (vit_gelu). out [n]; dinp [n] += dout * gelu'(inp). */
+    /* Exact GELU (vit_gelu). out [n]; dinp [n] += dout * gelu'(inp), or, with
+     * dinp == dout, the output's gradient becomes the input's in place:
+     * dinp = dout * gelu'(inp). */
     vit_status (*gelu_forward)(vit_backend *be, float *out, const float *inp, int64_t n);
     vit_status (*gelu_backward)(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);
     /* QuickGELU x * sigmoid(1.702 x) (vit_quick_gelu, OpenAI CLIP), the same contract. */
@@ -122,7 +124,8 @@ typedef struct vit_backend_ops {
      * attention dropout drops probability element ((b * H + h) * T + i) * T + j
      * iff vit_rng_uniform(drop_key, that) < drop_p.
      * saved: what forward keeps for backward, opaque bytes of the size
-     * attention_sizes gives (NULL in inference); scratch: per-call working
+     * attention_sizes gives (NULL in inference, and when that size is 0:
+     * backward then recomputes what it needs); scratch: per-call working
      * memory of the size it gives, for forward and backward alike. */
     void (*attention_sizes)(vit_backend *be, int B, int T, int H, int hd, size_t *saved_bytes,
                             size_t *scratch_bytes);

@@ -96,15 +96,24 @@ static size_t forward_scratch(int T, int hd) { return 3 * (size_t)T * hd + 8 * (
 enum { GEMM_MIN_T = 128 };
 
 static bool by_gemm(int T, float drop_p) { return T >= GEMM_MIN_T && drop_p == 0.0f; }
-static size_t backward_scratch(int T, int hd) { return 2 * (size_t)T * T + (size_t)T * hd + (size_t)T + 4 * (size_t)hd; }
+/* Whether forward keeps the probabilities for backward. Below GEMM_MIN_T
+ * backward recomputes them a block at a time instead: one more T x T x hd
+ * product per block (a sixth of attention's work) buys back B * H * T * T
+ * floats per layer, which at Fashion-MNIST's 50 tokens and 3 heads is 1.6
+ * times a [B, T, D] activation in every block. */
+static bool keeps_probs(int T) { return T >= GEMM_MIN_T; }
+static size_t backward_scratch(int T, int hd) {
+    return 3 * (size_t)T * T + 3 * (size_t)T * hd + (size_t)T + 4 * (size_t)hd;
+}
 
-/* saved: the probabilities [B, H, T, T] before dropout; scratch: one
- * block's working set per thread of the team the call will fork. */
+/* saved: the probabilities [B, H, T, T] before dropout (none below
+ * GEMM_MIN_T); scratch: one block's working set per thread of the team the
+ * call will fork. */
 void vit_attention_sizes(vit_backend *be, int B, int T, int H, int hd, size_t *saved_bytes, size_t *scratch_bytes) {
     (void)be;
     const int threads = omp_get_max_threads();
     const size_t f = forward_scratch(T, hd), b = backward_scratch(T, hd);
-    *saved_bytes = (size_t)B * H * T * T * sizeof(float);
+    *saved_bytes = keeps_probs(T) ? (size_t)B * H * T * T * sizeof(float) : 0;
     size_t per_call = (size_t)(threads > 1 ? threads : 1) * (f > b ? f : b);
     const size_t scores = (size_t)H * T * T; /* by gemm: one image's scores, or their gradients */
     if (T >= GEMM_MIN_T && scores > per_call) per_call = scores;
@@ -182,6 +191,28 @@ static vit_status backward_image_by_gemm(vit_backend *be, float *dqkv, const flo
     return VIT_OK;
 }
 
+/* Asks for the rows block (b, h) will read (q, k and v: T rows of hd floats
+ * each, 3 H hd floats apart) and, in backward, dout's and dqkv's rows, while
+ * the block before it computes. Its first touch of qkv is otherwise a few
+ * hundred cold misses issued one strided load at a time, which profiles
+ * showed at a fifth of the small-sequence kernels' time. */
+static void prefetch_block(const float *qkv, const float *dout, const float *dqkv, int b, int h, int T, int H,
+                           int hd) {
+    const size_t os = (size_t)H * hd, line = 64 / sizeof(float);
+    for (int t = 0; t < T; t++)
+        for (int part = 0; part < 3; part++) {
+            const size_t at = qkv_at(b, t, part, h, T, H, hd);
+            for (size_t d = 0; d < (size_t)hd; d += line) {
+                __builtin_prefetch(qkv + at + d, 0, 3);
+                if (dqkv) __builtin_prefetch(dqkv + at + d, 1, 3);
+            }
+        }
+    if (dout)
+        for (int t = 0; t < T; t++)
+            for (size_t d = 0; d < (size_t)hd; d += line)
+                __builtin_prefetch(dout + ((size_t)b * T + t) * os + (size_t)h * hd + d, 0, 3);
+}
+
 /* One scratch area per thread: the caller's (from its arena) when given,
  * else one allocation for this call. */
 static float *take_scratch(float *given, int *threads, int blocks, size_t per, bool *owned) {
@@ -191,6 +222,39 @@ static float *take_scratch(float *given, int *threads, int blocks, size_t per, b
     *threads = nt;
     *owned = !given;
     return given ? given : malloc((size_t)nt * per * sizeof(float));
+}
+
+/* xt [hd, T] = x^T from one block's rows x (token stride ts), eight tokens
+ * at a time: a store of eight floats along xt's row per eight loads from the
+ * block's few L1-resident rows. Element-wise stores a row of xt apart were a
+ * third of the forward kernel's time. (GCC's loop interchange would turn any
+ * plain loop order back into those stores.) */
+__attribute__((noinline, optimize("no-loop-interchange"))) VIT_VECTORIZED static void
+transpose_rows(float *restrict xt, const float *restrict x, size_t ts, int T, int hd) {
+    int j = 0;
+    for (; j + 8 <= T; j += 8)
+        for (int d = 0; d < hd; d++)
+            for (int l = 0; l < 8; l++) xt[(size_t)d * T + j + l] = x[(j + l) * ts + d];
+    for (; j < T; j++)
+        for (int d = 0; d < hd; d++) xt[(size_t)d * T + j] = x[j * ts + d];
+}
+
+/* kt [hd, T] = k^T and qs [T, hd] = q * scale (timm scales q before the
+ * product) from one block's rows of qkv (token stride ts). */
+VIT_INLINE void pack_qk(float *restrict kt, float *restrict qs, const float *restrict q, const float *restrict k,
+                        size_t ts, int T, int hd, float scale) {
+    transpose_rows(kt, k, ts, T, hd);
+    for (int j = 0; j < T; j++)
+        for (int d = 0; d < hd; d++) qs[(size_t)j * hd + d] = q[j * ts + d] * scale;
+}
+
+/* p [rows, T] = softmax(qs kt) for query rows i0 .. i0 + rows: the one code
+ * for forward and for backward's recompute, so both get the same bits. */
+VIT_INLINE void prob_rows(float *restrict p, const float *restrict qs, const float *restrict kt, int i0, int rows,
+                          int T, int hd) {
+    for (size_t e = 0; e < (size_t)rows * T; e++) p[e] = 0.0f;
+    block_axpy(p, T, qs + (size_t)i0 * hd, hd, 1, kt, T, hd, T, rows);
+    for (int r = 0; r < rows; r++) vit_softmax_row(p + (size_t)r * T, p + (size_t)r * T, T);
 }
 
 /* Rows are done four at a time (see tile4_axpy): scores, softmax, dropout,
@@ -204,23 +268,18 @@ VIT_VECTORIZED static void block_forward(float *restrict out, float *restrict pr
     const float *v = qkv + qkv_at(b, 0, 2, h, T, H, hd);
     float *kt = scratch, *vp = kt + (size_t)T * hd, *qs = vp + (size_t)T * hd, *srows = qs + (size_t)T * hd,
           *arows = srows + 4 * (size_t)T, *o = arows + 4 * (size_t)T;
+    pack_qk(kt, qs, q, k, ts, T, hd, scale);
     for (int j = 0; j < T; j++)
-        for (int d = 0; d < hd; d++) {
-            kt[(size_t)d * T + j] = k[j * ts + d];
-            vp[(size_t)j * hd + d] = v[j * ts + d];
-            qs[(size_t)j * hd + d] = q[j * ts + d] * scale; /* timm scales q before the product */
-        }
+        for (int d = 0; d < hd; d++) vp[(size_t)j * hd + d] = v[j * ts + d];
     const float keep = vit_dropout_keep_scale(drop_p);
     for (int i0 = 0; i0 < T; i0 += 4) {
         const int rows = T - i0 < 4 ? T - i0 : 4;
-        /* probs keeps the pre-dropout softmax for backward; inference uses scratch. */
+        /* probs keeps the pre-dropout softmax for backward when it is kept at all. */
         float *sr = probs ? probs + (size_t)i0 * T : srows;
-        for (size_t e = 0; e < (size_t)rows * T; e++) sr[e] = 0.0f;
-        block_axpy(sr, T, qs + (size_t)i0 * hd, hd, 1, kt, T, hd, T, rows);
+        prob_rows(sr, qs, kt, i0, rows, T, hd);
         const float *ar = sr;
         for (int r = 0; r < rows; r++) {
             float *sri = sr + (size_t)r * T;
-            vit_softmax_row(sri, sri, T);
             if (drop_p > 0.0f) {
                 float *ari = arows + (size_t)r * T;
                 mask_row(ari, T, drop_p, keep, key, (((uint64_t)b * H + h) * T + i0 + r) * T);
@@ -239,7 +298,7 @@ VIT_VECTORIZED static void block_forward(float *restrict out, float *restrict pr
 
 vit_status vit_attention_forward(vit_backend *be, float *out, void *saved, const float *qkv, int B, int T, int H,
                                  int hd, float scale, float drop_p, uint64_t drop_key, void *given_scratch) {
-    float *probs = saved;
+    float *probs = keeps_probs(T) ? saved : NULL;
     VIT_CHECK_ARG(out && qkv && B > 0 && T > 0 && H > 0 && hd > 0, "attention: bad arguments");
     if (by_gemm(T, drop_p)) {
         VIT_CHECK_ARG(probs || given_scratch, "attention: no scratch for the scores");
@@ -255,9 +314,11 @@ vit_status vit_attention_forward(vit_backend *be, float *out, void *saved, const
     float *scratch = take_scratch(given_scratch, &nt, blocks, per, &owned);
     if (!scratch) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "attention: %d x %zu floats of scratch", nt, per);
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int bh = 0; bh < blocks; bh++)
+    for (int bh = 0; bh < blocks; bh++) {
+        if (bh + 1 < blocks) prefetch_block(qkv, NULL, NULL, (bh + 1) / H, (bh + 1) % H, T, H, hd);
         block_forward(out, probs ? probs + (size_t)bh * T * T : NULL, qkv, bh / H, bh % H, T, H, hd, scale, drop_p,
                       drop_key, scratch + (size_t)omp_get_thread_num() * per);
+    }
     if (owned) free(scratch);
     return VIT_OK;
 }
@@ -280,11 +341,15 @@ VIT_VECTORIZED static void block_backward(float *restrict dqkv, const float *res
                  v0 = qkv_at(b, 0, 2, h, T, H, hd);
     const float *go = dout + ((size_t)b * T * H + h) * hd;
     float *ds = scratch, *am = ds + (size_t)T * T, *vt = am + (size_t)T * T, *mrow = vt + (size_t)T * hd,
-          *acc = mrow + T;
+          *acc = mrow + T, *pr = acc + 4 * (size_t)hd, *kt = pr + (size_t)T * T, *qs = kt + (size_t)T * hd;
+    if (!probs) { /* not kept: recompute them as forward did */
+        pack_qk(kt, qs, qkv + q0, qkv + k0, ts, T, hd, scale);
+        for (int i0 = 0; i0 < T; i0 += 4) prob_rows(pr + (size_t)i0 * T, qs, kt, i0, T - i0 < 4 ? T - i0 : 4, T, hd);
+        probs = pr;
+    }
     const int drop = drop_p > 0.0f;
     const float *a = drop ? am : probs;
-    for (int j = 0; j < T; j++)
-        for (int d = 0; d < hd; d++) vt[(size_t)d * T + j] = qkv[v0 + j * ts + d];
+    transpose_rows(vt, qkv + v0, ts, T, hd);
     const float keep = vit_dropout_keep_scale(drop_p);
     for (size_t e = 0; e < (size_t)T * T; e++) ds[e] = 0.0f;
 
@@ -333,9 +398,9 @@ vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dou
                                   const void *saved, int B, int T, int H, int hd, float scale, float drop_p,
                                   uint64_t drop_key, void *given_scratch) {
     (void)out; /* the probabilities are kept whole: no need to rebuild them from out */
-    const float *probs = saved;
+    const float *probs = keeps_probs(T) ? saved : NULL;
     VIT_CHECK_ARG(dqkv && dout && qkv && B > 0 && T > 0 && H > 0 && hd > 0, "attention backward: bad arguments");
-    VIT_CHECK_ARG(probs, "attention backward: probs were not kept by the forward pass");
+    VIT_CHECK_ARG(probs || !keeps_probs(T), "attention backward: probs were not kept by the forward pass");
     if (by_gemm(T, drop_p)) {
         VIT_CHECK_ARG(given_scratch, "attention backward: no scratch for the score gradients");
         for (int b = 0; b < B; b++)
@@ -349,9 +414,11 @@ vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dou
     float *scratch = take_scratch(given_scratch, &nt, blocks, per, &owned);
     if (!scratch) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "attention backward: %d x %zu floats of scratch", nt, per);
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int bh = 0; bh < blocks; bh++)
-        block_backward(dqkv, dout, qkv, probs + (size_t)bh * T * T, bh / H, bh % H, T, H, hd, scale, drop_p,
-                       drop_key, scratch + (size_t)omp_get_thread_num() * per);
+    for (int bh = 0; bh < blocks; bh++) {
+        if (bh + 1 < blocks) prefetch_block(qkv, dout, dqkv, (bh + 1) / H, (bh + 1) % H, T, H, hd);
+        block_backward(dqkv, dout, qkv, probs ? probs + (size_t)bh * T * T : NULL, bh / H, bh % H, T, H, hd, scale,
+                       drop_p, drop_key, scratch + (size_t)omp_get_thread_num() * per);
+    }
     if (owned) free(scratch);
     return VIT_OK;
 }

@@ -18,9 +18,13 @@ VIT_VECTORIZED static void gelu_span_forward(float *out, const float *inp, int64
     for (int64_t i = 0; i < n; i++) out[i] = vit_gelu(inp[i]);
 }
 
+/* dout NULL: in place, dinp = dinp * f'(inp) (see backend.h) */
 VIT_VECTORIZED static void gelu_span_backward(float *restrict dinp, const float *restrict inp,
                                               const float *restrict dout, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * vit_gelu_grad(inp[i]);
+    if (!dout)
+        for (int64_t i = 0; i < n; i++) dinp[i] *= vit_gelu_grad(inp[i]);
+    else
+        for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * vit_gelu_grad(inp[i]);
 }
 
 VIT_VECTORIZED static void quick_span_forward(float *out, const float *inp, int64_t n) {
@@ -29,20 +33,24 @@ VIT_VECTORIZED static void quick_span_forward(float *out, const float *inp, int6
 
 VIT_VECTORIZED static void quick_span_backward(float *restrict dinp, const float *restrict inp,
                                                const float *restrict dout, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * vit_quick_gelu_grad(inp[i]);
+    if (!dout)
+        for (int64_t i = 0; i < n; i++) dinp[i] *= vit_quick_gelu_grad(inp[i]);
+    else
+        for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * vit_quick_gelu_grad(inp[i]);
 }
 
-/* out = act(inp), or out (dinp) += dout * act'(inp) */
+/* out = act(inp), or out (dinp) += dout * act'(inp), in place when they alias */
 static vit_status run(act_pass pass, float *out, const float *inp, const float *dout, int64_t n) {
+    if (dout == out) dout = NULL; /* the span loops' restrict pointers must not alias */
     const int64_t spans = (n + GELU_SPAN - 1) / GELU_SPAN;
 #pragma omp parallel for schedule(static) if (spans > 1)
     for (int64_t s = 0; s < spans; s++) {
         const int64_t i0 = s * GELU_SPAN, len = n - i0 < GELU_SPAN ? n - i0 : GELU_SPAN;
         switch (pass) {
         case GELU_FORWARD: gelu_span_forward(out + i0, inp + i0, len); break;
-        case GELU_BACKWARD: gelu_span_backward(out + i0, inp + i0, dout + i0, len); break;
+        case GELU_BACKWARD: gelu_span_backward(out + i0, inp + i0, dout ? dout + i0 : NULL, len); break;
         case QUICK_FORWARD: quick_span_forward(out + i0, inp + i0, len); break;
-        case QUICK_BACKWARD: quick_span_backward(out + i0, inp + i0, dout + i0, len); break;
+        case QUICK_BACKWARD: quick_span_backward(out + i0, inp + i0, dout ? dout + i0 : NULL, len); break;
         }
     }
     return VIT_OK;

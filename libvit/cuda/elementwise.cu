@@ -62,7 +62,8 @@ extern "C" cudaError_t vit_cuk_add(float *out, const float *a, const float *b, i
 }
 
 /* ------------------------------------------------- GELU and QuickGELU */
-/* out = f(inp); dinp += dout * f'(inp), f one of scalar.h's activations */
+/* out = f(inp); dinp += dout * f'(inp), f one of scalar.h's activations;
+ * dinp == dout: dinp = dout * f'(inp) in place (each thread reads its element first) */
 struct gelu_fn {
     __device__ float operator()(float x) const { return vit_gelu(x); }
     __device__ float grad(float x) const { return vit_gelu_grad(x); }
@@ -76,7 +77,10 @@ template <class F> __global__ void activation_forward_kernel(float *out, const f
 }
 template <class F>
 __global__ void activation_backward_kernel(float *dinp, const float *inp, const float *dout, int64_t n) {
-    VIT_CUK_FOR(i, n) dinp[i] += dout[i] * F().grad(inp[i]);
+    if (dinp == dout)
+        VIT_CUK_FOR(i, n) dinp[i] *= F().grad(inp[i]);
+    else
+        VIT_CUK_FOR(i, n) dinp[i] += dout[i] * F().grad(inp[i]);
 }
 template <class F> static cudaError_t activation_forward(float *out, const float *inp, int64_t n, cudaStream_t st) {
     activation_forward_kernel<F><<<vit_cuk_blocks(n), VIT_CUK_THREADS, 0, st>>>(out, inp, n);

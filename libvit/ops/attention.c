@@ -16,10 +16,15 @@ static vit_status attention_backward(vit_tape *tape, const vit_node *node) {
     int B = node->dims[0], T = node->dims[1], H = node->dims[2], hd = node->dims[3];
     size_t saved_bytes, scratch_bytes;
     be->ops->attention_sizes(be, B, T, H, hd, &saved_bytes, &scratch_bytes);
+    /* The scratch is the call's alone (the stream orders its reuse on a device). */
+    vit_arena_mark mark = vit_arena_save(&tape->data);
     void *scratch = vit_arena_alloc(&tape->data, scratch_bytes);
     if (!scratch) return vit_last_status();
-    return be->ops->attention_backward(be, dqkv, node->out->grad, qkv->data, node->out->data, node->saved[0], B, T,
-                                       H, hd, 1.0f / sqrtf((float)hd), node->scalar[0], node->key, scratch);
+    vit_status st = be->ops->attention_backward(be, dqkv, node->out->grad, qkv->data, node->out->data,
+                                                node->saved[0], B, T, H, hd, 1.0f / sqrtf((float)hd),
+                                                node->scalar[0], node->key, scratch);
+    vit_arena_rewind(&tape->data, mark);
+    return st;
 }
 
 vit_value *vit_op_attention(vit_tape *tape, vit_value *qkv, int B, int T, int H, int hd, float drop_p,
@@ -29,12 +34,15 @@ vit_value *vit_op_attention(vit_tape *tape, vit_value *qkv, int B, int T, int H,
     size_t saved_bytes, scratch_bytes;
     be->ops->attention_sizes(be, B, T, H, hd, &saved_bytes, &scratch_bytes);
     vit_value *out = vit_tape_value(tape, (int64_t)B * T * H * hd, record);
-    void *saved = record ? vit_arena_alloc(&tape->data, saved_bytes) : NULL;
+    void *saved = record && saved_bytes ? vit_arena_alloc(&tape->data, saved_bytes) : NULL;
+    if (!out || (record && saved_bytes && !saved)) return NULL;
+    vit_arena_mark mark = vit_arena_save(&tape->data);
     void *scratch = vit_arena_alloc(&tape->data, scratch_bytes);
-    if (!out || !scratch || (record && !saved)) return NULL;
-    if (be->ops->attention_forward(be, out->data, saved, qkv->data, B, T, H, hd, 1.0f / sqrtf((float)hd), drop_p,
-                                   key, scratch) != VIT_OK)
-        return NULL;
+    if (!scratch) return NULL;
+    vit_status st = be->ops->attention_forward(be, out->data, saved, qkv->data, B, T, H, hd, 1.0f / sqrtf((float)hd),
+                                               drop_p, key, scratch);
+    vit_arena_rewind(&tape->data, mark);
+    if (st != VIT_OK) return NULL;
     if (record) {
         vit_node node = {.backward = attention_backward, .out = out, .in = {qkv}, .saved = {saved},
                          .dims = {B, T, H, hd}, .scalar = {drop_p}, .key = key};

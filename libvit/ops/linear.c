@@ -21,10 +21,11 @@ static vit_status linear_backward(vit_tape *tape, const vit_node *node) {
     int M = node->dims[0], K = node->dims[1], N = node->dims[2];
     const float *dy = node->out->grad;
     if (x->requires_grad) {
-        float *dx = vit_tape_grad(tape, x);
+        bool accumulate;
+        float *dx = vit_tape_grad_to_write(tape, x, &accumulate);
         if (!dx) return vit_last_status();
         vit_gemm g = {.M = M, .N = K, .K = N, .A = dy, .lda = N, .B = W->data, .ldb = K,
-                      .C = dx, .ldc = K, .accumulate = true};
+                      .C = dx, .ldc = K, .accumulate = accumulate};
         VIT_TRY(be->ops->gemm(be, &g));
     }
     if (W->requires_grad) {
@@ -96,11 +97,11 @@ static vit_status patch_embed_backward(vit_tape *tape, const vit_node *node) {
     }
     if (b && b->requires_grad) VIT_TRY(be->ops->bias_backward(be, b->grad, dy, M, D));
     if (images->requires_grad) {
-        float *dpatches = vit_arena_zeros(&tape->data, (size_t)M * K);
+        float *dpatches = vit_tape_floats(tape, (int64_t)M * K);
         float *dimages = vit_tape_grad(tape, images);
         if (!dpatches || !dimages) return vit_last_status();
         vit_gemm g = {.M = M, .N = K, .K = D, .A = dy, .lda = D, .B = W->data, .ldb = K,
-                      .C = dpatches, .ldc = K, .accumulate = true};
+                      .C = dpatches, .ldc = K};
         VIT_TRY(be->ops->gemm(be, &g));
         VIT_TRY(be->ops->unpatchify_add(be, dimages, dpatches, B, C, H, Wd, p));
     }

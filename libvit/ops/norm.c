@@ -48,14 +48,16 @@ vit_value *vit_op_layernorm_kept(vit_tape *tape, vit_value *x, vit_value *w, vit
     return layernorm(tape, x, w, b, rows, C, eps, false);
 }
 
-/* node: in = {x}, dims = {quick}: the exact GELU or QuickGELU */
+/* node: in = {x}, dims = {quick}: the exact GELU or QuickGELU. x usually
+ * takes over the output's gradient buffer and the backend turns it into its
+ * own in place: the MLP's widest gradient is then never zero-filled or held twice. */
 static vit_status gelu_backward(vit_tape *tape, const vit_node *node) {
     vit_value *x = node->in[0];
+    const float *dout = vit_tape_grad_hand_over(node->out, x) ? x->grad : node->out->grad;
     float *dx = vit_tape_grad(tape, x);
     if (!dx) return vit_last_status();
     const vit_backend_ops *ops = tape->be->ops;
-    return (node->dims[0] ? ops->quick_gelu_backward : ops->gelu_backward)(tape->be, dx, x->data, node->out->grad,
-                                                                         x->numel);
+    return (node->dims[0] ? ops->quick_gelu_backward : ops->gelu_backward)(tape->be, dx, x->data, dout, x->numel);
 }
 
 static vit_status gelu_recompute(vit_tape *tape, const vit_node *node, float *out) {

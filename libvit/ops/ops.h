@@ -99,6 +99,14 @@ vit_status vit_tape_push(vit_tape *tape, const vit_node *node);
 /* The gradient buffer of v, zero-filled on first use (a recycled buffer of
  * the same size when backward has one spare). NULL on failure. */
 float *vit_tape_grad(vit_tape *tape, vit_value *v);
+/* The same for a backward that writes every element: when *accumulate comes
+ * back false the buffer is new and its contents undefined, so the caller
+ * writes rather than adds, and nothing is zero-filled first. */
+float *vit_tape_grad_to_write(vit_tape *tape, vit_value *v, bool *accumulate);
+/* to takes over from's gradient buffer (an op whose input gradient is its
+ * output gradient unchanged): true when done, false when to already has one
+ * or from's is not the tape's to give. from's node must have run. */
+bool vit_tape_grad_hand_over(vit_value *from, vit_value *to);
 /* Seed out's gradient with seed_grad (n floats of device memory, or NULL for
  * ones) and replay. */
 vit_status vit_tape_backward(vit_tape *tape, vit_value *out, const float *seed_grad);

@@ -95,19 +95,34 @@ vit_status vit_tape_push(vit_tape *tape, const vit_node *node) {
     return VIT_OK;
 }
 
-float *vit_tape_grad(vit_tape *tape, vit_value *v) {
+float *vit_tape_grad_to_write(vit_tape *tape, vit_value *v, bool *accumulate) {
+    *accumulate = v->grad != NULL;
     if (v->grad) return v->grad;
     for (int i = 0; i < tape->spare_count; i++)
         if (tape->spare[i].numel == v->numel) {
             v->grad = tape->spare[i].data;
             tape->spare[i] = tape->spare[--tape->spare_count];
             v->grad_owned = true;
-            if (tape->be->ops->zero(tape->be, v->grad, (size_t)v->numel * sizeof(float)) != VIT_OK) return NULL;
             return v->grad;
         }
-    v->grad = vit_arena_zeros(&tape->data, (size_t)v->numel);
+    v->grad = vit_arena_floats(&tape->data, (size_t)v->numel);
     v->grad_owned = v->grad != NULL;
     return v->grad;
+}
+
+float *vit_tape_grad(vit_tape *tape, vit_value *v) {
+    bool accumulate;
+    float *g = vit_tape_grad_to_write(tape, v, &accumulate);
+    if (g && !accumulate && tape->be->ops->zero(tape->be, g, (size_t)v->numel * sizeof(float)) != VIT_OK) return NULL;
+    return g;
+}
+
+bool vit_tape_grad_hand_over(vit_value *from, vit_value *to) {
+    if (to->grad || !from->grad_owned || from->numel != to->numel) return false;
+    to->grad = from->grad;
+    to->grad_owned = true;
+    from->grad_owned = false; /* so backward does not recycle it from under to */
+    return true;
 }
 
 /* A value is the output of exactly one node and only that node's backward

@@ -31,14 +31,27 @@ vit_value *vit_op_embed_tokens(vit_tape *tape, vit_value *patch, vit_value *cls,
     return tokens;
 }
 
-/* node: in = {x, y}, saved = {scale or NULL}, dims = {B, per (fits int: B * T * D per sample is T * D)} */
+/* node: in = {x, y}, saved = {scale or NULL}, dims = {B, per (fits int: B * T * D per sample is T * D)}
+ * dx += dout; dy += scale * dout. Without DropPath the stream x takes dout's
+ * buffer itself and a new branch gradient is a copy, so the residual stream's
+ * gradient flows through the whole network in one buffer, never zero-filled. */
 static vit_status residual_backward(vit_tape *tape, const vit_node *node) {
-    vit_value *x = node->in[0], *y = node->in[1];
-    float *dx = x->requires_grad ? vit_tape_grad(tape, x) : NULL;
-    float *dy = y->requires_grad ? vit_tape_grad(tape, y) : NULL;
-    if ((x->requires_grad && !dx) || (y->requires_grad && !dy)) return vit_last_status();
-    return tape->be->ops->residual_backward(tape->be, dx, dy, node->out->grad, node->saved[0], node->dims[0],
-                                            node->dims[1]);
+    vit_value *x = node->in[0], *y = node->in[1], *out = node->out;
+    const float *scale = node->saved[0];
+    const vit_backend_ops *ops = tape->be->ops;
+    if (!scale && y->requires_grad && !y->grad) {
+        bool accumulate;
+        float *dy = vit_tape_grad_to_write(tape, y, &accumulate);
+        if (!dy) return vit_last_status();
+        VIT_TRY(ops->copy(tape->be, dy, out->grad, (size_t)out->numel * sizeof(float), VIT_COPY_ON_DEVICE));
+        y = NULL;
+    }
+    if (!scale && x->requires_grad && vit_tape_grad_hand_over(out, x)) x = NULL;
+    float *dx = x && x->requires_grad ? vit_tape_grad(tape, x) : NULL;
+    float *dy = y && y->requires_grad ? vit_tape_grad(tape, y) : NULL;
+    if ((x && x->requires_grad && !dx) || (y && y->requires_grad && !dy)) return vit_last_status();
+    if (!dx && !dy) return VIT_OK;
+    return ops->residual_backward(tape->be, dx, dy, out->grad, scale, node->dims[0], node->dims[1]);
 }
 
 vit_value *vit_op_residual(vit_tape *tape, vit_value *x, vit_value *y, const float *scale, int B, int64_t per) {

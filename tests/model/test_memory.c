@@ -92,10 +92,12 @@ static double inference_bytes(int depth, vit_model **keep) {
 START_TEST(training_block_keeps_what_backward_reads) {
     const double M = (double)BATCH * TOKENS;
     /* Kept per block for backward: the two LayerNorms' mean and rstd (4 M),
-     * qkv (3 M D, attention's input), the probabilities (B H T^2), attention's
-     * output (M D, proj's input), the two residual sums (2 M D, the next
-     * LayerNorms' inputs) and fc1's pre-activation (M Dh, GELU's input). */
-    const double kept = 4.0 * (4 * M + 6 * M * DIM + M * HIDDEN + (double)BATCH * HEADS * TOKENS * TOKENS);
+     * qkv (3 M D, attention's input), attention's output (M D, proj's
+     * input), the two residual sums (2 M D, the next LayerNorms' inputs) and
+     * fc1's pre-activation (M Dh, GELU's input); the probabilities (B H T^2)
+     * only from 128 tokens: below, backward recomputes them. */
+    const double probs = TOKENS >= 128 ? (double)BATCH * HEADS * TOKENS * TOKENS : 0.0;
+    const double kept = 4.0 * (4 * M + 6 * M * DIM + M * HIDDEN + probs);
     const double per_block = (train_step_bytes(6) - train_step_bytes(2)) / 4;
     /* Attention's per-call scratch, node and value records and 64-byte
      * rounding come on top: a few percent. Keeping LayerNorm or GELU outputs,
