@@ -229,7 +229,12 @@ static float *take_scratch(float *given, int *threads, int blocks, size_t per, b
  * block's few L1-resident rows. Element-wise stores a row of xt apart were a
  * third of the forward kernel's time. (GCC's loop interchange would turn any
  * plain loop order back into those stores.) */
-__attribute__((noinline, optimize("no-loop-interchange"))) VIT_VECTORIZED static void
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_LOOP_INTERCHANGE __attribute__((noinline, optimize("no-loop-interchange")))
+#else
+#define NO_LOOP_INTERCHANGE __attribute__((noinline))
+#endif
+NO_LOOP_INTERCHANGE VIT_VECTORIZED static void
 transpose_rows(float *restrict xt, const float *restrict x, size_t ts, int T, int hd) {
     int j = 0;
     for (; j + 8 <= T; j += 8)

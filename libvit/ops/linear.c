@@ -1,15 +1,20 @@
 /* Linear layers and the patch embedding (patchify + the same product). */
 #include "ops/ops.h"
 
-/* y [M, N] = x [M, K] · W^T (+ b), W [N, K] as PyTorch stores it. Without
- * gradients W's stamp lets the backend reuse W packed for its products; in
- * training W changes every step and packing it again each time did not pay
- * (ViT-B/16 at batch 4: 0.96 x the speed, a third more memory; fmnist-train
- * 1.02 x: docs/performance.md). */
+/* y [M, N] = x [M, K] · W^T (+ b), W [N, K] as PyTorch stores it. W's stamp
+ * lets the backend reuse W packed for its products. In training W changes
+ * every step, so each step packs it again: for a small weight that costs
+ * microseconds against a forward product 1.2-1.3 x faster (fmnist-train's,
+ * in row slices), but for ViT-B/16's it did not pay (0.96 x the speed at
+ * batch 4, a third more memory: docs/performance.md), so in training only
+ * weights up to TRAIN_PACK_MAX floats carry their stamp. */
+enum { TRAIN_PACK_MAX = 1 << 18 };
+
 static vit_status linear_product(vit_backend *be, float *y, const float *x, const vit_value *W, const float *b,
                                  int M, int K, int N, vit_epilogue epilogue) {
+    const bool pack = !W->requires_grad || (int64_t)N * K <= TRAIN_PACK_MAX;
     vit_gemm g = {.M = M, .N = N, .K = K, .A = x, .lda = K, .B = W->data, .ldb = K, .trans_b = true,
-                  .C = y, .ldc = N, .bias = b, .epilogue = epilogue, .b_stamp = W->requires_grad ? 0 : W->stamp};
+                  .C = y, .ldc = N, .bias = b, .epilogue = epilogue, .b_stamp = pack ? W->stamp : 0};
     return be->ops->gemm(be, &g);
 }
 
