@@ -307,8 +307,8 @@ static void bench_attention(int warmup, int reps, const char *only) {
 }
 
 /* Best seconds of one product of shape s on fresh random operands; < 0 on
- * failure. With packed, B gets a weight stamp, as in libvit's inference
- * forward, so it runs on packed weights where the ISA packs them (the packing
+ * failure. With packed, B gets a weight stamp, as in libvit's forward
+ * products, so it runs on packed weights where the ISA packs them (the packing
  * itself falls in the warm-up). */
 static double best_gemm(const shape *s, bool packed, int warmup, int reps, uint64_t seed) {
     vit_gemm g = {.M = s->M, .N = s->N, .K = s->K, .trans_a = s->ta, .trans_b = s->tb, .accumulate = s->acc,
@@ -345,7 +345,10 @@ static int bench_workload(const vit_bench_workload *w, int threads, int warmup, 
         const shape *todo[3] = {&fwd, w->train ? &dw : NULL, w->train && i > 0 ? &dx : NULL};
         for (int k = 0; k < 3; k++) {
             if (!todo[k]) continue;
-            double sec = best_gemm(todo[k], !w->train && k == 0, warmup, reps, seed += 4);
+            /* forward products run on packed weights as libvit's do: always in
+             * inference, in training for weights up to 256 K floats (ops/linear.c) */
+            const bool packed = k == 0 && (!w->train || (int64_t)N * K <= (1 << 18));
+            double sec = best_gemm(todo[k], packed, warmup, reps, seed += 4);
             if (sec < 0) return 1;
             flops += 2.0 * M * N * K * layers[i].count;
             seconds += sec * layers[i].count;

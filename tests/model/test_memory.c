@@ -173,7 +173,8 @@ START_TEST(packed_weights_cost_one_copy) {
     ck_assert_int_eq(vit_model_param_write(m, "blocks.0.attn.proj.bias", w, sizeof w), VIT_OK);
     ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
     ck_assert_uint_eq(vit_cpu_packed_bytes(be), packed);
-    /* a training forward reads the weights as they are: no more copies */
+    /* a training forward packs weights this small too (ops/linear.c), into
+     * the same copies: no more memory */
     ck_assert_int_eq(vit_model_set_grad(m, 1), VIT_OK);
     ck_assert_int_eq(vit_model_forward(m, images, logits), VIT_OK);
     ck_assert_uint_eq(vit_cpu_packed_bytes(be), packed);
