@@ -191,28 +191,6 @@ static vit_status backward_image_by_gemm(vit_backend *be, float *dqkv, const flo
     return VIT_OK;
 }
 
-/* Asks for the rows block (b, h) will read (q, k and v: T rows of hd floats
- * each, 3 H hd floats apart) and, in backward, dout's and dqkv's rows, while
- * the block before it computes. Its first touch of qkv is otherwise a few
- * hundred cold misses issued one strided load at a time, which profiles
- * showed at a fifth of the small-sequence kernels' time. */
-static void prefetch_block(const float *qkv, const float *dout, const float *dqkv, int b, int h, int T, int H,
-                           int hd) {
-    const size_t os = (size_t)H * hd, line = 64 / sizeof(float);
-    for (int t = 0; t < T; t++)
-        for (int part = 0; part < 3; part++) {
-            const size_t at = qkv_at(b, t, part, h, T, H, hd);
-            for (size_t d = 0; d < (size_t)hd; d += line) {
-                __builtin_prefetch(qkv + at + d, 0, 3);
-                if (dqkv) __builtin_prefetch(dqkv + at + d, 1, 3);
-            }
-        }
-    if (dout)
-        for (int t = 0; t < T; t++)
-            for (size_t d = 0; d < (size_t)hd; d += line)
-                __builtin_prefetch(dout + ((size_t)b * T + t) * os + (size_t)h * hd + d, 0, 3);
-}
-
 /* One scratch area per thread: the caller's (from its arena) when given,
  * else one allocation for this call. */
 static float *take_scratch(float *given, int *threads, int blocks, size_t per, bool *owned) {
@@ -319,11 +297,9 @@ vit_status vit_attention_forward(vit_backend *be, float *out, void *saved, const
     float *scratch = take_scratch(given_scratch, &nt, blocks, per, &owned);
     if (!scratch) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "attention: %d x %zu floats of scratch", nt, per);
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int bh = 0; bh < blocks; bh++) {
-        if (bh + 1 < blocks) prefetch_block(qkv, NULL, NULL, (bh + 1) / H, (bh + 1) % H, T, H, hd);
+    for (int bh = 0; bh < blocks; bh++)
         block_forward(out, probs ? probs + (size_t)bh * T * T : NULL, qkv, bh / H, bh % H, T, H, hd, scale, drop_p,
                       drop_key, scratch + (size_t)omp_get_thread_num() * per);
-    }
     if (owned) free(scratch);
     return VIT_OK;
 }
@@ -419,11 +395,9 @@ vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dou
     float *scratch = take_scratch(given_scratch, &nt, blocks, per, &owned);
     if (!scratch) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "attention backward: %d x %zu floats of scratch", nt, per);
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int bh = 0; bh < blocks; bh++) {
-        if (bh + 1 < blocks) prefetch_block(qkv, dout, dqkv, (bh + 1) / H, (bh + 1) % H, T, H, hd);
+    for (int bh = 0; bh < blocks; bh++)
         block_backward(dqkv, dout, qkv, probs ? probs + (size_t)bh * T * T : NULL, bh / H, bh % H, T, H, hd, scale,
                        drop_p, drop_key, scratch + (size_t)omp_get_thread_num() * per);
-    }
     if (owned) free(scratch);
     return VIT_OK;
 }

@@ -167,6 +167,17 @@ START_TEST(test_bias_gelu) {
 }
 END_TEST
 
+/* Tall products with a small B run in row slices (cpu/matmul.c): every
+ * slice boundary, a ragged last slice, a transposed A (sliced along its
+ * columns), padding, bias, GELU and accumulation. */
+START_TEST(test_row_slices) {
+    bool ta = _i & 1, tb = _i & 2;
+    run_case(1700, 24, 40, ta, tb, false, false, VIT_EPILOGUE_NONE, 3, "slices");
+    run_case(3203, 33, 17, ta, tb, false, true, VIT_EPILOGUE_GELU, 0, "slices bias gelu");
+    run_case(2400, 17, 24, ta, tb, true, false, VIT_EPILOGUE_NONE, 5, "slices accumulate");
+}
+END_TEST
+
 START_TEST(test_gelu_is_exact_erf) {
     /* pre-activations spread over [-4, 4] (K = 1: C = a * b + bias), where
      * the tanh approximation is off by up to ~5e-4 */
@@ -571,6 +582,7 @@ static Suite *matmul_suite(void) {
     tcase_add_loop_test(tc, test_trans_odd_sizes, 0, 4);
     tcase_add_loop_test(tc, test_accumulate, 0, 4);
     tcase_add_loop_test(tc, test_bias_gelu, 0, 4);
+    tcase_add_loop_test(tc, test_row_slices, 0, 4);
     tcase_add_test(tc, test_gelu_is_exact_erf);
     tcase_add_loop_test(tc, test_batched_contiguous, 0, 4);
     tcase_add_test(tc, test_batched_heads);
