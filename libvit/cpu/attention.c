@@ -5,7 +5,7 @@
  *
  * Long sequences without dropout (ViT-B/16's 197 tokens) take another road:
  * each head's products through the backend's gemm, which oneDNN runs at the
- * linear layers' rate (230-245 GFLOP/s on two AVX-512 cores, against 40-50
+ * linear layers' rate (230-245 GFLOP/s on two AVX-512 cores, against 50-65
  * for the blocks below), with the row-wise softmax (and its backward) in
  * between, one image at a time so its scores stay in cache.
  *
@@ -44,42 +44,64 @@ VIT_INLINE void rows_axpy(float *restrict acc, const float *restrict c, size_t c
     }
 }
 
-/* For r < 4: c[r * cr + 0..w) += sum over s < n of a[r * ar + s * as] * x[s * xs + 0..w).
- * The workhorse of the small per-head products: four output rows share every
- * load of x, and a 4 x 16 block of c stays in registers over the whole sum
- * (eight AVX2 vectors), so the loop is bound by multiply-adds rather than by
- * loads and stores of c. Columns past the last multiple of 16 go through
- * rows_axpy one row at a time. */
-VIT_INLINE void tile4_axpy(float *restrict c, size_t cr, const float *restrict a, size_t ar, size_t as,
-                              const float *restrict x, size_t xs, int n, int w) {
+/* The register tile of the small per-head products: TILE_ROWS output rows by
+ * TILE_COLS columns of accumulators stay in vector registers over the whole
+ * sum, and every load of x serves all the rows, so the loop is bound by
+ * multiply-adds rather than by loads and stores. AVX-512's 32 registers hold
+ * an 8 x 16 tile (eight zmm) with room for the operands; AVX2's 16 hold
+ * 4 x 16 (eight ymm). The T-long rows (scores, their gradients, k^T, v^T)
+ * are padded with zero columns to a multiple of TILE_COLS, so those
+ * products never take the narrow column tail. */
+enum { TILE_COLS = 16 };
+#if VIT_CPU_ISA == 2
+enum { TILE_ROWS = 8 };
+#else
+enum { TILE_ROWS = 4 };
+#endif
+
+static inline int padded_cols(int T) { return (T + TILE_COLS - 1) / TILE_COLS * TILE_COLS; }
+
+/* Sixteen floats as one value: GCC and Clang keep each in one zmm (two ymm
+ * for AVX2, four xmm at the baseline), which is what holds a tile in
+ * registers; plain arrays of accumulators were spilled to the stack. */
+typedef float tile_row __attribute__((vector_size(TILE_COLS * sizeof(float))));
+typedef float tile_row_unaligned __attribute__((vector_size(TILE_COLS * sizeof(float)), aligned(sizeof(float))));
+
+/* For r < rows (a constant at each call, at most TILE_ROWS):
+ * c[r * cr + 0..w) = (add ? c[...] : 0) + sum over s < n of a[r * ar + s * as] * x[s * xs + 0..w). */
+VIT_INLINE void tile_product(float *restrict c, size_t cr, const float *restrict a, size_t ar, size_t as,
+                             const float *restrict x, size_t xs, int n, int w, const int rows, const bool add) {
     int k0 = 0;
-    for (; k0 + 16 <= w; k0 += 16) {
-        float acc[4][16];
-        for (int r = 0; r < 4; r++)
-            for (int k = 0; k < 16; k++) acc[r][k] = c[r * cr + k0 + k];
+    for (; k0 + TILE_COLS <= w; k0 += TILE_COLS) {
+        tile_row acc[TILE_ROWS];
+        for (int r = 0; r < rows; r++)
+            acc[r] = add ? *(const tile_row_unaligned *)(c + r * cr + k0) : (tile_row){0};
         for (int s = 0; s < n; s++) {
-            const float *xr = x + s * xs + k0;
-            const float a0 = a[s * as], a1 = a[ar + s * as], a2 = a[2 * ar + s * as], a3 = a[3 * ar + s * as];
-            for (int k = 0; k < 16; k++) {
-                acc[0][k] += a0 * xr[k];
-                acc[1][k] += a1 * xr[k];
-                acc[2][k] += a2 * xr[k];
-                acc[3][k] += a3 * xr[k];
-            }
+            const tile_row xr = *(const tile_row_unaligned *)(x + s * xs + k0);
+            for (int r = 0; r < rows; r++) acc[r] += a[r * ar + s * as] * xr;
         }
-        for (int r = 0; r < 4; r++)
-            for (int k = 0; k < 16; k++) c[r * cr + k0 + k] = acc[r][k];
+        for (int r = 0; r < rows; r++) *(tile_row_unaligned *)(c + r * cr + k0) = acc[r];
     }
     if (k0 < w)
-        for (int r = 0; r < 4; r++) rows_axpy(c + r * cr + k0, a + r * ar, as, x + k0, xs, n, w - k0);
+        for (int r = 0; r < rows; r++) {
+            float *cr0 = c + r * cr + k0;
+            if (!add)
+                for (int k = 0; k < w - k0; k++) cr0[k] = 0.0f;
+            rows_axpy(cr0, a + r * ar, as, x + k0, xs, n, w - k0);
+        }
 }
 
-/* Rows r < rows of the same product: whole tiles of four, then single rows. */
-VIT_INLINE void block_axpy(float *restrict c, size_t cr, const float *restrict a, size_t ar, size_t as,
-                              const float *restrict x, size_t xs, int n, int w, int rows) {
+/* The same product for any number of rows: whole tiles, then (AVX-512) one
+ * of four rows, then single rows. */
+VIT_INLINE void block_product(float *restrict c, size_t cr, const float *restrict a, size_t ar, size_t as,
+                              const float *restrict x, size_t xs, int n, int w, int rows, bool add) {
     int r = 0;
-    for (; r + 4 <= rows; r += 4) tile4_axpy(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w);
-    for (; r < rows; r++) rows_axpy(c + r * cr, a + r * ar, as, x, xs, n, w);
+    for (; r + TILE_ROWS <= rows; r += TILE_ROWS) tile_product(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w, TILE_ROWS, add);
+    if (TILE_ROWS > 4 && r + 4 <= rows) {
+        tile_product(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w, 4, add);
+        r += 4;
+    }
+    for (; r < rows; r++) tile_product(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w, 1, add);
 }
 
 /* m[j] = the dropout factor of row element j (0 or 1 / (1 - p)). The mask is a
@@ -89,7 +111,12 @@ static void mask_row(float *restrict m, int T, float drop_p, float keep, uint64_
     for (int j = 0; j < T; j++) m[j] = vit_rng_uniform(key, base + (uint64_t)j) >= drop_p ? keep : 0.0f;
 }
 
-static size_t forward_scratch(int T, int hd) { return 3 * (size_t)T * hd + 8 * (size_t)T + 4 * (size_t)hd; }
+/* kt [hd, Tp], qs [T, hd], score and dropped-score rows [TILE_ROWS, Tp] each
+ * (Tp = padded_cols(T)). */
+static size_t forward_scratch(int T, int hd) {
+    const size_t Tp = (size_t)padded_cols(T);
+    return (size_t)hd * Tp + (size_t)T * hd + 2 * (size_t)TILE_ROWS * Tp;
+}
 
 /* From this many tokens the products go through gemm (see the top): below,
  * one head's products are too small for oneDNN to beat the blocks here. */
@@ -102,8 +129,11 @@ static bool by_gemm(int T, float drop_p) { return T >= GEMM_MIN_T && drop_p == 0
  * floats per layer, which at Fashion-MNIST's 50 tokens and 3 heads is 1.6
  * times a [B, T, D] activation in every block. */
 static bool keeps_probs(int T) { return T >= GEMM_MIN_T; }
+/* ds, dropped probabilities and recomputed probabilities [T, Tp] each, vt and
+ * kt [hd, Tp], qs [T, hd], one mask row [Tp]. */
 static size_t backward_scratch(int T, int hd) {
-    return 3 * (size_t)T * T + 3 * (size_t)T * hd + (size_t)T + 4 * (size_t)hd;
+    const size_t Tp = (size_t)padded_cols(T);
+    return 3 * (size_t)T * Tp + 2 * (size_t)hd * Tp + (size_t)T * hd + Tp;
 }
 
 /* saved: the probabilities [B, H, T, T] before dropout (none below
@@ -202,80 +232,77 @@ static float *take_scratch(float *given, int *threads, int blocks, size_t per, b
     return given ? given : malloc((size_t)nt * per * sizeof(float));
 }
 
-/* xt [hd, T] = x^T from one block's rows x (token stride ts), eight tokens
- * at a time: a store of eight floats along xt's row per eight loads from the
- * block's few L1-resident rows. Element-wise stores a row of xt apart were a
- * third of the forward kernel's time. (GCC's loop interchange would turn any
- * plain loop order back into those stores.) */
+/* xt [hd, Tp] = x^T from one block's rows x (token stride ts), columns T..Tp
+ * zero, eight tokens at a time: a store of eight floats along xt's row per
+ * eight loads from the block's few L1-resident rows. Element-wise stores a
+ * row of xt apart were a third of the forward kernel's time. (GCC's loop
+ * interchange would turn any plain loop order back into those stores.) */
 #if defined(__GNUC__) && !defined(__clang__)
 #define NO_LOOP_INTERCHANGE __attribute__((noinline, optimize("no-loop-interchange")))
 #else
 #define NO_LOOP_INTERCHANGE __attribute__((noinline))
 #endif
 NO_LOOP_INTERCHANGE VIT_VECTORIZED static void
-transpose_rows(float *restrict xt, const float *restrict x, size_t ts, int T, int hd) {
+transpose_rows(float *restrict xt, const float *restrict x, size_t ts, int T, int Tp, int hd) {
     int j = 0;
     for (; j + 8 <= T; j += 8)
         for (int d = 0; d < hd; d++)
-            for (int l = 0; l < 8; l++) xt[(size_t)d * T + j + l] = x[(j + l) * ts + d];
+            for (int l = 0; l < 8; l++) xt[(size_t)d * Tp + j + l] = x[(j + l) * ts + d];
     for (; j < T; j++)
-        for (int d = 0; d < hd; d++) xt[(size_t)d * T + j] = x[j * ts + d];
+        for (int d = 0; d < hd; d++) xt[(size_t)d * Tp + j] = x[j * ts + d];
+    for (int d = 0; d < hd; d++)
+        for (j = T; j < Tp; j++) xt[(size_t)d * Tp + j] = 0.0f;
 }
 
-/* kt [hd, T] = k^T and qs [T, hd] = q * scale (timm scales q before the
+/* kt [hd, Tp] = k^T and qs [T, hd] = q * scale (timm scales q before the
  * product) from one block's rows of qkv (token stride ts). */
 VIT_INLINE void pack_qk(float *restrict kt, float *restrict qs, const float *restrict q, const float *restrict k,
-                        size_t ts, int T, int hd, float scale) {
-    transpose_rows(kt, k, ts, T, hd);
+                        size_t ts, int T, int Tp, int hd, float scale) {
+    transpose_rows(kt, k, ts, T, Tp, hd);
     for (int j = 0; j < T; j++)
         for (int d = 0; d < hd; d++) qs[(size_t)j * hd + d] = q[j * ts + d] * scale;
 }
 
-/* p [rows, T] = softmax(qs kt) for query rows i0 .. i0 + rows: the one code
- * for forward and for backward's recompute, so both get the same bits. */
+/* p [rows, Tp] = softmax(qs kt) for query rows i0 .. i0 + rows (columns T..Tp
+ * zero): the one code for forward and for backward's recompute, so both get
+ * the same bits. */
 VIT_INLINE void prob_rows(float *restrict p, const float *restrict qs, const float *restrict kt, int i0, int rows,
-                          int T, int hd) {
-    for (size_t e = 0; e < (size_t)rows * T; e++) p[e] = 0.0f;
-    block_axpy(p, T, qs + (size_t)i0 * hd, hd, 1, kt, T, hd, T, rows);
-    for (int r = 0; r < rows; r++) vit_softmax_row(p + (size_t)r * T, p + (size_t)r * T, T);
+                          int T, int Tp, int hd) {
+    block_product(p, Tp, qs + (size_t)i0 * hd, hd, 1, kt, Tp, hd, Tp, rows, false);
+    for (int r = 0; r < rows; r++) vit_softmax_row(p + (size_t)r * Tp, p + (size_t)r * Tp, T);
 }
 
-/* Rows are done four at a time (see tile4_axpy): scores, softmax, dropout,
- * then the four output rows. */
+/* Query rows are done TILE_ROWS at a time: scores, softmax, dropout, then
+ * the output rows straight into out. */
 VIT_VECTORIZED static void block_forward(float *restrict out, float *restrict probs, const float *restrict qkv,
                                          int b, int h, int T, int H, int hd, float scale, float drop_p,
                                          uint64_t key, float *restrict scratch) {
     const size_t ts = (size_t)3 * H * hd, os = (size_t)H * hd; /* token strides of qkv and out */
+    const int Tp = padded_cols(T);
     const float *q = qkv + qkv_at(b, 0, 0, h, T, H, hd);
     const float *k = qkv + qkv_at(b, 0, 1, h, T, H, hd);
     const float *v = qkv + qkv_at(b, 0, 2, h, T, H, hd);
-    float *kt = scratch, *vp = kt + (size_t)T * hd, *qs = vp + (size_t)T * hd, *srows = qs + (size_t)T * hd,
-          *arows = srows + 4 * (size_t)T, *o = arows + 4 * (size_t)T;
-    pack_qk(kt, qs, q, k, ts, T, hd, scale);
-    for (int j = 0; j < T; j++)
-        for (int d = 0; d < hd; d++) vp[(size_t)j * hd + d] = v[j * ts + d];
+    float *kt = scratch, *qs = kt + (size_t)hd * Tp, *srows = qs + (size_t)T * hd,
+          *arows = srows + (size_t)TILE_ROWS * Tp;
+    pack_qk(kt, qs, q, k, ts, T, Tp, hd, scale);
     const float keep = vit_dropout_keep_scale(drop_p);
-    for (int i0 = 0; i0 < T; i0 += 4) {
-        const int rows = T - i0 < 4 ? T - i0 : 4;
-        /* probs keeps the pre-dropout softmax for backward when it is kept at all. */
-        float *sr = probs ? probs + (size_t)i0 * T : srows;
-        prob_rows(sr, qs, kt, i0, rows, T, hd);
-        const float *ar = sr;
+    for (int i0 = 0; i0 < T; i0 += TILE_ROWS) {
+        const int rows = T - i0 < TILE_ROWS ? T - i0 : TILE_ROWS;
+        prob_rows(srows, qs, kt, i0, rows, T, Tp, hd);
+        const float *ar = srows;
         for (int r = 0; r < rows; r++) {
-            float *sri = sr + (size_t)r * T;
+            float *sri = srows + (size_t)r * Tp;
+            /* probs keeps the pre-dropout softmax for backward when it is kept at all. */
+            if (probs)
+                for (int j = 0; j < T; j++) probs[(size_t)(i0 + r) * T + j] = sri[j];
             if (drop_p > 0.0f) {
-                float *ari = arows + (size_t)r * T;
+                float *ari = arows + (size_t)r * Tp;
                 mask_row(ari, T, drop_p, keep, key, (((uint64_t)b * H + h) * T + i0 + r) * T);
                 for (int j = 0; j < T; j++) ari[j] *= sri[j];
                 ar = arows;
             }
         }
-        for (size_t e = 0; e < (size_t)rows * hd; e++) o[e] = 0.0f;
-        block_axpy(o, hd, ar, T, 1, vp, hd, T, hd, rows);
-        for (int r = 0; r < rows; r++) {
-            float *oi = out + ((size_t)b * T + i0 + r) * os + (size_t)h * hd;
-            for (int d = 0; d < hd; d++) oi[d] = o[(size_t)r * hd + d];
-        }
+        block_product(out + ((size_t)b * T + i0) * os + (size_t)h * hd, os, ar, Tp, 1, v, ts, T, hd, rows, false);
     }
 }
 
@@ -318,60 +345,48 @@ VIT_VECTORIZED static void block_backward(float *restrict dqkv, const float *res
                                           int T, int H, int hd, float scale, float drop_p, uint64_t key,
                                           float *restrict scratch) {
     const size_t ts = (size_t)3 * H * hd, os = (size_t)H * hd; /* token strides of qkv and dout */
+    const int Tp = padded_cols(T);
     const size_t q0 = qkv_at(b, 0, 0, h, T, H, hd), k0 = qkv_at(b, 0, 1, h, T, H, hd),
                  v0 = qkv_at(b, 0, 2, h, T, H, hd);
     const float *go = dout + ((size_t)b * T * H + h) * hd;
-    float *ds = scratch, *am = ds + (size_t)T * T, *vt = am + (size_t)T * T, *mrow = vt + (size_t)T * hd,
-          *acc = mrow + T, *pr = acc + 4 * (size_t)hd, *kt = pr + (size_t)T * T, *qs = kt + (size_t)T * hd;
+    float *ds = scratch, *am = ds + (size_t)T * Tp, *pr = am + (size_t)T * Tp, *vt = pr + (size_t)T * Tp,
+          *kt = vt + (size_t)hd * Tp, *qs = kt + (size_t)hd * Tp, *mrow = qs + (size_t)T * hd;
+    size_t ps = (size_t)T; /* row stride of probs */
     if (!probs) { /* not kept: recompute them as forward did */
-        pack_qk(kt, qs, qkv + q0, qkv + k0, ts, T, hd, scale);
-        for (int i0 = 0; i0 < T; i0 += 4) prob_rows(pr + (size_t)i0 * T, qs, kt, i0, T - i0 < 4 ? T - i0 : 4, T, hd);
-        probs = pr;
+        pack_qk(kt, qs, qkv + q0, qkv + k0, ts, T, Tp, hd, scale);
+        for (int i0 = 0; i0 < T; i0 += TILE_ROWS)
+            prob_rows(pr + (size_t)i0 * Tp, qs, kt, i0, T - i0 < TILE_ROWS ? T - i0 : TILE_ROWS, T, Tp, hd);
+        probs = pr, ps = (size_t)Tp;
     }
     const int drop = drop_p > 0.0f;
     const float *a = drop ? am : probs;
-    transpose_rows(vt, qkv + v0, ts, T, hd);
+    const size_t as = drop ? (size_t)Tp : ps; /* row stride of a */
+    transpose_rows(vt, qkv + v0, ts, T, Tp, hd);
     const float keep = vit_dropout_keep_scale(drop_p);
-    for (size_t e = 0; e < (size_t)T * T; e++) ds[e] = 0.0f;
 
-    for (int i0 = 0; i0 < T; i0 += 4) {
-        const int rows = T - i0 < 4 ? T - i0 : 4;
-        block_axpy(ds + (size_t)i0 * T, T, go + i0 * os, os, 1, vt, T, hd, T, rows); /* dA rows */
+    for (int i0 = 0; i0 < T; i0 += TILE_ROWS) {
+        const int rows = T - i0 < TILE_ROWS ? T - i0 : TILE_ROWS;
+        block_product(ds + (size_t)i0 * Tp, Tp, go + i0 * os, os, 1, vt, Tp, hd, Tp, rows, false); /* dA rows */
         for (int i = i0; i < i0 + rows; i++) {
-            const float *p = probs + (size_t)i * T;
-            float *dsi = ds + (size_t)i * T;
+            const float *p = probs + (size_t)i * ps;
+            float *dsi = ds + (size_t)i * Tp;
             if (drop) {
                 mask_row(mrow, T, drop_p, keep, key, (((uint64_t)b * H + h) * T + i) * T);
                 for (int j = 0; j < T; j++) {
-                    am[(size_t)i * T + j] = p[j] * mrow[j];
+                    am[(size_t)i * Tp + j] = p[j] * mrow[j];
                     dsi[j] *= mrow[j];
                 }
             }
             const float dd = vit_dot(dsi, p, T);
             for (int j = 0; j < T; j++) dsi[j] = p[j] * (dsi[j] - dd) * scale; /* scale * dS */
         }
-        for (size_t e = 0; e < (size_t)rows * hd; e++) acc[e] = 0.0f;
-        block_axpy(acc, hd, ds + (size_t)i0 * T, T, 1, qkv + k0, ts, T, hd, rows);
-        for (int r = 0; r < rows; r++) {
-            float *dq = dqkv + q0 + (i0 + r) * ts;
-            for (int d = 0; d < hd; d++) dq[d] += acc[(size_t)r * hd + d];
-        }
+        block_product(dqkv + q0 + i0 * ts, ts, ds + (size_t)i0 * Tp, Tp, 1, qkv + k0, ts, T, hd, rows, true);
     }
     /* Columns j of dS and A are the coefficients of dK and dV rows j. */
-    for (int j0 = 0; j0 < T; j0 += 4) {
-        const int rows = T - j0 < 4 ? T - j0 : 4;
-        for (size_t e = 0; e < (size_t)rows * hd; e++) acc[e] = 0.0f;
-        block_axpy(acc, hd, ds + j0, 1, T, qkv + q0, ts, T, hd, rows);
-        for (int r = 0; r < rows; r++) {
-            float *dk = dqkv + k0 + (j0 + r) * ts;
-            for (int d = 0; d < hd; d++) dk[d] += acc[(size_t)r * hd + d];
-        }
-        for (size_t e = 0; e < (size_t)rows * hd; e++) acc[e] = 0.0f;
-        block_axpy(acc, hd, a + j0, 1, T, go, os, T, hd, rows);
-        for (int r = 0; r < rows; r++) {
-            float *dv = dqkv + v0 + (j0 + r) * ts;
-            for (int d = 0; d < hd; d++) dv[d] += acc[(size_t)r * hd + d];
-        }
+    for (int j0 = 0; j0 < T; j0 += TILE_ROWS) {
+        const int rows = T - j0 < TILE_ROWS ? T - j0 : TILE_ROWS;
+        block_product(dqkv + k0 + j0 * ts, ts, ds + j0, 1, Tp, qkv + q0, ts, T, hd, rows, true);
+        block_product(dqkv + v0 + j0 * ts, ts, a + j0, 1, as, go, os, T, hd, rows, true);
     }
 }
 
