@@ -7,6 +7,7 @@
  * and for oneDNN's products alike, so every path a machine could take can be
  * tested on one that has them all.
  */
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,30 +136,47 @@ void vit_cpu_free(vit_backend *be, void *p) {
     free(p);
 }
 
+/* Gradient buffers and activations of a training step are megabytes each
+ * (fmnist-train zeroes ~10 MB per layer and copies 2.4 MB per residual):
+ * from PARALLEL_BYTES on, each thread sets or copies one equal part (whole
+ * cache lines), which goes twice as fast on two cores as one memset or
+ * memcpy, and keeps the other thread from idling at the next fork. */
+enum { PARALLEL_BYTES = 1 << 20 };
+
+/* dst[0..bytes) = src's bytes, or zeros when src is NULL; no overlap. */
+static void set_in_parts(void *dst, const void *src, size_t bytes) {
+#pragma omp parallel
+    {
+        const size_t parts = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+        const size_t part = (bytes / parts + 63) / 64 * 64, off = t * part;
+        if (off < bytes) {
+            const size_t len = bytes - off < part ? bytes - off : part;
+            if (src)
+                memcpy((char *)dst + off, (const char *)src + off, len);
+            else
+                memset((char *)dst + off, 0, len);
+        }
+    }
+}
+
 vit_status vit_cpu_copy(vit_backend *be, void *dst, const void *src, size_t bytes, vit_copy_kind kind) {
     (void)be;
     (void)kind;
-    if (bytes && dst != src) memmove(dst, src, bytes);
+    if (!bytes || dst == src) return VIT_OK;
+    const char *d = dst, *s = src;
+    if (bytes >= PARALLEL_BYTES && (d + bytes <= s || s + bytes <= d))
+        set_in_parts(dst, src, bytes);
+    else
+        memmove(dst, src, bytes);
     return VIT_OK;
 }
 
-/* Gradient buffers of a training step are megabytes each (fmnist-train zeroes
- * ~10 MB per layer): one memset per thread over 1 MiB spans goes twice as
- * fast on two cores as one memset. */
-enum { ZERO_SPAN = 1 << 20 };
-
 vit_status vit_cpu_zero(vit_backend *be, void *p, size_t bytes) {
     (void)be;
-    if (bytes < 2 * (size_t)ZERO_SPAN) {
-        if (bytes) memset(p, 0, bytes);
-        return VIT_OK;
-    }
-    const int64_t spans = (int64_t)((bytes + ZERO_SPAN - 1) / ZERO_SPAN);
-#pragma omp parallel for schedule(static)
-    for (int64_t s = 0; s < spans; s++) {
-        const size_t off = (size_t)s * ZERO_SPAN;
-        memset((char *)p + off, 0, bytes - off < ZERO_SPAN ? bytes - off : ZERO_SPAN);
-    }
+    if (bytes >= PARALLEL_BYTES)
+        set_in_parts(p, NULL, bytes);
+    else if (bytes)
+        memset(p, 0, bytes);
     return VIT_OK;
 }
 
