@@ -96,7 +96,8 @@ VIT_INLINE void tile_product(float *restrict c, size_t cr, const float *restrict
 VIT_INLINE void block_product(float *restrict c, size_t cr, const float *restrict a, size_t ar, size_t as,
                               const float *restrict x, size_t xs, int n, int w, int rows, bool add) {
     int r = 0;
-    for (; r + TILE_ROWS <= rows; r += TILE_ROWS) tile_product(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w, TILE_ROWS, add);
+    for (; r + TILE_ROWS <= rows; r += TILE_ROWS)
+        tile_product(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w, TILE_ROWS, add);
     if (TILE_ROWS > 4 && r + 4 <= rows) {
         tile_product(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w, 4, add);
         r += 4;

@@ -194,7 +194,7 @@ vit_status vit_cpu_sync(vit_backend *be) {
 /* ----------------------------------------------------------- products */
 static vit_status matmul_of(vit_backend *be, vit_cpu_matmul **mm) {
     cpu_state *s = be->state;
-    if (!s->mm) VIT_TRY(vit_cpu_matmul_create(&s->mm));
+    if (!s->mm) VIT_TRY(vit_cpu_matmul_create(&s->mm, be));
     *mm = s->mm;
     return VIT_OK;
 }

@@ -13,7 +13,8 @@
 /* Engine, stream, primitive cache and scratchpad of one context. */
 typedef struct vit_cpu_matmul vit_cpu_matmul;
 
-vit_status vit_cpu_matmul_create(vit_cpu_matmul **out);
+/* be: the backend whose gelu_forward the GELU epilogue runs (its ISA level's). */
+vit_status vit_cpu_matmul_create(vit_cpu_matmul **out, vit_backend *be);
 void vit_cpu_matmul_destroy(vit_cpu_matmul *mm); /* NULL is a no-op */
 
 vit_status vit_cpu_gemm(vit_cpu_matmul *mm, const vit_gemm *g);
