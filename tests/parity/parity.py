@@ -38,6 +38,11 @@ CASES = {
                          mlp_ratio=2.5, qkv_bias=True, ln_eps=1e-5, patch_norm=True, batch=2, smoothing=0.1),
     "avg-pool-gray": dict(img_size=20, patch_size=4, in_channels=1, num_classes=7, dim=26, depth=3, heads=2,
                           mlp_ratio=3.0, qkv_bias=False, ln_eps=1e-6, global_pool="avg", batch=1, smoothing=0.0),
+    # A batch of 40 x 50 tokens: the CPU products run in row slices and the
+    # MLP's GELU on each slice, as in fmnist-train, while the LayerNorm output
+    # feeding fc1 is still being read.
+    "tall-batch": dict(img_size=28, patch_size=4, in_channels=1, num_classes=10, dim=32, depth=2, heads=2,
+                       mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, batch=40, smoothing=0.1),
     # timm's family options, one at a time, then as timm's presets combine them.
     "no-class-token-gap": dict(img_size=24, patch_size=6, in_channels=3, num_classes=6, dim=32, depth=2, heads=4,
                                mlp_ratio=4.0, qkv_bias=True, ln_eps=1e-6, class_token=False, global_pool="avg",
