@@ -5,8 +5,8 @@
  *
  * Long sequences without dropout (ViT-B/16's 197 tokens) take another road:
  * each head's products through the backend's gemm, which oneDNN runs at the
- * linear layers' rate (230-245 GFLOP/s on two AVX-512 cores, against 50-65
- * for the blocks below), with the row-wise softmax (and its backward) in
+ * linear layers' rate (230-245 GFLOP/s on two AVX-512 cores, against 55-80
+ * for the blocks below at 50-65 tokens), with the row-wise softmax (and its backward) in
  * between, one image at a time so its scores stay in cache.
  *
  * GCC will not vectorise a float dot product without -ffast-math (it may not

@@ -9,6 +9,7 @@
  */
 #include <omp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -163,7 +164,7 @@ vit_status vit_cpu_copy(vit_backend *be, void *dst, const void *src, size_t byte
     (void)be;
     (void)kind;
     if (!bytes || dst == src) return VIT_OK;
-    const char *d = dst, *s = src;
+    const uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
     if (bytes >= PARALLEL_BYTES && (d + bytes <= s || s + bytes <= d))
         set_in_parts(dst, src, bytes);
     else

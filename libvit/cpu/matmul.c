@@ -56,7 +56,6 @@
  */
 #include "cpu/matmul.h"
 
-#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -547,18 +546,24 @@ fail:
     return dnnl_fail(st, what, &e->key);
 }
 
-static float gelu_exact(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+/* C = GELU(C) over M rows of N, row stride ldc. */
+static vit_status apply_gelu(gemm_state *s, float *C, int M, int N, int ldc) {
+    if (ldc == N) return s->be->ops->gelu_forward(s->be, C, C, (int64_t)M * N);
+    for (int m = 0; m < M; m++) {
+        float *row = C + (ptrdiff_t)m * ldc;
+        VIT_TRY(s->be->ops->gelu_forward(s->be, row, row, N));
+    }
+    return VIT_OK;
+}
 
 /* K == 0: the product is zero, so C = epilogue(bias or 0), or C unchanged when accumulating. */
-static void fill_empty_k(const vit_gemm *g, float *C) {
-    if (g->accumulate) return;
+static vit_status fill_empty_k(gemm_state *s, const vit_gemm *g, float *C) {
+    if (g->accumulate) return VIT_OK;
     for (int m = 0; m < g->M; m++) {
         float *row = C + (ptrdiff_t)m * g->ldc;
-        for (int n = 0; n < g->N; n++) {
-            float v = g->bias ? g->bias[n] : 0.0f;
-            row[n] = g->epilogue == VIT_EPILOGUE_GELU ? gelu_exact(v) : v;
-        }
+        for (int n = 0; n < g->N; n++) row[n] = g->bias ? g->bias[n] : 0.0f;
     }
+    return g->epilogue == VIT_EPILOGUE_GELU ? apply_gelu(s, C, g->M, g->N, g->ldc) : VIT_OK;
 }
 
 static void key_init(gemm_key *k, const vit_gemm *g, int threads) {
@@ -569,16 +574,6 @@ static void key_init(gemm_key *k, const vit_gemm *g, int threads) {
     k->flags = (g->trans_a ? KEY_TRANS_A : 0) | (g->trans_b ? KEY_TRANS_B : 0) |
                (g->accumulate ? KEY_ACCUMULATE : 0) | (g->bias ? KEY_BIAS : 0) | (g->b_stamp ? KEY_PACK_B : 0);
     k->threads = threads;
-}
-
-/* C = GELU(C) over M rows of N, row stride ldc. */
-static vit_status apply_gelu(gemm_state *s, float *C, int M, int N, int ldc) {
-    if (ldc == N) return s->be->ops->gelu_forward(s->be, C, C, (int64_t)M * N);
-    for (int m = 0; m < M; m++) {
-        float *row = C + (ptrdiff_t)m * ldc;
-        VIT_TRY(s->be->ops->gelu_forward(s->be, row, row, N));
-    }
-    return VIT_OK;
 }
 
 static vit_status gemm_2d(gemm_state *s, const vit_gemm *g, int threads) {
@@ -629,10 +624,7 @@ static vit_status gemm_rows(gemm_state *s, const vit_gemm *g, int threads) {
 vit_status vit_cpu_gemm(vit_cpu_matmul *s, const vit_gemm *g) {
     VIT_TRY(vit_gemm_check("vit_cpu_gemm", g, 1, 0, 0, 0));
     if (g->M == 0 || g->N == 0) return VIT_OK;
-    if (g->K == 0) {
-        fill_empty_k(g, g->C);
-        return VIT_OK;
-    }
+    if (g->K == 0) return fill_empty_k(s, g, g->C);
     int threads = omp_get_max_threads();
     if (threads == 1 || 2.0 * g->M * g->N * g->K >= SMALL_FLOPS) return gemm_rows(s, g, threads);
     omp_set_num_threads(1); /* this thread's ICV only; oneDNN reads it at execution */
@@ -677,7 +669,7 @@ vit_status vit_cpu_gemm_batched(vit_cpu_matmul *s, const vit_gemm *g, int batch,
     VIT_TRY(vit_gemm_check(fn, g, batch, stride_a, stride_b, stride_c));
     if (batch == 0 || g->M == 0 || g->N == 0) return VIT_OK;
     if (g->K == 0) {
-        for (int i = 0; i < batch; i++) fill_empty_k(g, g->C + (ptrdiff_t)i * stride_c);
+        for (int i = 0; i < batch; i++) VIT_TRY(fill_empty_k(s, g, g->C + (ptrdiff_t)i * stride_c));
         return VIT_OK;
     }
     int threads = omp_get_max_threads();
