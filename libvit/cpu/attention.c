@@ -49,23 +49,29 @@ VIT_INLINE void rows_axpy(float *restrict acc, const float *restrict c, size_t c
  * sum, and every load of x serves all the rows, so the loop is bound by
  * multiply-adds rather than by loads and stores. AVX-512's 32 registers hold
  * an 8 x 16 tile (eight zmm) with room for the operands; AVX2's 16 hold
- * 4 x 16 (eight ymm). The T-long rows (scores, their gradients, k^T, v^T)
- * are padded with zero columns to a multiple of TILE_COLS, so those
- * products never take the narrow column tail. */
+ * 4 x 16 (eight ymm), SSE's 16 a 2 x 16 (eight xmm). The T-long rows
+ * (scores, their gradients, k^T, v^T) are padded with zero columns to a
+ * multiple of TILE_COLS, so those products never take the narrow column
+ * tail. */
 enum { TILE_COLS = 16 };
 #if VIT_CPU_ISA == 2
-enum { TILE_ROWS = 8 };
+enum { TILE_ROWS = 8, VEC = 16 };
+#elif VIT_CPU_ISA == 1
+enum { TILE_ROWS = 4, VEC = 8 };
 #else
-enum { TILE_ROWS = 4 };
+enum { TILE_ROWS = 2, VEC = 4 };
 #endif
+enum { TILE_VECS = TILE_COLS / VEC };
 
 static inline int padded_cols(int T) { return (T + TILE_COLS - 1) / TILE_COLS * TILE_COLS; }
 
-/* Sixteen floats as one value: GCC and Clang keep each in one zmm (two ymm
- * for AVX2, four xmm at the baseline), which is what holds a tile in
- * registers; plain arrays of accumulators were spilled to the stack. */
-typedef float tile_row __attribute__((vector_size(TILE_COLS * sizeof(float))));
-typedef float tile_row_unaligned __attribute__((vector_size(TILE_COLS * sizeof(float)), aligned(sizeof(float))));
+/* One register of floats as one value, at the level's own width: GCC keeps
+ * such values in registers (plain float arrays of accumulators were spilled
+ * to the stack), but a vector wider than the level's registers has no
+ * machine mode and lives in memory: 16-float values at AVX2 ran the tiles
+ * 5 x slower than at AVX-512. */
+typedef float vec __attribute__((vector_size(VEC * sizeof(float))));
+typedef float vec_unaligned __attribute__((vector_size(VEC * sizeof(float)), aligned(sizeof(float))));
 
 /* For r < rows (a constant at each call, at most TILE_ROWS):
  * c[r * cr + 0..w) = (add ? c[...] : 0) + sum over s < n of a[r * ar + s * as] * x[s * xs + 0..w). */
@@ -73,14 +79,20 @@ VIT_INLINE void tile_product(float *restrict c, size_t cr, const float *restrict
                              const float *restrict x, size_t xs, int n, int w, const int rows, const bool add) {
     int k0 = 0;
     for (; k0 + TILE_COLS <= w; k0 += TILE_COLS) {
-        tile_row acc[TILE_ROWS];
+        vec acc[TILE_ROWS][TILE_VECS];
         for (int r = 0; r < rows; r++)
-            acc[r] = add ? *(const tile_row_unaligned *)(c + r * cr + k0) : (tile_row){0};
+            for (int v = 0; v < TILE_VECS; v++)
+                acc[r][v] = add ? *(const vec_unaligned *)(c + r * cr + k0 + v * VEC) : (vec){0};
         for (int s = 0; s < n; s++) {
-            const tile_row xr = *(const tile_row_unaligned *)(x + s * xs + k0);
-            for (int r = 0; r < rows; r++) acc[r] += a[r * ar + s * as] * xr;
+            vec xr[TILE_VECS];
+            for (int v = 0; v < TILE_VECS; v++) xr[v] = *(const vec_unaligned *)(x + s * xs + k0 + v * VEC);
+            for (int r = 0; r < rows; r++) {
+                const float coef = a[r * ar + s * as];
+                for (int v = 0; v < TILE_VECS; v++) acc[r][v] += coef * xr[v];
+            }
         }
-        for (int r = 0; r < rows; r++) *(tile_row_unaligned *)(c + r * cr + k0) = acc[r];
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < TILE_VECS; v++) *(vec_unaligned *)(c + r * cr + k0 + v * VEC) = acc[r][v];
     }
     if (k0 < w)
         for (int r = 0; r < rows; r++) {
