@@ -18,6 +18,13 @@
  * Linear layers are y = x W^T + b (A = x [tokens, in], B = W [out, in] with
  * trans_b); backward: dX += dY W (no trans) and dW += dY^T X (trans_a).
  *
+ * Both modes also measure the processor's multiply-add peak at the vector
+ * width libvit dispatches (AVX-512, AVX2 or 4-wide; VIT_MAX_CPU_ISA caps it as it
+ * caps libvit): independent chains of vector FMAs on every thread, enough of
+ * them to cover the FMA latency on every x86 core seen, nothing loaded or
+ * stored. No product can exceed it, so it is what the ceiling and a whole
+ * step's rate (libvit's, ONNX Runtime's) are measured against.
+ *
  * The "any-B" columns answer whether letting oneDNN choose the weights layout
  * (format_tag_any, weights reordered once, as a packed-weight API would do
  * per optimizer step) would pay: they show the layout oneDNN picks for B and
@@ -149,6 +156,80 @@ static int time_gemm(const vit_gemm *g, int warmup, int reps, timing *out) {
     *out = summarize(t, reps);
     free(t);
     return 0;
+}
+
+/* ------------------------------------------------- multiply-add peak */
+
+/* Twelve accumulators: FMA latency 4 cycles x 2 pipes needs 8 in flight; 12
+ * leave room and still fit in 16 vector registers. GCC keeps vector-typed
+ * locals in registers where an array of them would go to the stack. */
+#define PEAK_CHAINS(V, FMA)                                                                          \
+    V a0 = init, a1 = init + 1, a2 = init + 2, a3 = init + 3, a4 = init + 4, a5 = init + 5;          \
+    V a6 = init + 6, a7 = init + 7, a8 = init + 8, a9 = init + 9, a10 = init + 10, a11 = init + 11; \
+    for (long i = 0; i < iters; i++) {                                                               \
+        a0 = FMA(a0), a1 = FMA(a1), a2 = FMA(a2), a3 = FMA(a3), a4 = FMA(a4), a5 = FMA(a5);         \
+        a6 = FMA(a6), a7 = FMA(a7), a8 = FMA(a8), a9 = FMA(a9), a10 = FMA(a10), a11 = FMA(a11);    \
+    }                                                                                                \
+    V sum = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;                              \
+    float total = 0.0f;                                                                              \
+    for (size_t k = 0; k < sizeof sum / sizeof(float); k++) total += sum[k];                         \
+    return total
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static float chains_avx512(long iters, float seed) {
+    const v16 init = {seed}, mul = init * 0.0f + 0.999f, add = init * 0.0f + 1e-4f;
+#define FMA16(a) __builtin_ia32_vfmaddps512_mask(a, mul, add, (unsigned short)-1, 4)
+    PEAK_CHAINS(v16, FMA16);
+#undef FMA16
+}
+
+__attribute__((target("avx2,fma"))) static float chains_avx2(long iters, float seed) {
+    const v8 init = {seed}, mul = init * 0.0f + 0.999f, add = init * 0.0f + 1e-4f;
+#define FMA8(a) __builtin_ia32_vfmaddps256(a, mul, add)
+    PEAK_CHAINS(v8, FMA8);
+#undef FMA8
+}
+
+#endif
+
+static float chains_baseline(long iters, float seed) { /* multiply, then add: SSE2 has no FMA */
+    const v4 init = {seed}, mul = init * 0.0f + 0.999f, add = init * 0.0f + 1e-4f;
+#define MULADD4(a) ((a) * mul + add)
+    PEAK_CHAINS(v4, MULADD4);
+#undef MULADD4
+}
+
+/* GFLOP/s of vector multiply-adds on all OpenMP threads, best of five runs. */
+static double fma_peak(void) {
+    const vit_cpu_isa isa = vit_cpu_isa_dispatched();
+    const int lanes = isa == VIT_CPU_ISA_AVX512 ? 16 : isa == VIT_CPU_ISA_AVX2 ? 8 : 4;
+    const long iters = 20000000; /* ~35 ms at 3.4 GHz and 2 FMAs a cycle */
+    double best = 0.0;
+    volatile float sink = 0.0f;
+    for (int run = 0; run < 5; run++) {
+        int threads = 1;
+        double t0 = now();
+#pragma omp parallel reduction(+ : sink)
+        {
+#pragma omp single
+            threads = omp_get_num_threads();
+            float seed = 1e-3f * (float)omp_get_thread_num();
+#if defined(__x86_64__)
+            sink += isa == VIT_CPU_ISA_AVX512 ? chains_avx512(iters, seed)
+                    : isa == VIT_CPU_ISA_AVX2 ? chains_avx2(iters, seed)
+                                              : chains_baseline(iters, seed);
+#else
+            sink += chains_baseline(iters, seed);
+#endif
+        }
+        double rate = 2.0 * 12 * lanes * (double)iters * threads / (now() - t0) * 1e-9;
+        if (rate > best) best = rate;
+    }
+    return best;
 }
 
 /* ------------------------------------------- oneDNN with weights layout any */
@@ -354,8 +435,9 @@ static int bench_workload(const vit_bench_workload *w, int threads, int warmup, 
             seconds += sec * layers[i].count;
         }
     }
-    printf("{\"workload\": \"%s\", \"threads\": %d, \"matmul_gflops\": %.2f}\n", w->name, threads,
-           flops / seconds * 1e-9);
+    printf("{\"workload\": \"%s\", \"threads\": %d, \"matmul_gflops\": %.2f, \"fma_peak_gflops\": %.2f, "
+           "\"cpu_isa\": \"%s\"}\n",
+           w->name, threads, flops / seconds * 1e-9, fma_peak(), vit_cpu_isa_name(vit_cpu_isa_dispatched()));
     return 0;
 }
 
@@ -393,8 +475,9 @@ int main(int argc, char **argv) {
     }
 
     const dnnl_version_t *v = dnnl_version();
-    printf("bench_gemm: oneDNN %d.%d.%d, cpu isa %d, %d threads, median (best) of %d after %d warm-up\n", v->major,
-           v->minor, v->patch, (int)dnnl_get_effective_cpu_isa(), omp_get_max_threads(), reps, warmup);
+    printf("bench_gemm: oneDNN %d.%d.%d, cpu isa %d, %d threads, median (best) of %d after %d warm-up; "
+           "multiply-add peak (%s) %.1f GFLOP/s\n", v->major, v->minor, v->patch, (int)dnnl_get_effective_cpu_isa(),
+           omp_get_max_threads(), reps, warmup, vit_cpu_isa_name(vit_cpu_isa_dispatched()), fma_peak());
     printf("%-32s %5s %5s %5s %3s %3s | %9s %7s %7s | %-13s %7s %9s %s\n", "product", "M", "N", "K", "tA", "tB",
            "ms", "GFLOP/s", "best", "any-B layout", "GFLOP/s", "reorder", "impl");
 

@@ -5,7 +5,9 @@ Reads the JSON lines that vit-bench, torch_ref.py, ort_ref.mjs and
 bench_gemm --workload print (a line without "impl" is libvit's) and shows, per
 workload, the median over repeats of images per second and peak RSS, and
 libvit's whole-step GFLOP/s as a share of the oneDNN matrix-product rate
-measured at the workload's own shapes. Lines are grouped by "cores" (the
+measured at the workload's own shapes, and libvit's and ONNX Runtime's
+whole-step GFLOP/s (the same model FLOPs per image) as a share of the
+processor's multiply-add peak that bench_gemm measures beside it. Lines are grouped by "cores" (the
 comparison's thread count; "threads" where absent). PyTorch appears twice: as
 most programs run it (one process on all the cores' threads) and at its best,
 the fastest of the configurations measured (also one thread, and P processes
@@ -47,14 +49,17 @@ def main():
     several_thread_counts = len({t for _, t in runs}) > 1
 
     def med(key, workload, impl):
-        rs = runs[workload].get(impl)
-        return statistics.median(r[key] for r in rs) if rs else None
+        values = [r[key] for r in runs[workload].get(impl, []) if key in r]  # older lines lack newer keys
+        return statistics.median(values) if values else None
 
     def fmt(v, spec):
         return "–" if v is None else format(v, spec)
 
     def ratio(a, b):
         return None if a is None or b is None or b == 0 else a / b
+
+    def percent(r):
+        return fmt(None if r is None else 100 * r, ".0f") + "%"
 
     def best_pytorch(workload):
         """(label, img/s, MiB) of PyTorch's fastest configuration, or Nones."""
@@ -68,8 +73,8 @@ def main():
 
     print("| workload | libvit img/s | PyTorch img/s | PyTorch best img/s | ORT img/s | libvit÷PyTorch "
           "| libvit÷best | libvit÷ORT | libvit MiB | PyTorch MiB | best MiB | ORT MiB | mem libvit/PyTorch "
-          "| mem libvit/best | libvit GFLOP/s | matmul GFLOP/s | share |")
-    print("|---|" + "---:|" * 16)
+          "| mem libvit/best | libvit GFLOP/s | matmul GFLOP/s | share | FMA peak GFLOP/s | libvit/peak | ORT/peak |")
+    print("|---|" + "---:|" * 19)
     for key in runs:  # first-seen order, which is the order compare.sh ran them in
         ips = [med("img_per_s", key, i) for i in IMPLS]
         mib = [med("peak_rss_mib", key, i) for i in IMPLS]
@@ -82,12 +87,17 @@ def main():
         cells += [fmt(mib[0], ".0f"), fmt(mib[1], ".0f"), fmt(best_mib, ".0f"), fmt(mib[2], ".0f"),
                   fmt(ratio(mib[0], mib[1]), ".2f"), fmt(ratio(mib[0], best_mib), ".2f")]
         gf, mm = med("gflops", key, "libvit"), med("matmul_gflops", key, "matmul")
-        cells += [fmt(gf, ".1f"), fmt(mm, ".1f"), fmt(None if ratio(gf, mm) is None else 100 * ratio(gf, mm), ".0f") + "%"]
+        cells += [fmt(gf, ".1f"), fmt(mm, ".1f"), percent(ratio(gf, mm))]
+        peak = med("fma_peak_gflops", key, "matmul")
+        ort_gf = None if gf is None or ips[2] is None else ips[2] * gf / ips[0]  # same FLOPs per image
+        cells += [fmt(peak, ".1f"), percent(ratio(gf, peak)), percent(ratio(ort_gf, peak))]
         print("| " + " | ".join([label] + [c.replace("–×", "–").replace("–%", "–") for c in cells]) + " |")
+    isas = sorted({r["cpu_isa"] for impls in runs.values() for r in impls.get("matmul", []) if "cpu_isa" in r})
     reps = max(len(rs) for impls in runs.values() for rs in impls.values())
     threads = ", ".join(str(t) for t in sorted({t for _, t in runs}))
     print(f"\nMedian over up to {reps} run(s) per side; threads {threads}; "
-          f"PyTorch BLAS {', '.join(sorted(blas)) or 'unknown'}. \"best\" is PyTorch's fastest configuration "
+          f"PyTorch BLAS {', '.join(sorted(blas)) or 'unknown'}; libvit's CPU kernels "
+          f"{', '.join(isas) or 'at an unrecorded ISA'}. \"best\" is PyTorch's fastest configuration "
           "measured (Nt: one process of N threads; PxT: P processes of T threads sharing each batch; its MiB one "
           "process's peak). Ratios above 1 favour libvit for speed, below 1 for memory.")
 
