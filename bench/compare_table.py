@@ -7,8 +7,8 @@ workload, the median over repeats of images per second and peak RSS, and
 libvit's whole-step GFLOP/s as a share of the oneDNN matrix-product rate
 measured at the workload's own shapes, and libvit's and ONNX Runtime's
 whole-step GFLOP/s (the same model FLOPs per image) as a share of the
-processor's multiply-add peak that bench_gemm measures beside it. Lines are grouped by "cores" (the
-comparison's thread count; "threads" where absent). PyTorch appears twice: as
+processor's multiply-add peak that bench_gemm measures beside it. Lines are
+grouped by "cores" (the comparison's thread count; "threads" where absent). PyTorch appears twice: as
 most programs run it (one process on all the cores' threads) and at its best,
 the fastest of the configurations measured (also one thread, and P processes
 of T threads, written "PxT"), whose memory is one process's peak. Standard
