@@ -110,17 +110,19 @@ START_TEST(training_block_keeps_what_backward_reads) {
 END_TEST
 
 START_TEST(inference_keeps_one_block) {
-    vit_model *m2, *m6;
-    const double b2 = inference_bytes(2, &m2), b6 = inference_bytes(6, &m6);
+    vit_model *m3, *m7;
+    const double b3 = inference_bytes(3, &m3), b7 = inference_bytes(7, &m7);
     /* Each block's temporaries are released when it ends and its output
-     * replaces its input: more blocks add no memory at all. */
+     * replaces its input: more blocks add no memory at all. (Both depths
+     * have a middle block: the first one's input lies below its mark and
+     * the last one works on the class token alone, so each peaks lower.) */
     const double one_activation = 4.0 * BATCH * TOKENS * DIM;
-    ck_assert_msg(b6 - b2 < 0.1 * one_activation, "4 more blocks took %.0f more bytes in inference", b6 - b2);
+    ck_assert_msg(b7 - b3 < 0.1 * one_activation, "4 more blocks took %.0f more bytes in inference", b7 - b3);
     /* and gradients are never allocated */
-    ck_assert_ptr_null(m2->grads);
-    ck_assert_ptr_null(m6->grads);
-    vit_model_destroy(m2);
-    vit_model_destroy(m6);
+    ck_assert_ptr_null(m3->grads);
+    ck_assert_ptr_null(m7->grads);
+    vit_model_destroy(m3);
+    vit_model_destroy(m7);
 }
 END_TEST
 
