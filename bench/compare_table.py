@@ -6,8 +6,11 @@ bench_gemm --workload print (a line without "impl" is libvit's) and shows, per
 workload, the median over repeats of images per second and peak RSS, and
 libvit's whole-step GFLOP/s as a share of the oneDNN matrix-product rate
 measured at the workload's own shapes, and libvit's and ONNX Runtime's
-whole-step GFLOP/s (the same model FLOPs per image) as a share of the
-processor's multiply-add peak that bench_gemm measures beside it. Lines are
+whole-step GFLOP/s as a share of the processor's multiply-add peak that
+bench_gemm measures beside it. The GFLOP/s column counts the model's FLOPs,
+the same per image for every implementation; the shares count those libvit
+computes ("executed_gflops": its inference skips the last block's
+projection and MLP for all tokens but the pooled class token). Lines are
 grouped by "cores" (the comparison's thread count; "threads" where absent). PyTorch appears twice: as
 most programs run it (one process on all the cores' threads) and at its best,
 the fastest of the configurations measured (also one thread, and P processes
@@ -87,10 +90,12 @@ def main():
         cells += [fmt(mib[0], ".0f"), fmt(mib[1], ".0f"), fmt(best_mib, ".0f"), fmt(mib[2], ".0f"),
                   fmt(ratio(mib[0], mib[1]), ".2f"), fmt(ratio(mib[0], best_mib), ".2f")]
         gf, mm = med("gflops", key, "libvit"), med("matmul_gflops", key, "matmul")
-        cells += [fmt(gf, ".1f"), fmt(mm, ".1f"), percent(ratio(gf, mm))]
+        # the shares count what libvit computes; older results have the model's FLOPs only
+        ran = med("executed_gflops", key, "libvit") or gf
+        cells += [fmt(gf, ".1f"), fmt(mm, ".1f"), percent(ratio(ran, mm))]
         peak = med("fma_peak_gflops", key, "matmul")
         ort_gf = None if gf is None or ips[2] is None else ips[2] * gf / ips[0]  # same FLOPs per image
-        cells += [fmt(peak, ".1f"), percent(ratio(gf, peak)), percent(ratio(ort_gf, peak))]
+        cells += [fmt(peak, ".1f"), percent(ratio(ran, peak)), percent(ratio(ort_gf, peak))]
         print("| " + " | ".join([label] + [c.replace("–×", "–").replace("–%", "–") for c in cells]) + " |")
     isas = sorted({r["cpu_isa"] for impls in runs.values() for r in impls.get("matmul", []) if "cpu_isa" in r})
     reps = max(len(rs) for impls in runs.values() for rs in impls.values())

@@ -32,6 +32,15 @@ static inline double vit_bench_forward_flops(const vit_bench_workload *w) {
     return patch + w->depth * block + 2 * d * w->classes;
 }
 
+/* Of those, what libvit's inference does not compute: the workloads pool
+ * the class token, so the last block's projection and MLP run on it alone. */
+static inline double vit_bench_skipped_forward_flops(const vit_bench_workload *w) {
+    if (w->train) return 0.0;
+    double n = (double)(w->img / w->patch) * (w->img / w->patch), d = w->dim;
+    double hidden = (double)(int)(w->dim * w->mlp);
+    return n * (2 * d * d + 2 * 2 * d * hidden);
+}
+
 #define VIT_BENCH_WORKLOADS (sizeof vit_bench_workloads / sizeof *vit_bench_workloads)
 
 #endif
