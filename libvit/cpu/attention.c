@@ -3,8 +3,9 @@
  * (batch, head) block per task, parallel over B * H. Each block is done by one
  * thread in a fixed order, so results do not depend on the thread count.
  *
- * Long sequences without dropout (ViT-B/16's 197 tokens) take another road:
- * each head's products through the backend's gemm, which oneDNN runs at the
+ * Long sequences without dropout (ViT-B/16's 197 tokens) take another road in
+ * training, where the probabilities are kept for backward: each head's
+ * products through the backend's gemm, which oneDNN runs at the
  * linear layers' rate (230-245 GFLOP/s on two AVX-512 cores, against 55-80
  * for the blocks below at 50-65 tokens), with the row-wise softmax (and its backward) in
  * between, one image at a time so its scores stay in cache.
@@ -323,7 +324,12 @@ vit_status vit_attention_forward(vit_backend *be, float *out, void *saved, const
                                  int hd, float scale, float drop_p, uint64_t drop_key, void *given_scratch) {
     float *probs = keeps_probs(T) ? saved : NULL;
     VIT_CHECK_ARG(out && qkv && B > 0 && T > 0 && H > 0 && hd > 0, "attention: bad arguments");
-    if (by_gemm(T, drop_p)) {
+    /* Without probabilities to keep (inference) the register tiles beat the
+     * products at AVX2 and AVX-512 (ViT-B/16's layer at batch 1 on the
+     * AVX-512 EPYC: 0.78 against 1.06 ms, bench_attention's inference
+     * forward): a block's scores never leave L1. The baseline's 2 x 16 tiles
+     * do not. */
+    if (by_gemm(T, drop_p) && (probs || VIT_CPU_ISA == 0)) {
         VIT_CHECK_ARG(probs || given_scratch, "attention: no scratch for the scores");
         for (int b = 0; b < B; b++)
             VIT_TRY(forward_image_by_gemm(be, out, probs ? probs + (size_t)b * H * T * T : given_scratch, qkv, b, T,

@@ -675,9 +675,13 @@ START_TEST(test_attention) {
         attn_ref(mag, NULL, &ca);
         expect_close_to("attention out", out, ref, mag, nout, FWD_TOL);
         if (att_probs_read) expect_close("attention probs", probs, rprobs, np, FWD_TOL);
-        /* inference (probs NULL) takes the scratch path: same bits */
+        /* Inference (probs NULL) keeps nothing. Below 128 tokens it is the
+         * same code, so the same bits; from 128 the CPU takes the register
+         * tiles instead of the products, which must meet the reference too. */
         ck_assert_int_eq(k_attention_forward(out_inf, NULL, qkv, B, T, H, hd, scale, drop_p, c.key, NULL), VIT_OK);
-        ck_assert_msg(memcmp(out, out_inf, (size_t)nout * sizeof(float)) == 0, "attention: probs NULL changed out");
+        expect_close_to("attention out (inference)", out_inf, ref, mag, nout, FWD_TOL);
+        if (T < 128)
+            ck_assert_msg(memcmp(out, out_inf, (size_t)nout * sizeof(float)) == 0, "attention: probs NULL changed out");
 
         if (!attn_shapes[s][5]) continue;
         float *dqkv = grad_base(nqkv), *dqkv0 = fcopy(dqkv, nqkv);
