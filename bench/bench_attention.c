@@ -57,16 +57,16 @@ int main(int argc, char **argv) {
     const float scale = 1.0f / sqrtf((float)hd);
     double fwd = 1e30, bwd = 1e30, infer = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double ti = now();
         if (be->ops->attention_forward(be, out, NULL, qkv, B, T, H, hd, scale, 0.0f, 1, scratch) != VIT_OK) return 1;
-        if (now() - t0 < infer) infer = now() - t0;
-        t0 = now();
+        double t0 = now();
         if (be->ops->attention_forward(be, out, saved, qkv, B, T, H, hd, scale, 0.0f, 1, scratch) != VIT_OK) return 1;
         double t1 = now();
         if (be->ops->attention_backward(be, dqkv, dout, qkv, out, saved, B, T, H, hd, scale, 0.0f, 1, scratch) !=
             VIT_OK)
             return 1;
         double t2 = now();
+        if (t0 - ti < infer) infer = t0 - ti;
         if (t1 - t0 < fwd) fwd = t1 - t0;
         if (t2 - t1 < bwd) bwd = t2 - t1;
     }

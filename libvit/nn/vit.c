@@ -510,15 +510,11 @@ static vit_status forward(vit_model *m, const vit_tensor *images, vit_tensor *ou
     bool have_slot = false;
     /* Only the class token leaves the last block when nothing else is read:
      * ViT-B/16 then skips 6 % of its products. */
-    bool class_out = !t->recording && upto != UPTO_TOKENS && c->global_pool == VIT_POOL_TOKEN;
+    bool class_out = !t->recording && upto != UPTO_TOKENS && c->global_pool == VIT_POOL_TOKEN && c->depth > 0;
     for (int i = 0; i < c->depth; i++) {
         bool class_only = class_out && i == c->depth - 1;
         x = t->recording ? block_forward(m, x, i, B, false)
                          : block_forward_inference(m, x, i, B, class_only, &slot, &have_slot);
-        NEED(x);
-    }
-    if (class_out && c->depth == 0) { /* no block to cut short: pool here */
-        x = vit_op_pool(t, x, B, T, D, false, 0);
         NEED(x);
     }
     vit_value *norm_w = param_value(m, m->norm_w), *norm_b = param_value(m, m->norm_b);

@@ -675,12 +675,15 @@ START_TEST(test_attention) {
         attn_ref(mag, NULL, &ca);
         expect_close_to("attention out", out, ref, mag, nout, FWD_TOL);
         if (att_probs_read) expect_close("attention probs", probs, rprobs, np, FWD_TOL);
-        /* Inference (probs NULL) keeps nothing. Below 128 tokens it is the
-         * same code, so the same bits; from 128 the CPU takes the register
-         * tiles instead of the products, which must meet the reference too. */
+        /* Inference (probs NULL) keeps nothing, and is the same code with the
+         * same bits, except on the CPU at AVX2 and AVX-512 from 128 tokens
+         * without dropout, where it takes the register tiles instead of the
+         * products: that road must meet the reference on its own. */
         ck_assert_int_eq(k_attention_forward(out_inf, NULL, qkv, B, T, H, hd, scale, drop_p, c.key, NULL), VIT_OK);
         expect_close_to("attention out (inference)", out_inf, ref, mag, nout, FWD_TOL);
-        if (T < 128)
+        const bool other_road = T >= 128 && drop_p == 0.0f && (!strcmp(be->ops->name, "cpu-avx2") ||
+                                                               !strcmp(be->ops->name, "cpu-avx512"));
+        if (!other_road)
             ck_assert_msg(memcmp(out, out_inf, (size_t)nout * sizeof(float)) == 0, "attention: probs NULL changed out");
 
         if (!attn_shapes[s][5]) continue;
