@@ -178,6 +178,60 @@ START_TEST(test_row_slices) {
 }
 END_TEST
 
+/* Tall products in row slices and weight gradients (dW += dY^T X over many
+ * tokens) in column bands: with more than one thread each thread runs its
+ * own slices or band as one-thread products (parts_by_thread). Up to as many
+ * threads as slices (of 800 rows or fewer), a slice's bits are those of one
+ * thread; with more threads every slice runs on all of them, which oneDNN
+ * may sum in another order (AVX2: 656 x 33 x 17 on 7 threads). A band sums
+ * in another order than the whole product on one thread. At every count the
+ * result is right and the same bits call after call; a stamped B is read
+ * packed. */
+START_TEST(test_parts_by_thread) {
+    const int saved = omp_get_max_threads();
+    /* same: up to this many threads the bits of one thread */
+    static const struct { int M, N, K; bool ta, tb, acc, bias, stamp; vit_epilogue ep; int same; } cases[] = {
+        {3203, 33, 17, false, false, false, true, false, VIT_EPILOGUE_GELU, 5},
+        {2400, 17, 24, false, false, true, false, false, VIT_EPILOGUE_NONE, 3},
+        {6400, 96, 160, false, true, false, true, true, VIT_EPILOGUE_NONE, 8}, /* a small model's layer */
+        {1700, 96, 160, false, true, false, true, true, VIT_EPILOGUE_GELU, 3},
+        {96, 384, 6400, true, false, true, false, false, VIT_EPILOGUE_NONE, 1}, /* its weight gradient */
+        {288, 97, 3203, true, false, true, false, false, VIT_EPILOGUE_NONE, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int M = cases[c].M, N = cases[c].N, K = cases[c].K;
+        vit_gemm g = {.M = M, .N = N, .K = K, .lda = cases[c].ta ? M : K, .trans_a = cases[c].ta,
+                      .ldb = cases[c].tb ? K : N, .trans_b = cases[c].tb, .ldc = N, .accumulate = cases[c].acc,
+                      .epilogue = cases[c].ep, .b_stamp = cases[c].stamp ? vit_stamp_next() : 0};
+        const size_t nc = (size_t)M * N * sizeof(float);
+        float *A = rand_buf((size_t)M * K), *B = rand_buf((size_t)N * K), *C0 = rand_buf((size_t)M * N);
+        float *C = malloc(nc), *one = malloc(nc), *first = malloc(nc);
+        float *bias = cases[c].bias ? rand_buf((size_t)N) : NULL;
+        g.A = A, g.B = B, g.C = C, g.bias = bias;
+        static const int counts[] = {1, 2, 3, 7, 16};
+        for (size_t t = 0; t < sizeof counts / sizeof counts[0]; t++) {
+            omp_set_num_threads(counts[t]);
+            for (int rep = 0; rep < 2; rep++) {
+                memcpy(C, C0, nc);
+                ck_assert_msg(gemm(&g) == VIT_OK, "%s", vit_last_error());
+                if (rep == 0) memcpy(first, C, nc);
+            }
+            ck_assert_msg(memcmp(C, first, nc) == 0, "%d x %d x %d on %d threads: other bits the second time", M, N,
+                          K, counts[t]);
+            if (t == 0) memcpy(one, C, nc);
+            if (counts[t] <= cases[c].same)
+                ck_assert_msg(memcmp(C, one, nc) == 0, "%d x %d x %d on %d threads: not the bits of one thread", M, N,
+                              K, counts[t]);
+            ck_assert_int_eq(check_result(&g, C0, true, "parts by thread"), 0);
+        }
+        omp_set_num_threads(saved);
+        backend()->ops->forget_weights(backend(), B, (size_t)N * K * sizeof *B);
+        free(A), free(B), free(C0), free(C), free(one), free(first), free(bias);
+    }
+    release_backend();
+}
+END_TEST
+
 START_TEST(test_gelu_is_exact_erf) {
     /* pre-activations spread over [-4, 4] (K = 1: C = a * b + bias), where
      * the tanh approximation is off by up to ~5e-4 */
@@ -583,6 +637,7 @@ static Suite *matmul_suite(void) {
     tcase_add_loop_test(tc, test_accumulate, 0, 4);
     tcase_add_loop_test(tc, test_bias_gelu, 0, 4);
     tcase_add_loop_test(tc, test_row_slices, 0, 4);
+    tcase_add_test(tc, test_parts_by_thread);
     tcase_add_test(tc, test_gelu_is_exact_erf);
     tcase_add_loop_test(tc, test_batched_contiguous, 0, 4);
     tcase_add_test(tc, test_batched_heads);
