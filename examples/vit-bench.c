@@ -14,6 +14,78 @@
 
 static const char *prog = "vit-bench";
 
+#ifdef VIT_BENCH_SPLIT
+/* vit-bench-split (bench/meson.build): the same program on libvit's internal
+ * archive, timing the CPU backend's matrix products and attention calls, so
+ * a step's time splits into the linear layers' products, attention (with the
+ * products it makes itself) and everything else. Each timed call ends when
+ * its result is written (the CPU backend is synchronous). */
+#include "core/backend.h"
+#include "core/core.h"
+
+static struct {
+    vit_backend_ops ops;         /* the backend's table with the timed entries */
+    const vit_backend_ops *real; /* the table they call */
+    double product_s, product_flops, attention_s, total_s;
+    bool in_attention;           /* attention's own products count as attention */
+} split;
+
+static vit_status timed_gemm(vit_backend *be, const vit_gemm *g) {
+    if (split.in_attention) return split.real->gemm(be, g);
+    double t0 = cli_now();
+    vit_status st = split.real->gemm(be, g);
+    split.product_s += cli_now() - t0;
+    split.product_flops += 2.0 * g->M * g->N * g->K;
+    return st;
+}
+
+static vit_status timed_gemm_batched(vit_backend *be, const vit_gemm *g, int batch, ptrdiff_t sa, ptrdiff_t sb,
+                                     ptrdiff_t sc) {
+    if (split.in_attention) return split.real->gemm_batched(be, g, batch, sa, sb, sc);
+    double t0 = cli_now();
+    vit_status st = split.real->gemm_batched(be, g, batch, sa, sb, sc);
+    split.product_s += cli_now() - t0;
+    split.product_flops += 2.0 * g->M * g->N * g->K * batch;
+    return st;
+}
+
+static vit_status timed_attention_forward(vit_backend *be, float *out, void *saved, const float *qkv, int B, int T,
+                                          int H, int hd, float scale, float drop_p, uint64_t drop_key, void *scratch) {
+    double t0 = cli_now();
+    split.in_attention = true;
+    vit_status st = split.real->attention_forward(be, out, saved, qkv, B, T, H, hd, scale, drop_p, drop_key, scratch);
+    split.in_attention = false;
+    split.attention_s += cli_now() - t0;
+    return st;
+}
+
+static vit_status timed_attention_backward(vit_backend *be, float *dqkv, const float *dout, const float *qkv,
+                                           const float *out, const void *saved, int B, int T, int H, int hd,
+                                           float scale, float drop_p, uint64_t drop_key, void *scratch) {
+    double t0 = cli_now();
+    split.in_attention = true;
+    vit_status st = split.real->attention_backward(be, dqkv, dout, qkv, out, saved, B, T, H, hd, scale, drop_p,
+                                                   drop_key, scratch);
+    split.in_attention = false;
+    split.attention_s += cli_now() - t0;
+    return st;
+}
+
+static void split_install(vit_context *ctx) {
+    vit_backend *be = ctx->backend;
+    if (!be || be->device != VIT_DEVICE_CPU) return;
+    split.real = be->ops;
+    split.ops = *be->ops;
+    split.ops.gemm = timed_gemm;
+    split.ops.gemm_batched = timed_gemm_batched;
+    split.ops.attention_forward = timed_attention_forward;
+    split.ops.attention_backward = timed_attention_backward;
+    be->ops = &split.ops;
+}
+
+static void split_reset(void) { split.product_s = split.product_flops = split.attention_s = split.total_s = 0.0; }
+#endif
+
 /* This process's processor time (user + system), seconds. */
 static double cpu_seconds(void) {
     struct rusage ru;
@@ -77,6 +149,9 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
     TRY("--threads", vit_context_set_int(ctx, VIT_CTX_THREADS, threads));
     int rc = cli_device(prog, ctx, dev_sel->device, dev_sel->precision);
     if (rc) return rc;
+#ifdef VIT_BENCH_SPLIT
+    split_install(ctx);
+#endif
     int64_t device = VIT_DEVICE_CPU, precision = VIT_PRECISION_FP32;
     vit_context_get_int(ctx, VIT_CTX_DEVICE, &device);
     vit_context_get_int(ctx, VIT_CTX_PRECISION, &precision);
@@ -125,6 +200,9 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
     double cpu0 = cpu_seconds();
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) cpu0 = cpu_seconds();
+#ifdef VIT_BENCH_SPLIT
+        if (s == warmup) split_reset();
+#endif
         double t0 = cli_now();
         if (w->train) {
             float loss;
@@ -155,6 +233,9 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
         d->alone_s = reduction_alone(d->comm, floats);
     }
     double cpu_step = (cpu_seconds() - cpu0) / steps;
+#ifdef VIT_BENCH_SPLIT
+    for (int k = 0; k < steps; k++) split.total_s += times[k]; /* the shares are of all timed steps */
+#endif
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
     double median = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
     free(times);
@@ -176,6 +257,15 @@ static int run(const vit_bench_workload *w, int threads, int steps, int warmup, 
                "\"cpu_ms_per_step\": %.3f}\n",
                w->name, d->ranks, threads, w->batch, batch, median, ips, gflops, rss, d->wait_s * 1e3, d->span_s * 1e3,
                d->alone_s * 1e3, d->overlap, cpu_step * 1e3);
+#ifdef VIT_BENCH_SPLIT
+    } else if (split.real) {
+        printf("{\"workload\": \"%s\", \"threads\": %d, \"batch\": %d, \"median_step_s\": %.6f, "
+               "\"executed_gflops\": %.2f, \"product_share\": %.4f, \"product_gflops\": %.2f, "
+               "\"attention_share\": %.4f, \"other_share\": %.4f}\n",
+               w->name, threads, w->batch, median, executed_gflops, split.product_s / split.total_s,
+               split.product_flops / split.product_s * 1e-9, split.attention_s / split.total_s,
+               1.0 - (split.product_s + split.attention_s) / split.total_s);
+#endif
     } else if (json) {
         printf("{\"workload\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"batch\": %d, "
                "\"median_step_s\": %.6f, \"img_per_s\": %.3f, \"gflops\": %.2f, \"executed_gflops\": %.2f, "
