@@ -37,8 +37,9 @@
  *     per execution, for its argument maps and GEMM packing buffers; the C
  *     API offers no way to hand it those).
  *   - A tall product with a small B (a small model's layers over a batch of
- *     tokens) runs in row slices, and with at least as many slices as
- *     threads each thread runs its own slices on one oneDNN thread, with a
+ *     tokens) runs in row slices; with at least as many slices as threads,
+ *     and for a weight gradient over such a batch in one column band per
+ *     thread, each thread runs its own parts on one oneDNN thread, with a
  *     stream, a scratchpad and memory objects of its own (parts_by_thread).
  *   - Small products (under SMALL_FLOPS) run on one thread: oneDNN's GEMM
  *     already keeps such sizes on one thread, but its bias pass still
