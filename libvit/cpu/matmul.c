@@ -799,9 +799,12 @@ static bool weight_gradient(const vit_gemm *g, int threads) {
     return g->trans_a && g->K >= 2 * SLICE_ROWS && (int64_t)g->M * g->N <= SLICE_MAX_B && g->N >= 16 * threads;
 }
 
-static vit_status gemm_rows(gemm_state *s, const vit_gemm *g, int threads) {
+/* n / parts rounded up to whole 16-row or 16-column blocks. */
+static int share_of_16(int n, int parts) { return ((n + parts - 1) / parts + 15) / 16 * 16; }
+
+static vit_status gemm_parts(gemm_state *s, const vit_gemm *g, int threads) {
     if (threads > 1 && weight_gradient(g, threads)) {
-        const cut bands = {.columns = true, .size = ((g->N + threads - 1) / threads + 15) / 16 * 16};
+        const cut bands = {.columns = true, .size = share_of_16(g->N, threads)};
         bool taken;
         VIT_TRY(parts_by_thread(s, g, threads, bands, &taken));
         if (taken) return VIT_OK;
@@ -809,7 +812,7 @@ static vit_status gemm_rows(gemm_state *s, const vit_gemm *g, int threads) {
     if (g->M < 2 * SLICE_ROWS || (int64_t)g->N * g->K > SLICE_MAX_B) return gemm_2d(s, g, threads);
     /* the slices depend on the shape alone: a row's bits may depend on its slice's height */
     const int slices = (g->M + SLICE_ROWS - 1) / SLICE_ROWS;
-    const cut rows = {.columns = false, .size = ((g->M + slices - 1) / slices + 15) / 16 * 16}; /* 16-row blocks */
+    const cut rows = {.columns = false, .size = share_of_16(g->M, slices)};
     if (threads > 1 && parts_of(g, rows) >= threads) {
         bool taken;
         VIT_TRY(parts_by_thread(s, g, threads, rows, &taken));
@@ -827,7 +830,7 @@ vit_status vit_cpu_gemm(vit_cpu_matmul *s, const vit_gemm *g) {
     if (g->M == 0 || g->N == 0) return VIT_OK;
     if (g->K == 0) return fill_empty_k(s, g, g->C);
     int threads = omp_get_max_threads();
-    if (threads == 1 || 2.0 * g->M * g->N * g->K >= SMALL_FLOPS) return gemm_rows(s, g, threads);
+    if (threads == 1 || 2.0 * g->M * g->N * g->K >= SMALL_FLOPS) return gemm_parts(s, g, threads);
     omp_set_num_threads(1); /* this thread's ICV only; oneDNN reads it at execution */
     vit_status st = gemm_2d(s, g, 1);
     omp_set_num_threads(threads);
