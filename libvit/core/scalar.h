@@ -71,22 +71,21 @@ VIT_HD VIT_INLINE float vit_dropout_keep_scale(float p) {
  * expf are scalar calls). Within a few ulp of libm over the ranges the kernels
  * use; tests/cpu/test_kernels.c measures both against double. */
 
+/* The steps of vit_expf that its vector form (cpu/vmath.h) repeats lane by
+ * lane, for floats or vectors of them: x = n ln2 + r, |r| <= ln2 / 2, with
+ * ln2 split so that n ln2 is exact; then e^r as a degree-6 Taylor
+ * polynomial, below 1.5e-7 relative error on |r| <= 0.347. */
+#define VIT_EXP_REDUCE(x, n) (((x) - (n) * 0.693359375f) - (n) * -2.12194440e-4f)
+#define VIT_EXP_POLY(r) (1.0f + (r) * (1.0f + (r) * (0.5f + (r) * VIT_EXP_POLY_HIGH(r))))
+#define VIT_EXP_POLY_HIGH(r) (1.0f / 6.0f + (r) * (1.0f / 24.0f + (r) * (1.0f / 120.0f + (r) * (1.0f / 720.0f))))
+
 /* e^x for x in [-87, 88]; smaller inputs give ~1e-38 rather than 0. */
 VIT_HD VIT_INLINE float vit_expf(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
-    /* x = n ln2 + r, |r| <= ln2 / 2, with ln2 split so n ln2 is exact. */
-    float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    /* Degree-6 Taylor polynomial: error below 1.5e-7 relative on |r| <= 0.347. */
-    float p = 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+    const float r = VIT_EXP_REDUCE(x, n);
+    const float p = VIT_EXP_POLY(r);
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);

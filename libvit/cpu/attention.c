@@ -56,23 +56,15 @@ VIT_INLINE void rows_axpy(float *restrict acc, const float *restrict c, size_t c
  * tail. */
 enum { TILE_COLS = 16 };
 #if VIT_CPU_ISA == 2
-enum { TILE_ROWS = 8, VEC = 16 };
+enum { TILE_ROWS = 8 };
 #elif VIT_CPU_ISA == 1
-enum { TILE_ROWS = 4, VEC = 8 };
+enum { TILE_ROWS = 4 };
 #else
-enum { TILE_ROWS = 2, VEC = 4 };
+enum { TILE_ROWS = 2 };
 #endif
-enum { TILE_VECS = TILE_COLS / VEC };
+enum { TILE_VECS = TILE_COLS / VIT_VEC };
 
 static inline int padded_cols(int T) { return (T + TILE_COLS - 1) / TILE_COLS * TILE_COLS; }
-
-/* One register of floats as one value, at the level's own width: GCC keeps
- * such values in registers (plain float arrays of accumulators were spilled
- * to the stack), but a vector wider than the level's registers has no
- * machine mode and lives in memory: 16-float values at AVX2 ran the tiles
- * 5 x slower than at AVX-512. */
-typedef float vec __attribute__((vector_size(VEC * sizeof(float))));
-typedef float vec_unaligned __attribute__((vector_size(VEC * sizeof(float)), aligned(sizeof(float))));
 
 /* For r < rows (a constant at each call, at most TILE_ROWS):
  * c[r * cr + 0..w) = (add ? c[...] : 0) + sum over s < n of a[r * ar + s * as] * x[s * xs + 0..w). */
@@ -80,20 +72,20 @@ VIT_INLINE void tile_product(float *restrict c, size_t cr, const float *restrict
                              const float *restrict x, size_t xs, int n, int w, const int rows, const bool add) {
     int k0 = 0;
     for (; k0 + TILE_COLS <= w; k0 += TILE_COLS) {
-        vec acc[TILE_ROWS][TILE_VECS];
+        vit_vec acc[TILE_ROWS][TILE_VECS];
         for (int r = 0; r < rows; r++)
             for (int v = 0; v < TILE_VECS; v++)
-                acc[r][v] = add ? *(const vec_unaligned *)(c + r * cr + k0 + v * VEC) : (vec){0};
+                acc[r][v] = add ? *(const vit_vec_u *)(c + r * cr + k0 + v * VIT_VEC) : (vit_vec){0};
         for (int s = 0; s < n; s++) {
-            vec xr[TILE_VECS];
-            for (int v = 0; v < TILE_VECS; v++) xr[v] = *(const vec_unaligned *)(x + s * xs + k0 + v * VEC);
+            vit_vec xr[TILE_VECS];
+            for (int v = 0; v < TILE_VECS; v++) xr[v] = *(const vit_vec_u *)(x + s * xs + k0 + v * VIT_VEC);
             for (int r = 0; r < rows; r++) {
                 const float coef = a[r * ar + s * as];
                 for (int v = 0; v < TILE_VECS; v++) acc[r][v] += coef * xr[v];
             }
         }
         for (int r = 0; r < rows; r++)
-            for (int v = 0; v < TILE_VECS; v++) *(vec_unaligned *)(c + r * cr + k0 + v * VEC) = acc[r][v];
+            for (int v = 0; v < TILE_VECS; v++) *(vit_vec_u *)(c + r * cr + k0 + v * VIT_VEC) = acc[r][v];
     }
     if (k0 < w)
         for (int r = 0; r < rows; r++) {
@@ -280,8 +272,8 @@ VIT_INLINE void pack_qk(float *restrict kt, float *restrict qs, const float *res
 /* p [rows, Tp] = softmax(qs kt) for query rows i0 .. i0 + rows (columns T..Tp
  * zero): the one code for forward and for backward's recompute, so both get
  * the same bits. */
-VIT_INLINE void prob_rows(float *restrict p, const float *restrict qs, const float *restrict kt, int i0, int rows,
-                          int T, int Tp, int hd) {
+VIT_VECTORIZED VIT_INLINE void prob_rows(float *restrict p, const float *restrict qs, const float *restrict kt,
+                                         int i0, int rows, int T, int Tp, int hd) {
     block_product(p, Tp, qs + (size_t)i0 * hd, hd, 1, kt, Tp, hd, Tp, rows, false);
     for (int r = 0; r < rows; r++) vit_softmax_row(p + (size_t)r * Tp, p + (size_t)r * Tp, T);
 }

@@ -587,6 +587,38 @@ START_TEST(test_softmax) {
 }
 END_TEST
 
+/* Every probability to its own relative precision, over exp's whole range
+ * (differences down to -86, row lengths with and without a part-filled last
+ * register): the kernel's vector exp within a few 1e-7, like vit_expf in
+ * test_vmath. Each row's max is 0, so x - max is exact and its rounding is
+ * not counted. A NaN anywhere in a row makes the whole row NaN. */
+START_TEST(test_softmax_range) {
+    static const int lengths[] = {2, 16, 17, 50, 197};
+    for (size_t s = 0; s < sizeof lengths / sizeof lengths[0]; s++) {
+        const int C = lengths[s], rows = 64;
+        const int64_t n = (int64_t)rows * C;
+        float *x = frand(n, -86.0, 0.0);
+        for (int r = 0; r < rows; r++) x[(int64_t)r * C + r % C] = 0.0f; /* the max, at every position */
+        float *out = fvec(n);
+        double *ref = dvec(n), *mag = dvec(n);
+        k_softmax_forward(out, x, rows, C);
+        for (int r = 0; r < rows; r++) {
+            const float *xr = x + (int64_t)r * C;
+            double sum = 0.0;
+            for (int i = 0; i < C; i++) sum += exp((double)xr[i]);
+            for (int i = 0; i < C; i++) ref[(int64_t)r * C + i] = exp((double)xr[i]) / sum;
+        }
+        for (int64_t i = 0; i < n; i++) mag[i] = fabs(ref[i]);
+        expect_close_to("softmax over exp's range", out, ref, mag, n, 1e-6);
+
+        x[C / 2] = NAN;
+        k_softmax_forward(out, x, rows, C);
+        for (int i = 0; i < C; i++) ck_assert_msg(isnan(out[i]), "softmax: row with a NaN, [%d] = %g", i, out[i]);
+        ck_assert(!isnan(out[C]));
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------ attention */
 typedef struct {
     int B, T, H, hd;
@@ -1596,6 +1628,7 @@ static int run_suite(void) {
     add(s, "layernorm", test_layernorm);
     add(s, "gelu", test_gelu);
     add(s, "softmax", test_softmax);
+    add(s, "softmax_range", test_softmax_range);
     add(s, "attention", test_attention);
     add(s, "attention_dropout_mask", test_attention_dropout_mask);
     add(s, "cross_entropy", test_cross_entropy);
