@@ -182,13 +182,8 @@ VIT_VECTORIZED VIT_INLINE double vit_vec_sum(vit_vec v) {
 VIT_VECTORIZED VIT_INLINE void vit_softmax_row(float *y, const float *x, int n) {
     const int full = n - n % VIT_VEC, tail = n - full;
     vit_vec vmax = x[0] + (vit_vec){0};
-    for (int j = 0; j < full; j += VIT_VEC) {
-        const vit_vec v = *(const vit_vec_u *)(x + j);
-        vmax = vit_vec_max(vmax, v);
-    }
-    if (tail) {
-        vmax = vit_vec_max(vmax, vit_vec_load_part(x + full, tail, x[0]));
-    }
+    for (int j = 0; j < full; j += VIT_VEC) vmax = vit_vec_max(vmax, *(const vit_vec_u *)(x + j));
+    if (tail) vmax = vit_vec_max(vmax, vit_vec_load_part(x + full, tail, x[0]));
     const float mx = vit_vec_max_lane(vmax);
     vit_vec sum = {0};
     for (int j = 0; j < full; j += VIT_VEC) {
