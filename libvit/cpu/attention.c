@@ -156,14 +156,19 @@ void vit_attention_sizes(vit_backend *be, int B, int T, int H, int hd, size_t *s
     *scratch_bytes = per_call * sizeof(float);
 }
 
-/* rows [rows, T] = softmax(rows * scale), row by row. */
-VIT_VECTORIZED static void softmax_rows_scaled(float *rows, int64_t n, int T, float scale) {
+/* row [T] = softmax(row * scale). The rows' loops below call a function of
+ * the level for each row rather than carry the level themselves: clang
+ * outlines an OpenMP loop's body into a function without the caller's
+ * target, and the level's intrinsics inlined there do not compile. */
+VIT_VECTORIZED static void softmax_row_scaled(float *row, int T, float scale) {
+    for (int j = 0; j < T; j++) row[j] *= scale;
+    vit_softmax_row(row, row, T);
+}
+
+/* rows [n, T] = softmax(rows * scale), row by row. */
+static void softmax_rows_scaled(float *rows, int64_t n, int T, float scale) {
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < n; r++) {
-        float *row = rows + r * T;
-        for (int j = 0; j < T; j++) row[j] *= scale;
-        vit_softmax_row(row, row, T);
-    }
+    for (int64_t r = 0; r < n; r++) softmax_row_scaled(rows + r * T, T, scale);
 }
 
 /* Forward of one image b by products: S_h = q_h k_h^T into scores [H, T, T]
@@ -186,15 +191,16 @@ static vit_status forward_image_by_gemm(vit_backend *be, float *out, float *scor
     return VIT_OK;
 }
 
-/* ds [n, T] = scale * p * (ds - rowsum(ds * p)): softmax's backward, row by row. */
-VIT_VECTORIZED static void softmax_backward_rows(float *ds, const float *p, int64_t n, int T, float scale) {
+/* d [T] = scale * p * (d - sum(d * p)): softmax's backward of one row. */
+VIT_VECTORIZED static void softmax_backward_row(float *d, const float *p, int T, float scale) {
+    const float dd = vit_dot(d, p, T);
+    for (int j = 0; j < T; j++) d[j] = p[j] * (d[j] - dd) * scale;
+}
+
+/* ds [n, T] = scale * p * (ds - rowsum(ds * p)), row by row. */
+static void softmax_backward_rows(float *ds, const float *p, int64_t n, int T, float scale) {
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < n; r++) {
-        float *d = ds + r * T;
-        const float *pr = p + r * T;
-        const float dd = vit_dot(d, pr, T);
-        for (int j = 0; j < T; j++) d[j] = pr[j] * (d[j] - dd) * scale;
-    }
+    for (int64_t r = 0; r < n; r++) softmax_backward_row(ds + r * T, p + r * T, T, scale);
 }
 
 /* Backward of one image b by products (see block_backward for the algebra,
