@@ -167,7 +167,7 @@ VIT_VECTORIZED static void softmax_row_scaled(float *row, int T, float scale) {
 
 /* rows [n, T] = softmax(rows * scale), row by row. */
 static void softmax_rows_scaled(float *rows, int64_t n, int T, float scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 32)
     for (int64_t r = 0; r < n; r++) softmax_row_scaled(rows + r * T, T, scale);
 }
 
@@ -199,7 +199,7 @@ VIT_VECTORIZED static void softmax_backward_row(float *d, const float *p, int T,
 
 /* ds [n, T] = scale * p * (ds - rowsum(ds * p)), row by row. */
 static void softmax_backward_rows(float *ds, const float *p, int64_t n, int T, float scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 32)
     for (int64_t r = 0; r < n; r++) softmax_backward_row(ds + r * T, p + r * T, T, scale);
 }
 
@@ -340,7 +340,7 @@ vit_status vit_attention_forward(vit_backend *be, float *out, void *saved, const
     bool owned;
     float *scratch = take_scratch(given_scratch, &nt, blocks, per, &owned);
     if (!scratch) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "attention: %d x %zu floats of scratch", nt, per);
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int bh = 0; bh < blocks; bh++)
         block_forward(out, probs ? probs + (size_t)bh * T * T : NULL, qkv, bh / H, bh % H, T, H, hd, scale, drop_p,
                       drop_key, scratch + (size_t)omp_get_thread_num() * per);
@@ -426,7 +426,7 @@ vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dou
     bool owned;
     float *scratch = take_scratch(given_scratch, &nt, blocks, per, &owned);
     if (!scratch) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "attention backward: %d x %zu floats of scratch", nt, per);
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int bh = 0; bh < blocks; bh++)
         block_backward(dqkv, dout, qkv, probs ? probs + (size_t)bh * T * T : NULL, bh / H, bh % H, T, H, hd, scale,
                        drop_p, drop_key, scratch + (size_t)omp_get_thread_num() * per);

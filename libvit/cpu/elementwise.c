@@ -3,11 +3,12 @@
  * loops. Work is cut into fixed spans so threads get whole cache-friendly runs
  * and per-sample factors stay loop-invariant (no division per element).
  */
+#include <omp.h>
 #include <string.h>
 
 #include "cpu/kernels.h"
 
-enum { SPAN = 8192, STRIP = 64 };
+enum { SPAN = 8192 };
 
 static inline int64_t span_len(int64_t total, int64_t i0) {
     return total - i0 < SPAN ? total - i0 : SPAN;
@@ -224,7 +225,7 @@ vit_status vit_scale_channels_forward(vit_backend *be, float *out, const float *
 /* dgamma as bias_strip: column strips walking every row in order, in double. */
 VIT_VECTORIZED static void scale_strip(float *restrict dgamma, const float *restrict g, const float *restrict x,
                                        int64_t rows, int C, int n) {
-    double acc[STRIP] = {0};
+    double acc[VIT_STRIP_COLS] = {0};
     for (int64_t r = 0; r < rows; r++)
         for (int l = 0; l < n; l++) acc[l] += (double)g[r * C + l] * x[r * C + l];
     for (int l = 0; l < n; l++) dgamma[l] += (float)acc[l];
@@ -238,11 +239,12 @@ vit_status vit_scale_channels_backward(vit_backend *be, float *dinp, float *dgam
         for (int64_t r = 0; r < rows; r++) scale_row_backward(dinp + r * C, dout + r * C, gamma, C);
     }
     if (dgamma) {
-        const int strips = (C + STRIP - 1) / STRIP;
+        const int strips = vit_strip_count(C, omp_get_max_threads());
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
         for (int s = 0; s < strips; s++) {
-            const int c0 = s * STRIP;
-            scale_strip(dgamma + c0, dout + c0, inp + c0, rows, C, C - c0 < STRIP ? C - c0 : STRIP);
+            int c0, n;
+            vit_strip(C, strips, s, &c0, &n);
+            scale_strip(dgamma + c0, dout + c0, inp + c0, rows, C, n);
         }
     }
     return VIT_OK;
@@ -261,10 +263,10 @@ vit_status vit_add(vit_backend *be, float *out, const float *a, const float *b, 
     return VIT_OK;
 }
 
-/* Column strips, each walking every row in order: deterministic on any thread
- * count, no scratch. Sums are kept in double across the (many) rows. */
+/* Column strips (kernels.h), each walking every row in order: deterministic
+ * on any thread count, no scratch. Sums are kept in double across the (many) rows. */
 VIT_VECTORIZED static void bias_strip(float *restrict dbias, const float *restrict g, int64_t rows, int C, int n) {
-    double acc[STRIP] = {0};
+    double acc[VIT_STRIP_COLS] = {0};
     for (int64_t r = 0; r < rows; r++)
         for (int l = 0; l < n; l++) acc[l] += g[r * C + l];
     for (int l = 0; l < n; l++) dbias[l] += (float)acc[l];
@@ -272,11 +274,12 @@ VIT_VECTORIZED static void bias_strip(float *restrict dbias, const float *restri
 
 vit_status vit_bias_backward(vit_backend *be, float *dbias, const float *dout, int64_t rows, int C) {
     (void)be;
-    const int strips = (C + STRIP - 1) / STRIP;
+    const int strips = vit_strip_count(C, omp_get_max_threads());
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
     for (int s = 0; s < strips; s++) {
-        const int c0 = s * STRIP;
-        bias_strip(dbias + c0, dout + c0, rows, C, C - c0 < STRIP ? C - c0 : STRIP);
+        int c0, n;
+        vit_strip(C, strips, s, &c0, &n);
+        bias_strip(dbias + c0, dout + c0, rows, C, n);
     }
     return VIT_OK;
 }

@@ -7,6 +7,12 @@
  *     (a residual) simply receives both contributions;
  *   - reductions (parameter gradients, losses, norms) give the same bits
  *     whatever the thread count: column strips or fixed chunks summed in order;
+ *   - the loops that carry a step's time (a product's row slices, attention
+ *     blocks and softmax rows, LayerNorm rows, GELU spans) hand out their
+ *     pieces, fixed by the shape, as threads come free (schedule(dynamic)):
+ *     on a shared machine one core may run slower for a while, and a static
+ *     split makes every such loop wait for it. What a piece computes does not
+ *     depend on the thread that runs it;
  *   - randomness comes from vit_rng_uniform(key, element index): the same key
  *     gives the same mask whatever the thread count.
  */
@@ -74,6 +80,26 @@
 #define vit_resample_bicubic_backward VIT_ISA_NAME(vit_resample_bicubic_backward)
 #define vit_adamw_update VIT_ISA_NAME(vit_adamw_update)
 #define vit_sum_squares VIT_ISA_NAME(vit_sum_squares)
+
+/* Column strips for the column sums of parameter gradients (bias, LayerNorm,
+ * channel scale): whole 16-column blocks, at most VIT_STRIP_COLS columns (the
+ * double accumulators of a strip stay in L1), as many strips for each thread
+ * and the threads' columns equal to within a block. Every column is summed
+ * over the rows in order whatever its strip, so the split changes no bits. */
+enum { VIT_STRIP_COLS = 64 };
+
+static inline int vit_strip_count(int C, int threads) {
+    const int blocks = (C + 15) / 16, per_thread = (blocks + threads - 1) / threads;
+    const int strips = threads * ((per_thread + VIT_STRIP_COLS / 16 - 1) / (VIT_STRIP_COLS / 16));
+    return strips < blocks ? strips : blocks;
+}
+
+/* Strip s of strips over C columns: its first column and its width. */
+static inline void vit_strip(int C, int strips, int s, int *c0, int *n) {
+    const int blocks = (C + 15) / 16, end = 16 * (int)((int64_t)blocks * (s + 1) / strips);
+    *c0 = 16 * (int)((int64_t)blocks * s / strips);
+    *n = (end < C ? end : C) - *c0;
+}
 
 /* Each kernel has the signature of its backend table entry
  * (core/backend.h, which gives the shapes and the contract), so cpu/table.c

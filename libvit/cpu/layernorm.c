@@ -6,6 +6,7 @@
  * every target clone, and double keeps the variance accurate when |mean| >> std.
  */
 #include <math.h>
+#include <omp.h>
 #include <stddef.h>
 
 #include "cpu/kernels.h"
@@ -48,10 +49,13 @@ VIT_VECTORIZED static void ln_row_forward(float *restrict y, float *mean, float 
     for (c = 0; c < C; c++) y[c] = ((x[c] - m_hi) - m_lo) * r * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
 }
 
+/* Rows are handed out a few thousand elements at a time (cpu/kernels.h). */
+static int rows_per_chunk(int C) { return C >= 32768 ? 1 : 32768 / C; }
+
 vit_status vit_layernorm_forward(vit_backend *be, float *out, float *mean, float *rstd, const float *inp,
                                  const float *weight, const float *bias, int64_t rows, int C, float eps) {
     (void)be;
-#pragma omp parallel for schedule(static) if (rows * C > 16384)
+#pragma omp parallel for schedule(dynamic, rows_per_chunk(C)) if (rows * C > 16384)
     for (int64_t r = 0; r < rows; r++)
         ln_row_forward(out + r * C, mean ? mean + r : NULL, rstd ? rstd + r : NULL, inp + r * C, weight, bias, C,
                        eps);
@@ -80,15 +84,14 @@ VIT_VECTORIZED static void ln_row_backward(float *restrict dx, const float *rest
     for (c = 0; c < C; c++) dx[c] += r * (dy[c] * (w ? w[c] : 1.0f) - ma - (x[c] - m) * r * mb);
 }
 
-/* dweight and dbias sum over every row. Each thread owns a strip of columns and
- * walks all rows in order, so there is no scratch, no atomics, and the result
- * is the same bits whatever the thread count. */
-enum { LN_STRIP = 64 };
+/* dweight and dbias sum over every row. Each thread owns strips of columns
+ * (kernels.h) and walks all rows in order, so there is no scratch, no atomics,
+ * and the result is the same bits whatever the thread count. */
 
 VIT_VECTORIZED static void ln_param_strip(float *dw, float *db, const float *restrict dy, const float *restrict x,
                                           const float *restrict mean, const float *restrict rstd, int64_t rows,
                                           int C, int c0, int n) {
-    double aw[LN_STRIP] = {0}, ab[LN_STRIP] = {0};
+    double aw[VIT_STRIP_COLS] = {0}, ab[VIT_STRIP_COLS] = {0};
     for (int64_t r = 0; r < rows; r++) {
         const float *g = dy + r * C + c0, *xr = x + r * C + c0;
         const float m = mean[r], s = rstd[r];
@@ -108,15 +111,16 @@ vit_status vit_layernorm_backward(vit_backend *be, float *dinp, float *dweight, 
                                   int64_t rows, int C) {
     (void)be;
     if (dinp) {
-#pragma omp parallel for schedule(static) if (rows * C > 16384)
+#pragma omp parallel for schedule(dynamic, rows_per_chunk(C)) if (rows * C > 16384)
         for (int64_t r = 0; r < rows; r++)
             ln_row_backward(dinp + r * C, dout + r * C, inp + r * C, weight, mean[r], rstd[r], C);
     }
     if (dweight || dbias) {
-        const int strips = (C + LN_STRIP - 1) / LN_STRIP;
+        const int strips = vit_strip_count(C, omp_get_max_threads());
 #pragma omp parallel for schedule(static) if (rows * C > 16384)
         for (int s = 0; s < strips; s++) {
-            const int c0 = s * LN_STRIP, n = C - c0 < LN_STRIP ? C - c0 : LN_STRIP;
+            int c0, n;
+            vit_strip(C, strips, s, &c0, &n);
             ln_param_strip(dweight, dbias, dout, inp, mean, rstd, rows, C, c0, n);
         }
     }

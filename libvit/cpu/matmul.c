@@ -725,18 +725,19 @@ static vit_status entry_helper_mem(gemm_state *s, gemm_entry *e, int threads) {
     return VIT_OK;
 }
 
-/* The parts of a product shared out among the threads, each running a
- * contiguous run of them on one thread of oneDNN, instead of every part on
- * all threads: one fork and join per product instead of one per part, and
- * each thread streams its own rows or columns. On the AVX-512 EPYC, 8 row
- * slices of Fashion-MNIST's products (6400 x 96..384 x 96..384) ran at
- * 150-170 against 60-80 GFLOP/s with their operands out of cache, as a step
- * finds them, and 8-15 % faster from L3; its weight gradients (96..384 x
- * 96..384 x 6400) in two column bands 15-20 % faster from L3. Each part is a
- * one-thread product of its own: row slices, cut by the shape alone, give one
- * thread's bits; bands, cut by the thread count, may sum in another order
- * than the whole product. *taken is false where the caller's road must do it
- * instead: a packed B for bands, or B's packed copy could not be allocated. */
+/* The parts of a product shared out among the threads, each taking the next
+ * part as it comes free (a slower core takes fewer) and running it on one
+ * thread of oneDNN, instead of every part on all threads: one fork and join
+ * per product instead of one per part, and each thread streams its own rows
+ * or columns. On the AVX-512 EPYC, 8 row slices of Fashion-MNIST's products
+ * (6400 x 96..384 x 96..384) ran at 150-170 against 60-80 GFLOP/s with their
+ * operands out of cache, as a step finds them, and 8-15 % faster from L3; its
+ * weight gradients (96..384 x 96..384 x 6400) in two column bands 15-20 %
+ * faster from L3. Each part is a one-thread product of its own: row slices,
+ * cut by the shape alone, give one thread's bits whichever thread runs them;
+ * bands, cut by the thread count, may sum in another order than the whole
+ * product. *taken is false where the caller's road must do it instead: a
+ * packed B for bands, or B's packed copy could not be allocated. */
 static vit_status parts_by_thread(gemm_state *s, const vit_gemm *g, int threads, cut c, bool *taken) {
     *taken = false;
     const int parts = parts_of(g, c);
@@ -766,8 +767,11 @@ static vit_status parts_by_thread(gemm_state *s, const vit_gemm *g, int threads,
     vit_status epilogue = VIT_OK;
 #pragma omp parallel num_threads(threads)
     {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        for (int k = parts * t / nt; k < parts * (t + 1) / nt; k++) {
+        const int t = omp_get_thread_num();
+        bool stopped = false;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int k = 0; k < parts; k++) {
+            if (stopped) continue;
             const vit_gemm part = part_of(g, c, k);
             const gemm_entry *e = k == parts - 1 ? el : ef;
             const char *what;
@@ -782,7 +786,7 @@ static vit_status parts_by_thread(gemm_state *s, const vit_gemm *g, int threads,
             if (ds != dnnl_success || vs != VIT_OK) {
 #pragma omp critical(vit_matmul_parts)
                 if (failed == dnnl_success && epilogue == VIT_OK) failed = ds, failed_what = what, epilogue = vs;
-                break;
+                stopped = true;
             }
         }
     }

@@ -1306,34 +1306,39 @@ START_TEST(test_accumulate_twice) {
 END_TEST
 
 /* Reductions across rows (parameter gradients, the loss, the norm) give the
- * same bits on 1, 2 and 3 threads: the sizes here are above every kernel's
- * threshold for going parallel. */
+ * same bits on 1, 2, 3 and 7 threads: the sizes here are above every kernel's
+ * threshold for going parallel, and C = 200 (13 column blocks) splits into
+ * strips of unequal widths at each of these counts. */
 START_TEST(test_thread_determinism) {
-    const int rows = 257, C = 200, B = 100, gh = 9, gw = 11;
+    const int rows = 457, C = 200, B = 100, gh = 9, gw = 11, counts[4] = {1, 2, 3, 7};
     const int64_t n = (int64_t)rows * C;
     float *x = frand(n, -2, 2), *w = frand(C, 0.5, 1.5), *b = frand(C, -1, 1), *g = frand(n, -1, 1);
     float *y = fvec(n), *mean = fvec(rows), *rstd = fvec(rows);
     int32_t *labels = tmalloc(B * sizeof(int32_t));
     for (int i = 0; i < B; i++) labels[i] = i % C;
-    float *res[3][6];
-    float loss[3];
-    double ssq[3];
+    float *res[4][8];
+    float loss[4];
+    double ssq[4];
     const int threads0 = omp_get_max_threads();
-    for (int k = 0; k < 3; k++) {
-        omp_set_num_threads(k + 1);
+    for (int k = 0; k < 4; k++) {
+        omp_set_num_threads(counts[k]);
         k_layernorm_forward(y, mean, rstd, x, w, b, rows, C, 1e-5f);
-        for (int i = 0; i < 6; i++) res[k][i] = fvec(n);
+        for (int i = 0; i < 8; i++) res[k][i] = fvec(n);
         k_layernorm_backward(res[k][0], res[k][1], res[k][2], g, x, w, mean, rstd, rows, C);
         k_bias_backward(res[k][3], g, rows, C);
         loss[k] = k_cross_entropy_forward(res[k][4], x, labels, B, C, 0.1f);
         k_resample_bicubic_backward(res[k][5], 5, 6, g, gh, gw, C);
         ssq[k] = k_sum_squares(x, n);
+        float *dx = up(res[k][6], F(n)), *dgamma = up(res[k][7], F(C));
+        ok(be->ops->scale_channels_backward(be, dx, dgamma, up(g, F(n)), up(x, F(n)), up(w, F(C)), rows, C),
+           "scale_channels_backward");
+        down(res[k][6], dx, F(n)), down(res[k][7], dgamma, F(C));
     }
     omp_set_num_threads(threads0);
-    for (int k = 1; k < 3; k++) {
-        for (int i = 0; i < 6; i++)
+    for (int k = 1; k < 4; k++) {
+        for (int i = 0; i < 8; i++)
             ck_assert_msg(memcmp(res[0][i], res[k][i], (size_t)n * sizeof(float)) == 0, "result %d: 1 vs %d threads", i,
-                          k + 1);
+                          counts[k]);
         ck_assert(loss[0] == loss[k]);
         ck_assert(ssq[0] == ssq[k]);
     }
