@@ -167,7 +167,7 @@ VIT_VECTORIZED static void softmax_row_scaled(float *row, int T, float scale) {
 
 /* rows [n, T] = softmax(rows * scale), row by row. */
 static void softmax_rows_scaled(float *rows, int64_t n, int T, float scale) {
-#pragma omp parallel for schedule(dynamic, 32)
+#pragma omp parallel for schedule(dynamic, vit_dynamic_chunk(n, 32))
     for (int64_t r = 0; r < n; r++) softmax_row_scaled(rows + r * T, T, scale);
 }
 
@@ -199,7 +199,7 @@ VIT_VECTORIZED static void softmax_backward_row(float *d, const float *p, int T,
 
 /* ds [n, T] = scale * p * (ds - rowsum(ds * p)), row by row. */
 static void softmax_backward_rows(float *ds, const float *p, int64_t n, int T, float scale) {
-#pragma omp parallel for schedule(dynamic, 32)
+#pragma omp parallel for schedule(dynamic, vit_dynamic_chunk(n, 32))
     for (int64_t r = 0; r < n; r++) softmax_backward_row(ds + r * T, p + r * T, T, scale);
 }
 

@@ -43,7 +43,7 @@ VIT_VECTORIZED static void quick_span_backward(float *restrict dinp, const float
 static vit_status run(act_pass pass, float *out, const float *inp, const float *dout, int64_t n) {
     if (dout == out) dout = NULL; /* the span loops' restrict pointers must not alias */
     const int64_t spans = (n + GELU_SPAN - 1) / GELU_SPAN;
-#pragma omp parallel for schedule(dynamic, 8) if (spans > 1)
+#pragma omp parallel for schedule(dynamic, vit_dynamic_chunk(spans, 8)) if (spans > 1)
     for (int64_t s = 0; s < spans; s++) {
         const int64_t i0 = s * GELU_SPAN, len = n - i0 < GELU_SPAN ? n - i0 : GELU_SPAN;
         switch (pass) {

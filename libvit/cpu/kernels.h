@@ -19,6 +19,7 @@
 #ifndef VIT_CPU_KERNELS_H
 #define VIT_CPU_KERNELS_H
 
+#include <omp.h>
 #include <stdint.h>
 
 #include "core/backend.h"
@@ -80,6 +81,14 @@
 #define vit_resample_bicubic_backward VIT_ISA_NAME(vit_resample_bicubic_backward)
 #define vit_adamw_update VIT_ISA_NAME(vit_adamw_update)
 #define vit_sum_squares VIT_ISA_NAME(vit_sum_squares)
+
+/* The chunk of a dynamic schedule over n pieces: at most most_pieces (enough
+ * work that handing a chunk out costs under a percent), yet four chunks a
+ * thread where n allows, so that a small call still spreads over the team. */
+static inline int vit_dynamic_chunk(int64_t n, int most_pieces) {
+    const int64_t c = n / (4 * (int64_t)omp_get_max_threads());
+    return c < 1 ? 1 : c > most_pieces ? most_pieces : (int)c;
+}
 
 /* Column strips for the column sums of parameter gradients (bias, LayerNorm,
  * channel scale): whole 16-column blocks, at most VIT_STRIP_COLS columns (the

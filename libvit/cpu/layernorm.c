@@ -49,13 +49,13 @@ VIT_VECTORIZED static void ln_row_forward(float *restrict y, float *mean, float 
     for (c = 0; c < C; c++) y[c] = ((x[c] - m_hi) - m_lo) * r * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
 }
 
-/* Rows are handed out a few thousand elements at a time (cpu/kernels.h). */
-static int rows_per_chunk(int C) { return C >= 32768 ? 1 : 32768 / C; }
+/* Rows are handed out about 32 K floats at a time (cpu/kernels.h). */
+static int row_chunk(int64_t rows, int C) { return vit_dynamic_chunk(rows, C >= 32768 ? 1 : 32768 / C); }
 
 vit_status vit_layernorm_forward(vit_backend *be, float *out, float *mean, float *rstd, const float *inp,
                                  const float *weight, const float *bias, int64_t rows, int C, float eps) {
     (void)be;
-#pragma omp parallel for schedule(dynamic, rows_per_chunk(C)) if (rows * C > 16384)
+#pragma omp parallel for schedule(dynamic, row_chunk(rows, C)) if (rows * C > 16384)
     for (int64_t r = 0; r < rows; r++)
         ln_row_forward(out + r * C, mean ? mean + r : NULL, rstd ? rstd + r : NULL, inp + r * C, weight, bias, C,
                        eps);
@@ -111,7 +111,7 @@ vit_status vit_layernorm_backward(vit_backend *be, float *dinp, float *dweight, 
                                   int64_t rows, int C) {
     (void)be;
     if (dinp) {
-#pragma omp parallel for schedule(dynamic, rows_per_chunk(C)) if (rows * C > 16384)
+#pragma omp parallel for schedule(dynamic, row_chunk(rows, C)) if (rows * C > 16384)
         for (int64_t r = 0; r < rows; r++)
             ln_row_backward(dinp + r * C, dout + r * C, inp + r * C, weight, mean[r], rstd[r], C);
     }
