@@ -87,7 +87,6 @@ VIT_VECTORIZED static void ln_row_backward(float *restrict dx, const float *rest
 /* dweight and dbias sum over every row. Each thread owns strips of columns
  * (kernels.h) and walks all rows in order, so there is no scratch, no atomics,
  * and the result is the same bits whatever the thread count. */
-
 VIT_VECTORIZED static void ln_param_strip(float *dw, float *db, const float *restrict dy, const float *restrict x,
                                           const float *restrict mean, const float *restrict rstd, int64_t rows,
                                           int C, int c0, int n) {
