@@ -83,8 +83,9 @@
 #define vit_sum_squares VIT_ISA_NAME(vit_sum_squares)
 
 /* The chunk of a dynamic schedule over n pieces: at most most_pieces (enough
- * work that handing a chunk out costs under a percent), yet four chunks a
- * thread where n allows, so that a small call still spreads over the team. */
+ * work that handing a chunk out, an atomic add, is small beside it), yet four
+ * chunks a thread where n allows, so that a small call still spreads over
+ * the team. */
 static inline int vit_dynamic_chunk(int64_t n, int most_pieces) {
     const int64_t c = n / (4 * (int64_t)omp_get_max_threads());
     return c < 1 ? 1 : c > most_pieces ? most_pieces : (int)c;
