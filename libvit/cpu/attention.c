@@ -66,27 +66,47 @@ enum { TILE_VECS = TILE_COLS / VIT_VEC };
 
 static inline int padded_cols(int T) { return (T + TILE_COLS - 1) / TILE_COLS * TILE_COLS; }
 
-/* For r < rows (a constant at each call, at most TILE_ROWS):
- * c[r * cr + 0..w) = (add ? c[...] : 0) + sum over s < n of a[r * ar + s * as] * x[s * xs + 0..w). */
-VIT_INLINE void tile_product(float *restrict c, size_t cr, const float *restrict a, size_t ar, size_t as,
-                             const float *restrict x, size_t xs, int n, int w, const int rows, const bool add) {
-    int k0 = 0;
-    for (; k0 + TILE_COLS <= w; k0 += TILE_COLS) {
-        vit_vec acc[TILE_ROWS][TILE_VECS];
+/* Tiles of fewer rows are this many registers wide where the columns allow
+ * (see tile_product). */
+enum { WIDE_VECS = 4 };
+
+/* Columns k0 .. of the product below in whole tiles of rows x vecs
+ * registers (both constants at each call); returns where the tiles end. */
+VIT_INLINE int tile_columns(float *restrict c, size_t cr, const float *restrict a, size_t ar, size_t as,
+                            const float *restrict x, size_t xs, int n, int w, int k0, const int rows, const int vecs,
+                            const bool add) {
+    for (; k0 + vecs * VIT_VEC <= w; k0 += vecs * VIT_VEC) {
+        vit_vec acc[TILE_ROWS][WIDE_VECS];
         for (int r = 0; r < rows; r++)
-            for (int v = 0; v < TILE_VECS; v++)
+            for (int v = 0; v < vecs; v++)
                 acc[r][v] = add ? *(const vit_vec_u *)(c + r * cr + k0 + v * VIT_VEC) : (vit_vec){0};
         for (int s = 0; s < n; s++) {
-            vit_vec xr[TILE_VECS];
-            for (int v = 0; v < TILE_VECS; v++) xr[v] = *(const vit_vec_u *)(x + s * xs + k0 + v * VIT_VEC);
+            vit_vec xr[WIDE_VECS];
+            for (int v = 0; v < vecs; v++) xr[v] = *(const vit_vec_u *)(x + s * xs + k0 + v * VIT_VEC);
             for (int r = 0; r < rows; r++) {
                 const float coef = a[r * ar + s * as];
-                for (int v = 0; v < TILE_VECS; v++) acc[r][v] += coef * xr[v];
+                for (int v = 0; v < vecs; v++) acc[r][v] += coef * xr[v];
             }
         }
         for (int r = 0; r < rows; r++)
-            for (int v = 0; v < TILE_VECS; v++) *(vit_vec_u *)(c + r * cr + k0 + v * VIT_VEC) = acc[r][v];
+            for (int v = 0; v < vecs; v++) *(vit_vec_u *)(c + r * cr + k0 + v * VIT_VEC) = acc[r][v];
     }
+    return k0;
+}
+
+/* For r < rows (a constant at each call, at most TILE_ROWS):
+ * c[r * cr + 0..w) = (add ? c[...] : 0) + sum over s < n of a[r * ar + s * as] * x[s * xs + 0..w).
+ * Each accumulator is its own chain of dependent multiply-adds, and the unit
+ * needs about TILE_ROWS * TILE_VECS of them to stay busy through the adds'
+ * latency, so a tile of fewer rows is wider: up to WIDE_VECS registers, then
+ * half that, then TILE_VECS for what is left. Every element is still the same
+ * sum in the same order, whatever tile it falls in. */
+VIT_INLINE void tile_product(float *restrict c, size_t cr, const float *restrict a, size_t ar, size_t as,
+                             const float *restrict x, size_t xs, int n, int w, const int rows, const bool add) {
+    const int fit = TILE_ROWS * TILE_VECS / rows, wide = fit < WIDE_VECS ? fit : WIDE_VECS;
+    int k0 = tile_columns(c, cr, a, ar, as, x, xs, n, w, 0, rows, wide, add);
+    if (wide / 2 > TILE_VECS) k0 = tile_columns(c, cr, a, ar, as, x, xs, n, w, k0, rows, wide / 2, add);
+    if (wide > TILE_VECS) k0 = tile_columns(c, cr, a, ar, as, x, xs, n, w, k0, rows, TILE_VECS, add);
     if (k0 < w)
         for (int r = 0; r < rows; r++) {
             float *cr0 = c + r * cr + k0;
@@ -97,7 +117,8 @@ VIT_INLINE void tile_product(float *restrict c, size_t cr, const float *restrict
 }
 
 /* The same product for any number of rows: whole tiles, then (AVX-512) one
- * of four rows, then single rows. */
+ * of four rows, one of two, then a single row, each as wide as tile_product
+ * makes it. */
 VIT_INLINE void block_product(float *restrict c, size_t cr, const float *restrict a, size_t ar, size_t as,
                               const float *restrict x, size_t xs, int n, int w, int rows, bool add) {
     int r = 0;
@@ -107,7 +128,11 @@ VIT_INLINE void block_product(float *restrict c, size_t cr, const float *restric
         tile_product(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w, 4, add);
         r += 4;
     }
-    for (; r < rows; r++) tile_product(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w, 1, add);
+    if (TILE_ROWS > 2 && r + 2 <= rows) {
+        tile_product(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w, 2, add);
+        r += 2;
+    }
+    if (r < rows) tile_product(c + r * cr, cr, a + r * ar, ar, as, x, xs, n, w, 1, add);
 }
 
 /* m[j] = the dropout factor of row element j (0 or 1 / (1 - p)). The mask is a
@@ -244,11 +269,36 @@ static float *take_scratch(float *given, int *threads, int blocks, size_t per, b
     return given ? given : malloc((size_t)nt * per * sizeof(float));
 }
 
+#if VIT_CPU_ISA > 0
+/* xt [8 rows apart by xts] = the 8 x 8 block x [8 rows apart by xs]
+ * transposed, in registers: eight loads of eight floats, three rounds of
+ * shuffles, eight stores of eight. */
+VIT_VECTORIZED VIT_INLINE void transpose_8x8(float *restrict xt, size_t xts, const float *restrict x, size_t xs) {
+    __m256 r[8], t[8], s[8];
+    for (int l = 0; l < 8; l++) r[l] = _mm256_loadu_ps(x + l * xs);
+    for (int l = 0; l < 8; l += 2) { /* t[l] = r[l], r[l+1] interleaved: a00 a10 a01 a11 | a04 a14 a05 a15 */
+        t[l] = _mm256_unpacklo_ps(r[l], r[l + 1]);
+        t[l + 1] = _mm256_unpackhi_ps(r[l], r[l + 1]);
+    }
+    for (int l = 0; l < 8; l += 4) { /* s[l + m] = column m (and m + 4) of rows l .. l + 3 */
+        s[l] = _mm256_shuffle_ps(t[l], t[l + 2], 0x44);
+        s[l + 1] = _mm256_shuffle_ps(t[l], t[l + 2], 0xee);
+        s[l + 2] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0x44);
+        s[l + 3] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0xee);
+    }
+    for (int m = 0; m < 4; m++) {
+        _mm256_storeu_ps(xt + m * xts, _mm256_permute2f128_ps(s[m], s[m + 4], 0x20));
+        _mm256_storeu_ps(xt + (m + 4) * xts, _mm256_permute2f128_ps(s[m], s[m + 4], 0x31));
+    }
+}
+#endif
+
 /* xt [hd, Tp] = x^T from one block's rows x (token stride ts), columns T..Tp
- * zero, eight tokens at a time: a store of eight floats along xt's row per
- * eight loads from the block's few L1-resident rows. Element-wise stores a
- * row of xt apart were a third of the forward kernel's time. (GCC's loop
- * interchange would turn any plain loop order back into those stores.) */
+ * zero. Whole 8 x 8 blocks go through registers. The loops below (the
+ * baseline's, and the tails') take eight tokens at a time, a store of eight
+ * floats along xt's row per eight loads: element-wise stores a row of xt
+ * apart were a third of the forward kernel's time, and GCC's loop
+ * interchange would turn any plain loop order back into them. */
 #if defined(__GNUC__) && !defined(__clang__)
 #define NO_LOOP_INTERCHANGE __attribute__((noinline, optimize("no-loop-interchange")))
 #else
@@ -257,6 +307,14 @@ static float *take_scratch(float *given, int *threads, int blocks, size_t per, b
 NO_LOOP_INTERCHANGE VIT_VECTORIZED static void
 transpose_rows(float *restrict xt, const float *restrict x, size_t ts, int T, int Tp, int hd) {
     int j = 0;
+#if VIT_CPU_ISA > 0
+    const int hd8 = hd / 8 * 8;
+    for (; j + 8 <= T; j += 8) {
+        for (int d = 0; d < hd8; d += 8) transpose_8x8(xt + (size_t)d * Tp + j, (size_t)Tp, x + j * ts + d, ts);
+        for (int d = hd8; d < hd; d++)
+            for (int l = 0; l < 8; l++) xt[(size_t)d * Tp + j + l] = x[(j + l) * ts + d];
+    }
+#endif
     for (; j + 8 <= T; j += 8)
         for (int d = 0; d < hd; d++)
             for (int l = 0; l < 8; l++) xt[(size_t)d * Tp + j + l] = x[(j + l) * ts + d];
