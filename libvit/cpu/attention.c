@@ -28,6 +28,20 @@ static inline size_t qkv_at(int b, int t, int part, int h, int T, int H, int hd)
     return ((((size_t)b * T + t) * 3 + part) * H + h) * (size_t)hd;
 }
 
+/* Asks for a block's T rows of hd floats (token stride ts) ahead of use.
+ * The rows lie a token apart, further than a page holds a few of, so the
+ * hardware's stride prefetch hardly follows them, and the first loop over
+ * them would wait for each row's cache lines in turn. */
+static inline void prefetch_rows(const float *x, size_t ts, int T, int hd, bool for_write) {
+    for (int t = 0; t < T; t++)
+        for (int d = 0; d < hd; d += 16) {
+            if (for_write)
+                __builtin_prefetch(x + t * ts + d, 1);
+            else
+                __builtin_prefetch(x + t * ts + d, 0);
+        }
+}
+
 /* acc[0..w) += sum over s < n of c[s * cs] * x[s * xs + 0..w). Four rows per
  * pass: each load and store of acc then carries four multiply-adds, which is
  * what keeps these loops from being bound by acc's memory traffic. */
@@ -354,6 +368,7 @@ VIT_VECTORIZED static void block_forward(float *restrict out, float *restrict pr
     const float *v = qkv + qkv_at(b, 0, 2, h, T, H, hd);
     float *kt = scratch, *qs = kt + (size_t)hd * Tp, *srows = qs + (size_t)T * hd,
           *arows = srows + (size_t)TILE_ROWS * Tp;
+    for (int part = 0; part < 3; part++) prefetch_rows(q + part * H * hd, ts, T, hd, false);
     pack_qk(kt, qs, q, k, ts, T, Tp, hd, scale);
     const float keep = vit_dropout_keep_scale(drop_p);
     for (int i0 = 0; i0 < T; i0 += TILE_ROWS) {
@@ -427,6 +442,11 @@ VIT_VECTORIZED static void block_backward(float *restrict dqkv, const float *res
     float *ds = scratch, *am = ds + (size_t)T * Tp, *pr = am + (size_t)T * Tp, *vt = pr + (size_t)T * Tp,
           *kt = vt + (size_t)hd * Tp, *qs = kt + (size_t)hd * Tp, *mrow = qs + (size_t)T * hd;
     size_t ps = (size_t)T; /* row stride of probs */
+    for (int part = 0; part < 3; part++) {
+        prefetch_rows(qkv + q0 + part * H * hd, ts, T, hd, false);
+        prefetch_rows(dqkv + q0 + part * H * hd, ts, T, hd, true);
+    }
+    prefetch_rows(go, os, T, hd, false);
     if (!probs) { /* not kept: recompute them as forward did */
         pack_qk(kt, qs, qkv + q0, qkv + k0, ts, T, Tp, hd, scale);
         for (int i0 = 0; i0 < T; i0 += TILE_ROWS)
