@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cpu/kernels.h"
+#include "cpu/vmath.h"
 
 enum { SPAN = 8192 };
 
@@ -222,13 +223,49 @@ vit_status vit_scale_channels_forward(vit_backend *be, float *out, const float *
     return VIT_OK;
 }
 
-/* dgamma as bias_strip: column strips walking every row in order, in double. */
+/* out[0..cols) += the sum over rows, in order, of g[r * C + 0..cols) (times
+ * x[r * C + ..] where x is given), in double. cols is a constant multiple of
+ * VIT_VEC at each call, at most four registers of floats, so the sums (eight
+ * registers of doubles) stay in registers across the rows: sums in an array
+ * went through memory at every row. */
+VIT_VECTORIZED VIT_INLINE void column_sums(float *restrict out, const float *restrict g, const float *restrict x,
+                                           int64_t rows, int C, const int cols) {
+    vit_vecd acc[4 * VIT_VEC / VIT_VECD] = {0};
+    for (int64_t r = 0; r < rows; r++)
+        for (int v = 0; v < cols / VIT_VECD; v++) {
+            const size_t at = (size_t)r * C + (size_t)v * VIT_VECD;
+            const vit_vecd gd = vit_vecd_widen(vit_vech_load(g + at));
+            acc[v] += x ? gd * vit_vecd_widen(vit_vech_load(x + at)) : gd;
+        }
+    for (int v = 0; v < cols / VIT_VECD; v++)
+        for (int l = 0; l < VIT_VECD; l++) out[v * VIT_VECD + l] += (float)acc[v][l];
+}
+
+/* The sums of column_sums over a strip of n columns: register-wide blocks,
+ * then the columns past the last whole register one by one. */
+VIT_VECTORIZED VIT_INLINE void column_strip(float *restrict out, const float *restrict g, const float *restrict x,
+                                            int64_t rows, int C, int n) {
+    int c = 0;
+    for (; c + 4 * VIT_VEC <= n; c += 4 * VIT_VEC) column_sums(out + c, g + c, x ? x + c : NULL, rows, C, 4 * VIT_VEC);
+    if (c + 2 * VIT_VEC <= n) {
+        column_sums(out + c, g + c, x ? x + c : NULL, rows, C, 2 * VIT_VEC);
+        c += 2 * VIT_VEC;
+    }
+    if (c + VIT_VEC <= n) {
+        column_sums(out + c, g + c, x ? x + c : NULL, rows, C, VIT_VEC);
+        c += VIT_VEC;
+    }
+    for (; c < n; c++) {
+        double acc = 0.0;
+        for (int64_t r = 0; r < rows; r++) acc += x ? (double)g[r * C + c] * x[r * C + c] : g[r * C + c];
+        out[c] += (float)acc;
+    }
+}
+
+/* dgamma as bias_strip, the sums of g * x. */
 VIT_VECTORIZED static void scale_strip(float *restrict dgamma, const float *restrict g, const float *restrict x,
                                        int64_t rows, int C, int n) {
-    double acc[VIT_STRIP_COLS] = {0};
-    for (int64_t r = 0; r < rows; r++)
-        for (int l = 0; l < n; l++) acc[l] += (double)g[r * C + l] * x[r * C + l];
-    for (int l = 0; l < n; l++) dgamma[l] += (float)acc[l];
+    column_strip(dgamma, g, x, rows, C, n);
 }
 
 vit_status vit_scale_channels_backward(vit_backend *be, float *dinp, float *dgamma, const float *dout,
@@ -266,10 +303,7 @@ vit_status vit_add(vit_backend *be, float *out, const float *a, const float *b, 
 /* Column strips (kernels.h), each walking every row in order: deterministic
  * on any thread count, no scratch. Sums are kept in double across the (many) rows. */
 VIT_VECTORIZED static void bias_strip(float *restrict dbias, const float *restrict g, int64_t rows, int C, int n) {
-    double acc[VIT_STRIP_COLS] = {0};
-    for (int64_t r = 0; r < rows; r++)
-        for (int l = 0; l < n; l++) acc[l] += g[r * C + l];
-    for (int l = 0; l < n; l++) dbias[l] += (float)acc[l];
+    column_strip(dbias, g, NULL, rows, C, n);
 }
 
 vit_status vit_bias_backward(vit_backend *be, float *dbias, const float *dout, int64_t rows, int C) {

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "cpu/kernels.h"
+#include "cpu/vmath.h"
 
 static inline double fold8(const double *s) {
     return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
@@ -84,24 +85,52 @@ VIT_VECTORIZED static void ln_row_backward(float *restrict dx, const float *rest
     for (c = 0; c < C; c++) dx[c] += r * (dy[c] * (w ? w[c] : 1.0f) - ma - (x[c] - m) * r * mb);
 }
 
+/* dw, db [0..cols) += the sums over every row, in order, of g * xhat and g,
+ * in double; cols is a constant multiple of VIT_VEC at each call, at most two
+ * registers of floats, so the sums (eight registers of doubles) stay in
+ * registers across the rows. */
+VIT_VECTORIZED VIT_INLINE void ln_param_cols(float *restrict dw, float *restrict db, const float *restrict dy,
+                                             const float *restrict x, const float *restrict mean,
+                                             const float *restrict rstd, int64_t rows, int C, const int cols) {
+    vit_vecd aw[2 * VIT_VEC / VIT_VECD] = {0}, ab[2 * VIT_VEC / VIT_VECD] = {0};
+    for (int64_t r = 0; r < rows; r++) {
+        const float m = mean[r], s = rstd[r];
+        for (int v = 0; v < cols / VIT_VECD; v++) {
+            const size_t at = (size_t)r * C + (size_t)v * VIT_VECD;
+            const vit_vech g = vit_vech_load(dy + at), xhat = (vit_vech_load(x + at) - m) * s;
+            aw[v] += vit_vecd_widen(g * xhat);
+            ab[v] += vit_vecd_widen(g);
+        }
+    }
+    for (int v = 0; v < cols / VIT_VECD; v++)
+        for (int l = 0; l < VIT_VECD; l++) {
+            if (dw) dw[v * VIT_VECD + l] += (float)aw[v][l];
+            if (db) db[v * VIT_VECD + l] += (float)ab[v][l];
+        }
+}
+
 /* dweight and dbias sum over every row. Each thread owns strips of columns
  * (kernels.h) and walks all rows in order, so there is no scratch, no atomics,
  * and the result is the same bits whatever the thread count. */
 VIT_VECTORIZED static void ln_param_strip(float *dw, float *db, const float *restrict dy, const float *restrict x,
                                           const float *restrict mean, const float *restrict rstd, int64_t rows,
                                           int C, int c0, int n) {
-    double aw[VIT_STRIP_COLS] = {0}, ab[VIT_STRIP_COLS] = {0};
-    for (int64_t r = 0; r < rows; r++) {
-        const float *g = dy + r * C + c0, *xr = x + r * C + c0;
-        const float m = mean[r], s = rstd[r];
-        for (int l = 0; l < n; l++) {
-            aw[l] += g[l] * ((xr[l] - m) * s);
-            ab[l] += g[l];
-        }
+    int c = c0;
+    for (; c + 2 * VIT_VEC <= c0 + n; c += 2 * VIT_VEC)
+        ln_param_cols(dw ? dw + c : NULL, db ? db + c : NULL, dy + c, x + c, mean, rstd, rows, C, 2 * VIT_VEC);
+    if (c + VIT_VEC <= c0 + n) {
+        ln_param_cols(dw ? dw + c : NULL, db ? db + c : NULL, dy + c, x + c, mean, rstd, rows, C, VIT_VEC);
+        c += VIT_VEC;
     }
-    for (int l = 0; l < n; l++) {
-        if (dw) dw[c0 + l] += (float)aw[l];
-        if (db) db[c0 + l] += (float)ab[l];
+    for (; c < c0 + n; c++) {
+        double aw = 0.0, ab = 0.0;
+        for (int64_t r = 0; r < rows; r++) {
+            const float g = dy[r * C + c];
+            aw += g * ((x[r * C + c] - mean[r]) * rstd[r]);
+            ab += g;
+        }
+        if (dw) dw[c] += (float)aw;
+        if (db) db[c] += (float)ab;
     }
 }
 

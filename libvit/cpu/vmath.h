@@ -32,6 +32,27 @@ enum { VIT_VEC = 4 };
 typedef float vit_vec __attribute__((vector_size(VIT_VEC * sizeof(float))));
 typedef float vit_vec_u __attribute__((vector_size(VIT_VEC * sizeof(float)), aligned(sizeof(float))));
 typedef int32_t vit_veci __attribute__((vector_size(VIT_VEC * sizeof(int32_t))));
+/* A register of doubles, and the half register of floats it widens: the
+ * column sums kept in double (kernels.h's strips) read their rows half a
+ * register at a time. */
+enum { VIT_VECD = VIT_VEC / 2 };
+typedef double vit_vecd __attribute__((vector_size(VIT_VECD * sizeof(double))));
+typedef float vit_vech __attribute__((vector_size(VIT_VECD * sizeof(float))));
+typedef float vit_vech_u __attribute__((vector_size(VIT_VECD * sizeof(float)), aligned(sizeof(float))));
+
+/* h widened to double (GCC splits the generic conversion at AVX-512 into
+ * two halves and a merge). */
+VIT_VECTORIZED VIT_INLINE vit_vecd vit_vecd_widen(vit_vech h) {
+#if VIT_CPU_ISA == 2
+    return (vit_vecd)_mm512_cvtps_pd((__m256)h);
+#elif VIT_CPU_ISA == 1
+    return (vit_vecd)_mm256_cvtps_pd((__m128)h);
+#else
+    return __builtin_convertvector(h, vit_vecd);
+#endif
+}
+
+VIT_VECTORIZED VIT_INLINE vit_vech vit_vech_load(const float *x) { return *(const vit_vech_u *)x; }
 
 /* Lanes of a where mask is set (all ones), else of b. */
 VIT_VECTORIZED VIT_INLINE vit_vec vit_vec_select(vit_veci mask, vit_vec a, vit_vec b) {
