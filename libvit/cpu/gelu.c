@@ -4,6 +4,7 @@
  * device kernels, and vectorises.
  */
 #include <math.h>
+#include <omp.h>
 
 #include "core/scalar.h"
 #include "cpu/kernels.h"
@@ -64,6 +65,48 @@ vit_status vit_gelu_forward(vit_backend *be, float *out, const float *inp, int64
 vit_status vit_gelu_backward(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n) {
     (void)be;
     return run(GELU_BACKWARD, dinp, inp, dout, n);
+}
+
+/* Columns a thread sums in one walk over the rows: their double sums (8 KiB)
+ * stay in L1. */
+enum { GELU_BIAS_COLS = 1024 };
+
+/* Columns [c0, c0 + n) of dinp [rows, C] as gelu_span_backward, and
+ * dbias [c0, c0 + n) += their sums, each column's over the rows in order in
+ * double, as bias_backward adds them. A row's columns are read and written
+ * in one stretch: column strips a few cache lines wide, walked a row apart,
+ * made this pass slower than GELU's backward and the bias sums apart. */
+VIT_VECTORIZED static void gelu_bias_columns(float *restrict dinp, float *restrict dbias, const float *restrict inp,
+                                             const float *restrict dout, int64_t rows, int C, int c0, int n) {
+    double acc[GELU_BIAS_COLS];
+    for (int k0 = c0; k0 < c0 + n; k0 += GELU_BIAS_COLS) {
+        const int m = c0 + n - k0 < GELU_BIAS_COLS ? c0 + n - k0 : GELU_BIAS_COLS;
+        for (int l = 0; l < m; l++) acc[l] = 0.0;
+        for (int64_t r = 0; r < rows; r++) {
+            float *d = dinp + r * C + k0;
+            gelu_span_backward(d, inp + r * C + k0, dout ? dout + r * C + k0 : NULL, m);
+            for (int l = 0; l < m; l++) acc[l] += d[l];
+        }
+        for (int l = 0; l < m; l++) dbias[k0 + l] += (float)acc[l];
+    }
+}
+
+/* Each thread takes one stretch of columns (kernels.h's strips, one per
+ * thread), so every column's sum runs over the rows in the same order on any
+ * thread count: dbias has bias_backward's bits for the dinp written. */
+vit_status vit_gelu_bias_backward(vit_backend *be, float *dinp, float *dbias, const float *inp, const float *dout,
+                                  int64_t rows, int C) {
+    (void)be;
+    if (dout == dinp) dout = NULL; /* in place (see run) */
+    const int blocks = (C + 15) / 16, threads = rows * C > 65536 ? omp_get_max_threads() : 1;
+    const int strips = threads < blocks ? threads : blocks;
+#pragma omp parallel for schedule(static) if (strips > 1)
+    for (int s = 0; s < strips; s++) {
+        int c0, n;
+        vit_strip(C, strips, s, &c0, &n);
+        gelu_bias_columns(dinp, dbias, inp, dout, rows, C, c0, n);
+    }
+    return VIT_OK;
 }
 
 vit_status vit_quick_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n) {

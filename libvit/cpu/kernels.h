@@ -52,6 +52,7 @@
 #define vit_layernorm_backward VIT_ISA_NAME(vit_layernorm_backward)
 #define vit_gelu_forward VIT_ISA_NAME(vit_gelu_forward)
 #define vit_gelu_backward VIT_ISA_NAME(vit_gelu_backward)
+#define vit_gelu_bias_backward VIT_ISA_NAME(vit_gelu_bias_backward)
 #define vit_quick_gelu_forward VIT_ISA_NAME(vit_quick_gelu_forward)
 #define vit_quick_gelu_backward VIT_ISA_NAME(vit_quick_gelu_backward)
 #define vit_pool_attention_forward VIT_ISA_NAME(vit_pool_attention_forward)
@@ -125,6 +126,8 @@ vit_status vit_layernorm_backward(vit_backend *be, float *dinp, float *dweight, 
 /* GELU */
 vit_status vit_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n);
 vit_status vit_gelu_backward(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);
+vit_status vit_gelu_bias_backward(vit_backend *be, float *dinp, float *dbias, const float *inp, const float *dout,
+                                  int64_t rows, int C);
 vit_status vit_quick_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n);
 vit_status vit_quick_gelu_backward(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);
 

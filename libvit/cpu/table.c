@@ -24,6 +24,7 @@ const vit_backend_ops VIT_ISA_NAME(vit_cpu_ops) = {
     .layernorm_backward = vit_layernorm_backward,
     .gelu_forward = vit_gelu_forward,
     .gelu_backward = vit_gelu_backward,
+    .gelu_bias_backward = vit_gelu_bias_backward,
     .quick_gelu_forward = vit_quick_gelu_forward,
     .quick_gelu_backward = vit_quick_gelu_backward,
     .softmax_forward = vit_softmax_forward,

@@ -26,8 +26,8 @@
  * erf form (PyTorch's nn.GELU(), timm's checkpoints); so VIT_EPILOGUE_GELU is
  * the BIAS epilogue followed by libvit's own GELU kernel in place.
  * GELU_AUX_BIAS, DGELU and BGRADB need outputs vit_gemm cannot name (an
- * auxiliary pre-activation, a bias gradient), so the table's separate
- * gelu_backward and bias_backward entries do that work.
+ * auxiliary pre-activation, a bias gradient), so the table's
+ * gelu_bias_backward entry does that work.
  *
  * Caching: descriptors and the chosen algorithm are kept per key (shape,
  * leading dimensions, flags, batch strides and the pointers' alignment) in

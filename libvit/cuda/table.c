@@ -53,6 +53,13 @@ static vit_status gelu_backward(vit_backend *be, float *dinp, const float *inp, 
     LAUNCH(vit_cuk_gelu_backward(dinp, inp, dout, n, STREAM(be)), "gelu_backward");
 }
 
+/* gelu_backward's kernel, then bias_backward's column sums. */
+static vit_status gelu_bias_backward(vit_backend *be, float *dinp, float *dbias, const float *inp, const float *dout,
+                                     int64_t rows, int C) {
+    VIT_TRY(gelu_backward(be, dinp, inp, dout, rows * C));
+    return column_sums(be, dbias, dinp, NULL, NULL, NULL, rows, C, "gelu_bias_backward (bias)");
+}
+
 static vit_status quick_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n) {
     if (n <= 0) return VIT_OK;
     LAUNCH(vit_cuk_quick_gelu_forward(out, inp, n, STREAM(be)), "quick_gelu_forward");
@@ -220,6 +227,7 @@ const vit_backend_ops vit_cuda_ops = {
     .layernorm_backward = layernorm_backward,
     .gelu_forward = gelu_forward,
     .gelu_backward = gelu_backward,
+    .gelu_bias_backward = gelu_bias_backward,
     .quick_gelu_forward = quick_gelu_forward,
     .quick_gelu_backward = quick_gelu_backward,
     .softmax_forward = softmax_forward,

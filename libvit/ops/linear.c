@@ -46,8 +46,10 @@ static vit_status linear_backward(vit_tape *tape, const vit_node *node) {
     return VIT_OK;
 }
 
-vit_value *vit_op_linear_to(vit_tape *tape, float *out, vit_value *x, vit_value *W, vit_value *b, int M, int K,
-                            int N) {
+/* The linear op; without bias_grad the node leaves b's gradient to the op
+ * that reads y next (vit_op_gelu_bias). */
+static vit_value *linear(vit_tape *tape, float *out, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N,
+                         bool bias_grad) {
     bool record = vit_tape_wants(tape, x, W, b);
     vit_value *y = out ? vit_tape_wrap(tape, out, NULL, (int64_t)M * N, record)
                        : vit_tape_value(tape, (int64_t)M * N, record);
@@ -56,10 +58,16 @@ vit_value *vit_op_linear_to(vit_tape *tape, float *out, vit_value *x, vit_value 
         VIT_OK)
         return NULL;
     if (record) {
-        vit_node node = {.backward = linear_backward, .out = y, .in = {x, W, b}, .dims = {M, K, N}};
+        vit_node node = {.backward = linear_backward, .out = y, .in = {x, W, bias_grad ? b : NULL},
+                         .dims = {M, K, N}};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
     }
     return y;
+}
+
+vit_value *vit_op_linear_to(vit_tape *tape, float *out, vit_value *x, vit_value *W, vit_value *b, int M, int K,
+                            int N) {
+    return linear(tape, out, x, W, b, M, K, N, true);
 }
 
 vit_value *vit_op_linear(vit_tape *tape, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N) {
@@ -67,11 +75,13 @@ vit_value *vit_op_linear(vit_tape *tape, vit_value *x, vit_value *W, vit_value *
 }
 
 /* Training needs the pre-activation for GELU's backward, so only inference
- * fuses GELU into the product's epilogue. */
+ * fuses GELU into the product's epilogue. In training GELU's backward takes
+ * the bias gradient, the column sums of the gradient it writes, in the same
+ * pass. */
 vit_value *vit_op_linear_gelu(vit_tape *tape, vit_value *x, vit_value *W, vit_value *b, int M, int K, int N) {
     if (vit_tape_wants(tape, x, W, b)) {
-        vit_value *h = vit_op_linear(tape, x, W, b, M, K, N);
-        return h ? vit_op_gelu(tape, h) : NULL;
+        vit_value *h = linear(tape, NULL, x, W, b, M, K, N, false);
+        return h ? vit_op_gelu_bias(tape, h, b, M, N) : NULL;
     }
     vit_value *y = vit_tape_value(tape, (int64_t)M * N, false);
     if (!y) return NULL;

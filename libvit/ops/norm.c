@@ -48,15 +48,21 @@ vit_value *vit_op_layernorm_kept(vit_tape *tape, vit_value *x, vit_value *w, vit
     return layernorm(tape, x, w, b, rows, C, eps, false);
 }
 
-/* node: in = {x}, dims = {quick}: the exact GELU or QuickGELU. x usually
- * takes over the output's gradient buffer and the backend turns it into its
- * own in place: the MLP's widest gradient is then never zero-filled or held twice. */
+/* node: in = {x, b}, dims = {quick, rows, C}: the exact GELU or QuickGELU,
+ * and with b the bias gradient of the linear layer that made x, the column
+ * sums of x's gradient [rows, C]. That node runs just before x's linear
+ * layer, after every other reader of x, so x's gradient is final when this
+ * node has written it. x usually takes over the output's gradient buffer and
+ * the backend turns it into its own in place: the MLP's widest gradient is
+ * then never zero-filled or held twice. */
 static vit_status gelu_backward(vit_tape *tape, const vit_node *node) {
-    vit_value *x = node->in[0];
+    vit_value *x = node->in[0], *b = node->in[1];
     const float *dout = vit_tape_grad_hand_over(node->out, x) ? x->grad : node->out->grad;
     float *dx = vit_tape_grad(tape, x);
     if (!dx) return vit_last_status();
     const vit_backend_ops *ops = tape->be->ops;
+    if (b && b->requires_grad)
+        return ops->gelu_bias_backward(tape->be, dx, b->grad, x->data, dout, node->dims[1], node->dims[2]);
     return (node->dims[0] ? ops->quick_gelu_backward : ops->gelu_backward)(tape->be, dx, x->data, dout, x->numel);
 }
 
@@ -66,7 +72,7 @@ static vit_status gelu_recompute(vit_tape *tape, const vit_node *node, float *ou
                                                                        node->in[0]->numel);
 }
 
-static vit_value *activation(vit_tape *tape, vit_value *x, bool quick) {
+static vit_value *activation(vit_tape *tape, vit_value *x, bool quick, vit_value *b, int64_t rows, int C) {
     bool record = vit_tape_wants(tape, x, NULL, NULL);
     vit_value *y = record ? vit_tape_transient(tape, x->numel, true) : vit_tape_value(tape, x->numel, false);
     if (!y) return NULL;
@@ -74,7 +80,7 @@ static vit_value *activation(vit_tape *tape, vit_value *x, bool quick) {
     if ((quick ? ops->quick_gelu_forward : ops->gelu_forward)(tape->be, y->data, x->data, x->numel) != VIT_OK)
         return NULL;
     if (record) {
-        vit_node node = {.backward = gelu_backward, .out = y, .in = {x}, .dims = {quick},
+        vit_node node = {.backward = gelu_backward, .out = y, .in = {x, b}, .dims = {quick, (int)rows, C},
                          .recompute = gelu_recompute};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
         vit_tape_set_producer(tape, y);
@@ -82,6 +88,10 @@ static vit_value *activation(vit_tape *tape, vit_value *x, bool quick) {
     return y;
 }
 
-vit_value *vit_op_gelu(vit_tape *tape, vit_value *x) { return activation(tape, x, false); }
+vit_value *vit_op_gelu(vit_tape *tape, vit_value *x) { return activation(tape, x, false, NULL, 0, 0); }
 
-vit_value *vit_op_quick_gelu(vit_tape *tape, vit_value *x) { return activation(tape, x, true); }
+vit_value *vit_op_gelu_bias(vit_tape *tape, vit_value *x, vit_value *b, int64_t rows, int C) {
+    return activation(tape, x, false, b, rows, C);
+}
+
+vit_value *vit_op_quick_gelu(vit_tape *tape, vit_value *x) { return activation(tape, x, true, NULL, 0, 0); }

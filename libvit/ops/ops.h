@@ -137,6 +137,9 @@ vit_value *vit_op_layernorm(vit_tape *tape, vit_value *x, vit_value *w, vit_valu
 vit_value *vit_op_layernorm_kept(vit_tape *tape, vit_value *x, vit_value *w, vit_value *b, int64_t rows, int C,
                                  float eps);
 vit_value *vit_op_gelu(vit_tape *tape, vit_value *x);
+/* GELU of a linear layer's pre-activation x [rows, C] recorded without its
+ * bias gradient: this node takes b's (gelu_bias_backward). */
+vit_value *vit_op_gelu_bias(vit_tape *tape, vit_value *x, vit_value *b, int64_t rows, int C);
 /* x * sigmoid(1.702 x) */
 vit_value *vit_op_quick_gelu(vit_tape *tape, vit_value *x);
 /* y [rows, C] = x * gamma [C]: timm's LayerScale */

@@ -227,6 +227,14 @@ static void k_gelu_backward(float *dinp, const float *inp, const float *dout, in
     down(dinp, dx, F(n));
 }
 
+static void k_gelu_bias_backward(float *dinp, float *dbias, const float *inp, const float *dout, int64_t rows, int C) {
+    const size_t n = F(rows * C);
+    float *dx = up(dinp, n), *db = up(dbias, F(C));
+    ok(be->ops->gelu_bias_backward(be, dx, db, up(inp, n), dout == dinp ? dx : up(dout, n), rows, C),
+       "gelu_bias_backward");
+    down(dinp, dx, n), down(dbias, db, F(C));
+}
+
 /* In place: buf holds the output's gradient and becomes the input's. */
 static void k_activation_backward_in_place(bool quick, float *buf, const float *inp, int64_t n) {
     float *d = up(buf, F(n));
@@ -540,6 +548,53 @@ START_TEST(test_gelu) {
         k_activation_backward_in_place(false, in_place, x, n);
         expect_grad("gelu dinp in place", gelu_loss, &c, c.x, n, in_place, zero);
     }
+}
+END_TEST
+
+/* GELU's backward with the bias gradient in the same pass: dinp as
+ * gelu_backward's, and dbias, bit for bit, bias_backward's column sums of
+ * that dinp, accumulating into dinp and in place, on 1, 2, 3 and 7 threads
+ * (the same bits on each), for widths that fill whole registers of every
+ * level, part of one, and threads' column ranges of unequal widths. dinp is
+ * compared to a tolerance: a compiler may build an element in a register's
+ * tail with other instructions than in a whole register, and which elements
+ * fall in a tail differs between [rows * C] taken flat and row by row. */
+START_TEST(test_gelu_bias) {
+    static const int shapes[][2] = {{1, 1}, {3, 5}, {7, 37}, {33, 16}, {9, 100}, {457, 200}, {130, 384}};
+    const int counts[4] = {1, 2, 3, 7}, threads0 = omp_get_max_threads();
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int rows = shapes[s][0], C = shapes[s][1];
+        const int64_t n = (int64_t)rows * C;
+        float *x = frand(n, -4, 4), *g = frand(n, -1, 1), *d0 = frand(n, -1, 1), *b0 = frand(C, -1, 1);
+        for (int in_place = 0; in_place < 2; in_place++) {
+            float *want = fcopy(in_place ? g : d0, n), *first = NULL, *first_b = NULL;
+            if (in_place)
+                k_activation_backward_in_place(false, want, x, n);
+            else
+                k_gelu_backward(want, x, g, n);
+            for (int k = 0; k < 4; k++) {
+                omp_set_num_threads(counts[k]);
+                float *got = fcopy(in_place ? g : d0, n), *got_b = fcopy(b0, C), *sums = fcopy(b0, C);
+                k_gelu_bias_backward(got, got_b, x, in_place ? got : g, rows, C);
+                for (int64_t i = 0; i < n; i++)
+                    ck_assert_msg(fabsf(got[i] - want[i]) <= 1e-6f * (1.0f + fabsf(want[i])),
+                                  "gelu_bias dinp [%lld], %d x %d: %.9g, gelu_backward %.9g", (long long)i, rows, C,
+                                  (double)got[i], (double)want[i]);
+                k_bias_backward(sums, got, rows, C);
+                ck_assert_msg(memcmp(sums, got_b, (size_t)C * sizeof(float)) == 0,
+                              "gelu_bias dbias, %d x %d, in place %d, %d threads: not bias_backward's sums", rows, C,
+                              in_place, counts[k]);
+                if (k == 0) {
+                    first = got, first_b = got_b;
+                    continue;
+                }
+                ck_assert_msg(!memcmp(first, got, (size_t)n * sizeof(float)) &&
+                                  !memcmp(first_b, got_b, (size_t)C * sizeof(float)),
+                              "gelu_bias, %d x %d: 1 vs %d threads", rows, C, counts[k]);
+            }
+        }
+    }
+    omp_set_num_threads(threads0);
 }
 END_TEST
 
@@ -1632,6 +1687,7 @@ static int run_suite(void) {
     Suite *s = suite_create("cpu_kernels");
     add(s, "layernorm", test_layernorm);
     add(s, "gelu", test_gelu);
+    add(s, "gelu_bias", test_gelu_bias);
     add(s, "softmax", test_softmax);
     add(s, "softmax_range", test_softmax_range);
     add(s, "attention", test_attention);
