@@ -25,8 +25,8 @@ static vit_status linear_backward(vit_tape *tape, const vit_node *node) {
     vit_value *x = node->in[0], *W = node->in[1], *b = node->in[2];
     int M = node->dims[0], K = node->dims[1], N = node->dims[2];
     const float *dy = node->out->grad;
-    /* First, while dy, just written by the node before, is still in cache:
-     * after the two products and x's recompute it came back from memory. */
+    /* First: dy, just written by the node before, is likelier to be in
+     * cache now than after the two products and x's recompute. */
     if (b && b->requires_grad) VIT_TRY(be->ops->bias_backward(be, b->grad, dy, M, N));
     if (x->requires_grad) {
         bool accumulate;

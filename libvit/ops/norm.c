@@ -50,7 +50,7 @@ vit_value *vit_op_layernorm_kept(vit_tape *tape, vit_value *x, vit_value *w, vit
 
 /* node: in = {x, b}, dims = {quick, rows, C}: the exact GELU or QuickGELU,
  * and with b the bias gradient of the linear layer that made x, the column
- * sums of x's gradient [rows, C]. That node runs just before x's linear
+ * sums of x's gradient [rows, C]. This node runs just before x's linear
  * layer, after every other reader of x, so x's gradient is final when this
  * node has written it. x usually takes over the output's gradient buffer and
  * the backend turns it into its own in place: the MLP's widest gradient is
