@@ -112,9 +112,12 @@ typedef struct vit_backend_ops {
     /* gelu_backward over dinp [rows, C], then dbias [C] += the column sums of
      * dinp (as bias_backward, bit for bit): the bias gradient of the linear
      * layer before the GELU, taken while dinp is being written rather than
-     * read back from memory afterwards. */
-    vit_status (*gelu_bias_backward)(vit_backend *be, float *dinp, float *dbias, const float *inp, const float *dout,
-                                     int64_t rows, int C);
+     * read back from memory afterwards. out [rows, C] (NULL: none) = GELU(inp)
+     * in the same pass, the GELU's output again for its reader's weight
+     * gradient (equal to gelu_forward's to a rounding in the last place of a
+     * row's final elements, where C leaves a part-filled register). */
+    vit_status (*gelu_bias_backward)(vit_backend *be, float *out, float *dinp, float *dbias, const float *inp,
+                                     const float *dout, int64_t rows, int C);
     /* QuickGELU x * sigmoid(1.702 x) (vit_quick_gelu, OpenAI CLIP), the same contract. */
     vit_status (*quick_gelu_forward)(vit_backend *be, float *out, const float *inp, int64_t n);
     vit_status (*quick_gelu_backward)(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);

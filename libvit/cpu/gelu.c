@@ -28,6 +28,16 @@ VIT_VECTORIZED static void gelu_span_backward(float *restrict dinp, const float 
         for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * vit_gelu_grad(inp[i]);
 }
 
+/* gelu_span_backward, and out = GELU(inp) from the same loads: the output
+ * again, for a reader that needs it after GELU's backward could run. */
+VIT_VECTORIZED static void gelu_span_both(float *restrict out, float *restrict dinp, const float *restrict inp,
+                                          const float *restrict dout, int64_t n) {
+    if (!dout)
+        for (int64_t i = 0; i < n; i++) out[i] = vit_gelu(inp[i]), dinp[i] *= vit_gelu_grad(inp[i]);
+    else
+        for (int64_t i = 0; i < n; i++) out[i] = vit_gelu(inp[i]), dinp[i] += dout[i] * vit_gelu_grad(inp[i]);
+}
+
 VIT_VECTORIZED static void quick_span_forward(float *out, const float *inp, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = vit_quick_gelu(inp[i]);
 }
@@ -73,18 +83,24 @@ enum { GELU_BIAS_COLS = 1024 };
 
 /* Columns [c0, c0 + n) of dinp [rows, C] as gelu_span_backward, and
  * dbias [c0, c0 + n) += their sums, each column's over the rows in order in
- * double, as bias_backward adds them. A row's columns are read and written
- * in one stretch: column strips a few cache lines wide, walked a row apart,
- * made this pass slower than GELU's backward and the bias sums apart. */
-VIT_VECTORIZED static void gelu_bias_columns(float *restrict dinp, float *restrict dbias, const float *restrict inp,
-                                             const float *restrict dout, int64_t rows, int C, int c0, int n) {
+ * double, as bias_backward adds them; with out, out = GELU(inp) over the
+ * same columns. A row's columns are read and written in one stretch: column
+ * strips a few cache lines wide, walked a row apart, made this pass slower
+ * than GELU's backward and the bias sums apart. */
+VIT_VECTORIZED static void gelu_bias_columns(float *restrict out, float *restrict dinp, float *restrict dbias,
+                                             const float *restrict inp, const float *restrict dout, int64_t rows,
+                                             int C, int c0, int n) {
     double acc[GELU_BIAS_COLS];
     for (int k0 = c0; k0 < c0 + n; k0 += GELU_BIAS_COLS) {
         const int m = c0 + n - k0 < GELU_BIAS_COLS ? c0 + n - k0 : GELU_BIAS_COLS;
         for (int l = 0; l < m; l++) acc[l] = 0.0;
         for (int64_t r = 0; r < rows; r++) {
-            float *d = dinp + r * C + k0;
-            gelu_span_backward(d, inp + r * C + k0, dout ? dout + r * C + k0 : NULL, m);
+            const int64_t at = r * C + k0;
+            float *d = dinp + at;
+            if (out)
+                gelu_span_both(out + at, d, inp + at, dout ? dout + at : NULL, m);
+            else
+                gelu_span_backward(d, inp + at, dout ? dout + at : NULL, m);
             for (int l = 0; l < m; l++) acc[l] += d[l];
         }
         for (int l = 0; l < m; l++) dbias[k0 + l] += (float)acc[l];
@@ -94,8 +110,8 @@ VIT_VECTORIZED static void gelu_bias_columns(float *restrict dinp, float *restri
 /* Each thread takes one stretch of columns (kernels.h's strips, one per
  * thread), so every column's sum runs over the rows in the same order on any
  * thread count: dbias has bias_backward's bits for the dinp written. */
-vit_status vit_gelu_bias_backward(vit_backend *be, float *dinp, float *dbias, const float *inp, const float *dout,
-                                  int64_t rows, int C) {
+vit_status vit_gelu_bias_backward(vit_backend *be, float *out, float *dinp, float *dbias, const float *inp,
+                                  const float *dout, int64_t rows, int C) {
     (void)be;
     if (dout == dinp) dout = NULL; /* in place (see run) */
     const int blocks = (C + 15) / 16, threads = rows * C > 65536 ? omp_get_max_threads() : 1;
@@ -104,7 +120,7 @@ vit_status vit_gelu_bias_backward(vit_backend *be, float *dinp, float *dbias, co
     for (int s = 0; s < strips; s++) {
         int c0, n;
         vit_strip(C, strips, s, &c0, &n);
-        gelu_bias_columns(dinp, dbias, inp, dout, rows, C, c0, n);
+        gelu_bias_columns(out, dinp, dbias, inp, dout, rows, C, c0, n);
     }
     return VIT_OK;
 }

@@ -126,8 +126,8 @@ vit_status vit_layernorm_backward(vit_backend *be, float *dinp, float *dweight, 
 /* GELU */
 vit_status vit_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n);
 vit_status vit_gelu_backward(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);
-vit_status vit_gelu_bias_backward(vit_backend *be, float *dinp, float *dbias, const float *inp, const float *dout,
-                                  int64_t rows, int C);
+vit_status vit_gelu_bias_backward(vit_backend *be, float *out, float *dinp, float *dbias, const float *inp,
+                                  const float *dout, int64_t rows, int C);
 vit_status vit_quick_gelu_forward(vit_backend *be, float *out, const float *inp, int64_t n);
 vit_status vit_quick_gelu_backward(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);
 

@@ -53,9 +53,10 @@ static vit_status gelu_backward(vit_backend *be, float *dinp, const float *inp, 
     LAUNCH(vit_cuk_gelu_backward(dinp, inp, dout, n, STREAM(be)), "gelu_backward");
 }
 
-/* gelu_backward's kernel, then bias_backward's column sums. */
-static vit_status gelu_bias_backward(vit_backend *be, float *dinp, float *dbias, const float *inp, const float *dout,
-                                     int64_t rows, int C) {
+/* gelu_forward's and gelu_backward's kernels, then bias_backward's column sums. */
+static vit_status gelu_bias_backward(vit_backend *be, float *out, float *dinp, float *dbias, const float *inp,
+                                     const float *dout, int64_t rows, int C) {
+    if (out) VIT_TRY(gelu_forward(be, out, inp, rows * C));
     VIT_TRY(gelu_backward(be, dinp, inp, dout, rows * C));
     return column_sums(be, dbias, dinp, NULL, NULL, NULL, rows, C, "gelu_bias_backward (bias)");
 }

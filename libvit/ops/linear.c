@@ -37,7 +37,7 @@ static vit_status linear_backward(vit_tape *tape, const vit_node *node) {
         VIT_TRY(be->ops->gemm(be, &g));
     }
     if (W->requires_grad) {
-        const float *xd = vit_tape_data(tape, x);
+        const float *xd = vit_tape_data_after_grad(tape, x); /* x's gradient is written above, if it has one */
         if (!xd) return vit_last_status();
         vit_gemm g = {.M = N, .N = K, .K = M, .A = dy, .lda = N, .trans_a = true, .B = xd,
                       .ldb = K, .C = W->grad, .ldc = K, .accumulate = true};

@@ -54,17 +54,21 @@ vit_value *vit_op_layernorm_kept(vit_tape *tape, vit_value *x, vit_value *w, vit
  * layer, after every other reader of x, so x's gradient is final when this
  * node has written it. x usually takes over the output's gradient buffer and
  * the backend turns it into its own in place: the MLP's widest gradient is
- * then never zero-filled or held twice. */
-static vit_status gelu_backward(vit_tape *tape, const vit_node *node) {
+ * then never zero-filled or held twice. out (NULL: none) also gets the
+ * output again, from the same pass over x. */
+static vit_status gelu_grads(vit_tape *tape, const vit_node *node, float *out) {
     vit_value *x = node->in[0], *b = node->in[1];
     const float *dout = vit_tape_grad_hand_over(node->out, x) ? x->grad : node->out->grad;
     float *dx = vit_tape_grad(tape, x);
     if (!dx) return vit_last_status();
     const vit_backend_ops *ops = tape->be->ops;
     if (b && b->requires_grad)
-        return ops->gelu_bias_backward(tape->be, dx, b->grad, x->data, dout, node->dims[1], node->dims[2]);
+        return ops->gelu_bias_backward(tape->be, out, dx, b->grad, x->data, dout, node->dims[1], node->dims[2]);
+    if (out) VIT_TRY((node->dims[0] ? ops->quick_gelu_forward : ops->gelu_forward)(tape->be, out, x->data, x->numel));
     return (node->dims[0] ? ops->quick_gelu_backward : ops->gelu_backward)(tape->be, dx, x->data, dout, x->numel);
 }
+
+static vit_status gelu_backward(vit_tape *tape, const vit_node *node) { return gelu_grads(tape, node, NULL); }
 
 static vit_status gelu_recompute(vit_tape *tape, const vit_node *node, float *out) {
     const vit_backend_ops *ops = tape->be->ops;
@@ -81,7 +85,7 @@ static vit_value *activation(vit_tape *tape, vit_value *x, bool quick, vit_value
         return NULL;
     if (record) {
         vit_node node = {.backward = gelu_backward, .out = y, .in = {x, b}, .dims = {quick, (int)rows, C},
-                         .recompute = gelu_recompute};
+                         .recompute = gelu_recompute, .recompute_backward = b ? gelu_grads : NULL};
         if (vit_tape_push(tape, &node) != VIT_OK) return NULL;
         vit_tape_set_producer(tape, y);
     }

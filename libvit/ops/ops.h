@@ -43,6 +43,11 @@ struct vit_node {
     const int32_t *labels; /* device memory */
     /* For an op whose output is transient: write the output again into out. */
     vit_status (*recompute)(vit_tape *tape, const vit_node *node, float *out);
+    /* Optional: recompute and this node's backward in one pass, for when the
+     * output's reader has written the output's gradient in full
+     * (vit_tape_data_after_grad); the replay then skips the node. */
+    vit_status (*recompute_backward)(vit_tape *tape, const vit_node *node, float *out);
+    bool ran; /* its backward ran early, through recompute_backward */
 };
 
 /* A gradient buffer whose value's backward has run, free for reuse. */
@@ -87,6 +92,10 @@ void vit_tape_set_producer(vit_tape *tape, vit_value *v);
 /* v's data for use in backward (recomputed when v is transient); NULL when
  * the recompute failed (the thread error says why). */
 const float *vit_tape_data(vit_tape *tape, const vit_value *v);
+/* The same for v's reader once it has written v's gradient in full (a
+ * transient value has that one reader): v's producer may run its backward
+ * in the same pass over its input as the recompute. */
+const float *vit_tape_data_after_grad(vit_tape *tape, vit_value *v);
 /* n floats of device memory in the data arena, valid until the step ends (not zeroed). */
 float *vit_tape_floats(vit_tape *tape, int64_t n);
 /* n host values uploaded into the data arena: small per-step inputs

@@ -79,6 +79,15 @@ const float *vit_tape_data(vit_tape *tape, const vit_value *v) {
     return v->data;
 }
 
+const float *vit_tape_data_after_grad(vit_tape *tape, vit_value *v) {
+    if (v->producer < 0 || !v->grad) return vit_tape_data(tape, v);
+    vit_node *node = &tape->nodes[v->producer];
+    if (!node->recompute_backward) return vit_tape_data(tape, v);
+    if (node->recompute_backward(tape, node, v->data) != VIT_OK) return NULL;
+    node->ran = true;
+    return v->data;
+}
+
 bool vit_tape_wants(const vit_tape *tape, const vit_value *a, const vit_value *b, const vit_value *c) {
     return tape->recording && ((a && a->requires_grad) || (b && b->requires_grad) || (c && c->requires_grad));
 }
@@ -152,7 +161,7 @@ vit_status vit_tape_backward(vit_tape *tape, vit_value *out, const float *seed_g
     for (int i = tape->count - 1; i >= 0; i--) {
         const vit_node *node = &tape->nodes[i];
         if (node->out->grad) { /* else nothing downstream of this node reached the loss */
-            VIT_TRY(node->backward(tape, node));
+            if (!node->ran) VIT_TRY(node->backward(tape, node));
             recycle_grad(tape, node->out);
         }
         if (tape->after_node) VIT_TRY(tape->after_node(tape->after_user, i));

@@ -227,12 +227,13 @@ static void k_gelu_backward(float *dinp, const float *inp, const float *dout, in
     down(dinp, dx, F(n));
 }
 
-static void k_gelu_bias_backward(float *dinp, float *dbias, const float *inp, const float *dout, int64_t rows, int C) {
+static void k_gelu_bias_backward(float *out, float *dinp, float *dbias, const float *inp, const float *dout,
+                                 int64_t rows, int C) {
     const size_t n = F(rows * C);
-    float *dx = up(dinp, n), *db = up(dbias, F(C));
-    ok(be->ops->gelu_bias_backward(be, dx, db, up(inp, n), dout == dinp ? dx : up(dout, n), rows, C),
+    float *o = up(out, n), *dx = up(dinp, n), *db = up(dbias, F(C));
+    ok(be->ops->gelu_bias_backward(be, o, dx, db, up(inp, n), dout == dinp ? dx : up(dout, n), rows, C),
        "gelu_bias_backward");
-    down(dinp, dx, n), down(dbias, db, F(C));
+    down(out, o, n), down(dinp, dx, n), down(dbias, db, F(C));
 }
 
 /* In place: buf holds the output's gradient and becomes the input's. */
@@ -555,10 +556,23 @@ END_TEST
  * gelu_backward's, and dbias, bit for bit, bias_backward's column sums of
  * that dinp, accumulating into dinp and in place, on 1, 2, 3 and 7 threads
  * (the same bits on each), for widths that fill whole registers of every
- * level, part of one, and threads' column ranges of unequal widths. dinp is
- * compared to a tolerance: a compiler may build an element in a register's
- * tail with other instructions than in a whole register, and which elements
- * fall in a tail differs between [rows * C] taken flat and row by row. */
+ * level, part of one, and threads' column ranges of unequal widths; and with
+ * the output again, gelu_forward's, while dinp and dbias keep their bits.
+ * dinp and that output are compared to a tolerance where C leaves a
+ * part-filled register (C % 16): a compiler may build an element in a
+ * register's tail with other instructions than in a whole register, and
+ * which elements fall in a tail differs between [rows * C] taken flat and
+ * row by row. Where C fills whole registers of every level they must match
+ * bit for bit: the recompute then gives fc2's weight gradient the forward's
+ * activations exactly. */
+static void expect_rows_close(const char *what, const float *got, const float *want, int rows, int C) {
+    const int64_t n = (int64_t)rows * C;
+    const float tol = C % 16 ? 1e-6f : 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabsf(got[i] - want[i]) <= tol * (1.0f + fabsf(want[i])), "%s [%lld], %d x %d: %.9g, want %.9g",
+                      what, (long long)i, rows, C, (double)got[i], (double)want[i]);
+}
+
 START_TEST(test_gelu_bias) {
     static const int shapes[][2] = {{1, 1}, {3, 5}, {7, 37}, {33, 16}, {9, 100}, {457, 200}, {130, 384}};
     const int counts[4] = {1, 2, 3, 7}, threads0 = omp_get_max_threads();
@@ -566,6 +580,8 @@ START_TEST(test_gelu_bias) {
         const int rows = shapes[s][0], C = shapes[s][1];
         const int64_t n = (int64_t)rows * C;
         float *x = frand(n, -4, 4), *g = frand(n, -1, 1), *d0 = frand(n, -1, 1), *b0 = frand(C, -1, 1);
+        float *y = fvec(n);
+        k_gelu_forward(y, x, n);
         for (int in_place = 0; in_place < 2; in_place++) {
             float *want = fcopy(in_place ? g : d0, n), *first = NULL, *first_b = NULL;
             if (in_place)
@@ -575,15 +591,18 @@ START_TEST(test_gelu_bias) {
             for (int k = 0; k < 4; k++) {
                 omp_set_num_threads(counts[k]);
                 float *got = fcopy(in_place ? g : d0, n), *got_b = fcopy(b0, C), *sums = fcopy(b0, C);
-                k_gelu_bias_backward(got, got_b, x, in_place ? got : g, rows, C);
-                for (int64_t i = 0; i < n; i++)
-                    ck_assert_msg(fabsf(got[i] - want[i]) <= 1e-6f * (1.0f + fabsf(want[i])),
-                                  "gelu_bias dinp [%lld], %d x %d: %.9g, gelu_backward %.9g", (long long)i, rows, C,
-                                  (double)got[i], (double)want[i]);
+                k_gelu_bias_backward(NULL, got, got_b, x, in_place ? got : g, rows, C);
+                expect_rows_close("gelu_bias dinp", got, want, rows, C);
                 k_bias_backward(sums, got, rows, C);
                 ck_assert_msg(memcmp(sums, got_b, (size_t)C * sizeof(float)) == 0,
                               "gelu_bias dbias, %d x %d, in place %d, %d threads: not bias_backward's sums", rows, C,
                               in_place, counts[k]);
+                float *out = fvec(n), *got2 = fcopy(in_place ? g : d0, n), *got2_b = fcopy(b0, C);
+                k_gelu_bias_backward(out, got2, got2_b, x, in_place ? got2 : g, rows, C);
+                expect_rows_close("gelu_bias out", out, y, rows, C);
+                ck_assert_msg(!memcmp(got, got2, (size_t)n * sizeof(float)) &&
+                                  !memcmp(got_b, got2_b, (size_t)C * sizeof(float)),
+                              "gelu_bias, %d x %d, %d threads: other bits with the output written", rows, C, counts[k]);
                 if (k == 0) {
                     first = got, first_b = got_b;
                     continue;
