@@ -48,6 +48,12 @@ vit_value *vit_op_layernorm_kept(vit_tape *tape, vit_value *x, vit_value *w, vit
     return layernorm(tape, x, w, b, rows, C, eps, false);
 }
 
+static vit_status gelu_recompute(vit_tape *tape, const vit_node *node, float *out) {
+    const vit_backend_ops *ops = tape->be->ops;
+    return (node->dims[0] ? ops->quick_gelu_forward : ops->gelu_forward)(tape->be, out, node->in[0]->data,
+                                                                       node->in[0]->numel);
+}
+
 /* node: in = {x, b}, dims = {quick, rows, C}: the exact GELU or QuickGELU,
  * and with b the bias gradient of the linear layer that made x, the column
  * sums of x's gradient [rows, C]. This node runs just before x's linear
@@ -64,17 +70,11 @@ static vit_status gelu_grads(vit_tape *tape, const vit_node *node, float *out) {
     const vit_backend_ops *ops = tape->be->ops;
     if (b && b->requires_grad)
         return ops->gelu_bias_backward(tape->be, out, dx, b->grad, x->data, dout, node->dims[1], node->dims[2]);
-    if (out) VIT_TRY((node->dims[0] ? ops->quick_gelu_forward : ops->gelu_forward)(tape->be, out, x->data, x->numel));
+    if (out) VIT_TRY(gelu_recompute(tape, node, out));
     return (node->dims[0] ? ops->quick_gelu_backward : ops->gelu_backward)(tape->be, dx, x->data, dout, x->numel);
 }
 
 static vit_status gelu_backward(vit_tape *tape, const vit_node *node) { return gelu_grads(tape, node, NULL); }
-
-static vit_status gelu_recompute(vit_tape *tape, const vit_node *node, float *out) {
-    const vit_backend_ops *ops = tape->be->ops;
-    return (node->dims[0] ? ops->quick_gelu_forward : ops->gelu_forward)(tape->be, out, node->in[0]->data,
-                                                                       node->in[0]->numel);
-}
 
 static vit_value *activation(vit_tape *tape, vit_value *x, bool quick, vit_value *b, int64_t rows, int C) {
     bool record = vit_tape_wants(tape, x, NULL, NULL);

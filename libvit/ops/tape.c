@@ -82,7 +82,7 @@ const float *vit_tape_data(vit_tape *tape, const vit_value *v) {
 const float *vit_tape_data_after_grad(vit_tape *tape, vit_value *v) {
     if (v->producer < 0 || !v->grad) return vit_tape_data(tape, v);
     vit_node *node = &tape->nodes[v->producer];
-    if (!node->recompute_backward) return vit_tape_data(tape, v);
+    if (!node->recompute_backward || node->ran) return vit_tape_data(tape, v); /* ran: only the recompute is left */
     if (node->recompute_backward(tape, node, v->data) != VIT_OK) return NULL;
     node->ran = true;
     return v->data;
