@@ -14,21 +14,25 @@
 #   4. benchmarks ViT-B/16 at 224 px in bf16, training at batch 64/128/256
 #      and inference at 1/64/256, libvit against PyTorch (bench/
 #      torch_cuda_bench.py), each configuration in its own process with the
-#      GPU's memory sampled by nvidia-smi;
-#   5. prints the table last (also $OUT/table.md).
+#      GPU's memory sampled by nvidia-smi (TRAIN_BATCHES= INFER_BATCHES=
+#      skip them);
+#   5. times every kernel of one training step at batch 64 with Nsight
+#      Compute, summed by tools/kernel-times.py ($OUT/kernel-times.md);
+#   6. prints the table last (also $OUT/table.md).
 # Everything it writes lands in $OUT (device-out/ when unset). For a dry run
 # of the script itself on a machine without a GPU (every GPU stage then
 # fails or skips, the benchmarks run small on the CPU):
 #   DEV=cpu PREC=fp32 WL_TRAIN=fmnist-train WL_INFER=fmnist-train TRAIN_BATCHES=8 \
-#   INFER_BATCHES=2 TORCH_ARGS=--tiny PYTHON=/usr/bin/python3 tools/device-check.sh Each stage has
-# its own time limit so that the whole stays under 8 minutes; a failing stage
-# is reported and the rest still run. Exit status: 0 when every test passed.
+#   INFER_BATCHES=2 TORCH_ARGS=--tiny PYTHON=/usr/bin/python3 tools/device-check.sh
+# Each stage has its own time limit so that the whole stays under 8 minutes
+# (on an H200 it ran in under 2); a failing stage is reported and the rest
+# still run. Exit status: 0 when every test passed.
 set -u -o pipefail
 B=${1:-build-device-bundle}
 OUT=${OUT:-$PWD/device-out}
 DEV=${DEV:-cuda} PREC=${PREC:-bf16} PYTHON=${PYTHON:-python3} TORCH_ARGS=${TORCH_ARGS:-}
 WL_TRAIN=${WL_TRAIN:-b16-train} WL_INFER=${WL_INFER:-b16-infer}
-TRAIN_BATCHES=${TRAIN_BATCHES:-64 128 256} INFER_BATCHES=${INFER_BATCHES:-1 64 256}
+TRAIN_BATCHES=${TRAIN_BATCHES-64 128 256} INFER_BATCHES=${INFER_BATCHES-1 64 256}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/device-check.log") 2>&1
 start=$(date +%s)
@@ -125,6 +129,19 @@ bench_pair() {
 for b in $TRAIN_BATCHES; do bench_pair train "$b" "$WL_TRAIN" 60 90 8; done
 for b in $INFER_BATCHES; do bench_pair infer "$b" "$WL_INFER" 40 60 10; done
 rm -f "$OUT/.mem" "$OUT/.run" "$OUT/.err"
+
+stage "kernel times of one $WL_TRAIN step at batch 64 (Nsight Compute)"
+ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+if [ -n "$ncu" ]; then
+    timeout "$(cap 90)" "${vit[@]}" "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv \
+        --print-units base --launch-count 4000 "$B/bin/vit-bench" --workload "$WL_TRAIN" --device "$DEV" \
+        --precision "$PREC" --batch 64 --steps 1 --warmup 1 >"$OUT/ncu.csv" 2>"$OUT/ncu.err"
+    echo "ncu: exit $?"
+    "$PYTHON" tools/kernel-times.py "$OUT/ncu.csv" | tee "$OUT/kernel-times.md"
+    gzip -f "$OUT/ncu.csv"
+else
+    echo "ncu: not installed"
+fi
 
 stage "table"
 "$PYTHON" tools/device-table.py "$OUT/bench.jsonl" | tee "$OUT/table.md"

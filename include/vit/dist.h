@@ -50,7 +50,7 @@ typedef enum vit_comm_param {
 typedef enum vit_comm_stat {
     VIT_COMM_STAT_WAIT_SECONDS = 1,   /* time spent waiting for reductions to finish: the exposed cost */
     VIT_COMM_STAT_REDUCE_SECONDS = 2, /* from the first bucket's start to the last bucket's end, per backward, summed */
-    VIT_COMM_STAT_BYTES = 3,          /* gradient bytes reduced by this rank */
+    VIT_COMM_STAT_BYTES = 3,          /* gradient bytes reduced by this rank (parameters padded to 16 floats) */
     VIT_COMM_STAT_BACKWARDS = 4       /* backward passes whose gradients were averaged */
 } vit_comm_stat;
 

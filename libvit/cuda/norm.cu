@@ -4,23 +4,31 @@
 #include "cuda/launch.cuh"
 
 /* -------------------------------------------------------------- LayerNorm */
-/* Two passes over the row (mean, then the centred squares): as accurate as
- * the CPU's double variance when |mean| >> std, without doubles. */
+/* Two passes over the row (mean, then the centred squares), both over x
+ * shifted by the row's first element: when |mean| >> std a float sum of x
+ * itself loses the spread (rows offset by 10 were off by ~1e-6 per output,
+ * 40 times the CPU's double sums), while the shifted values are of the
+ * spread's size and sum as exactly as the CPU's doubles, without doubles. */
 __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *w,
                                          const float *b, int64_t rows, int C, float eps) {
     const int lane = threadIdx.x % 32;
     VIT_CUK_FOR_ROWS(r, rows) {
         const float *x = inp + r * C;
+        const float x0 = x[0];
         float s = 0.0f;
-        for (int i = lane; i < C; i += 32) s += x[i];
-        const float mu = vit_warp_sum(s) / (float)C;
+        for (int i = lane; i < C; i += 32) s += x[i] - x0;
+        const float shifted_mean = vit_warp_sum(s) / (float)C;
         float q = 0.0f;
-        for (int i = lane; i < C; i += 32) q += (x[i] - mu) * (x[i] - mu);
+        for (int i = lane; i < C; i += 32) {
+            const float centred = (x[i] - x0) - shifted_mean;
+            q += centred * centred;
+        }
         const float rs = 1.0f / sqrtf(vit_warp_sum(q) / (float)C + eps);
         float *y = out + r * C;
-        for (int i = lane; i < C; i += 32) y[i] = (x[i] - mu) * rs * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
+        for (int i = lane; i < C; i += 32)
+            y[i] = ((x[i] - x0) - shifted_mean) * rs * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
         if (lane == 0) {
-            if (mean) mean[r] = mu;
+            if (mean) mean[r] = x0 + shifted_mean;
             if (rstd) rstd[r] = rs;
         }
     }
