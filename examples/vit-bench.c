@@ -59,13 +59,14 @@ static vit_status timed_attention_forward(vit_backend *be, float *out, void *sav
     return st;
 }
 
-static vit_status timed_attention_backward(vit_backend *be, float *dqkv, const float *dout, const float *qkv,
-                                           const float *out, const void *saved, int B, int T, int H, int hd,
-                                           float scale, float drop_p, uint64_t drop_key, void *scratch) {
+static vit_status timed_attention_backward(vit_backend *be, float *dqkv, bool accumulate, const float *dout,
+                                           const float *qkv, const float *out, const void *saved, int B, int T,
+                                           int H, int hd, float scale, float drop_p, uint64_t drop_key,
+                                           void *scratch) {
     double t0 = cli_now();
     split.in_attention = true;
-    vit_status st = split.real->attention_backward(be, dqkv, dout, qkv, out, saved, B, T, H, hd, scale, drop_p,
-                                                   drop_key, scratch);
+    vit_status st = split.real->attention_backward(be, dqkv, accumulate, dout, qkv, out, saved, B, T, H, hd, scale,
+                                                   drop_p, drop_key, scratch);
     split.in_attention = false;
     split.attention_s += cli_now() - t0;
     return st;

@@ -140,10 +140,12 @@ typedef struct vit_backend_ops {
                             size_t *scratch_bytes);
     vit_status (*attention_forward)(vit_backend *be, float *out, void *saved, const float *qkv, int B, int T, int H,
                                     int hd, float scale, float drop_p, uint64_t drop_key, void *scratch);
-    /* dqkv [B, T, 3, H, hd] += ; out is the forward's output. */
-    vit_status (*attention_backward)(vit_backend *be, float *dqkv, const float *dout, const float *qkv,
-                                     const float *out, const void *saved, int B, int T, int H, int hd, float scale,
-                                     float drop_p, uint64_t drop_key, void *scratch);
+    /* dqkv [B, T, 3, H, hd] += (accumulate) or = the gradient, the latter
+     * for a fresh buffer, which is then neither zeroed nor read; out is the
+     * forward's output. */
+    vit_status (*attention_backward)(vit_backend *be, float *dqkv, bool accumulate, const float *dout,
+                                     const float *qkv, const float *out, const void *saved, int B, int T, int H,
+                                     int hd, float scale, float drop_p, uint64_t drop_key, void *scratch);
 
     /* Attention of L learned queries over each sample's N tokens (timm's
      * AttentionPoolLatent, no dropout): q [L, H * hd] shared by the batch,

@@ -244,9 +244,10 @@ static void softmax_backward_rows(float *ds, const float *p, int64_t n, int T, f
 
 /* Backward of one image b by products (see block_backward for the algebra,
  * without dropout): dA_h = dO_h v_h^T into ds [H, T, T], dS in place, then
- * dq_h += dS_h k_h, dk_h += dS_h^T q_h, dv_h += P_h^T dO_h. */
-static vit_status backward_image_by_gemm(vit_backend *be, float *dqkv, const float *dout, const float *qkv,
-                                         const float *probs, float *ds, int b, int T, int H, int hd, float scale) {
+ * dq_h += dS_h k_h, dk_h += dS_h^T q_h, dv_h += P_h^T dO_h (= for a fresh dqkv). */
+static vit_status backward_image_by_gemm(vit_backend *be, float *dqkv, bool accumulate, const float *dout,
+                                         const float *qkv, const float *probs, float *ds, int b, int T, int H, int hd,
+                                         float scale) {
     const int ts = 3 * H * hd, os = H * hd;
     const size_t tt = (size_t)T * T;
     const float *x = qkv + (size_t)b * T * ts, *go = dout + (size_t)b * T * os, *p = probs + (size_t)b * H * tt;
@@ -260,11 +261,11 @@ static vit_status backward_image_by_gemm(vit_backend *be, float *dqkv, const flo
     for (int h = 0; h < H; h++) {
         const float *dsh = ds + h * tt;
         vit_gemm dq = {.M = T, .N = hd, .K = T, .A = dsh, .lda = T, .B = x + (H + h) * hd, .ldb = ts,
-                       .C = dx + h * hd, .ldc = ts, .accumulate = true};
+                       .C = dx + h * hd, .ldc = ts, .accumulate = accumulate};
         vit_gemm dk = {.M = T, .N = hd, .K = T, .A = dsh, .lda = T, .trans_a = true, .B = x + h * hd, .ldb = ts,
-                       .C = dx + (H + h) * hd, .ldc = ts, .accumulate = true};
+                       .C = dx + (H + h) * hd, .ldc = ts, .accumulate = accumulate};
         vit_gemm dv = {.M = T, .N = hd, .K = T, .A = p + h * tt, .lda = T, .trans_a = true, .B = go + h * hd,
-                       .ldb = os, .C = dx + (2 * H + h) * hd, .ldc = ts, .accumulate = true};
+                       .ldb = os, .C = dx + (2 * H + h) * hd, .ldc = ts, .accumulate = accumulate};
         VIT_TRY(be->ops->gemm(be, &dq));
         VIT_TRY(be->ops->gemm(be, &dk));
         VIT_TRY(be->ops->gemm(be, &dv));
@@ -427,10 +428,12 @@ vit_status vit_attention_forward(vit_backend *be, float *out, void *saved, const
  *   dS = P * (dP - rowsum(dP * P)),
  *   dQ = scale dS K,  dK = scale dS^T Q,  dV = A^T dO.
  * dS (and A) are kept whole for the block so dK and dV are each summed in one
- * accumulator and added to dqkv once. Everything of a block lands in its own
- * slice of dqkv, so blocks never write the same memory.
+ * accumulator and added to dqkv once (or written, for a fresh dqkv: a pass
+ * that reads nothing of it, a quarter of the backward's time at 50 tokens).
+ * Everything of a block lands in its own slice of dqkv, so blocks never
+ * write the same memory.
  */
-VIT_VECTORIZED static void block_backward(float *restrict dqkv, const float *restrict dout,
+VIT_VECTORIZED static void block_backward(float *restrict dqkv, bool accumulate, const float *restrict dout,
                                           const float *restrict qkv, const float *restrict probs, int b, int h,
                                           int T, int H, int hd, float scale, float drop_p, uint64_t key,
                                           float *restrict scratch) {
@@ -475,19 +478,19 @@ VIT_VECTORIZED static void block_backward(float *restrict dqkv, const float *res
             const float dd = vit_dot(dsi, p, T);
             for (int j = 0; j < T; j++) dsi[j] = p[j] * (dsi[j] - dd) * scale; /* scale * dS */
         }
-        block_product(dqkv + q0 + i0 * ts, ts, ds + (size_t)i0 * Tp, Tp, 1, qkv + k0, ts, T, hd, rows, true);
+        block_product(dqkv + q0 + i0 * ts, ts, ds + (size_t)i0 * Tp, Tp, 1, qkv + k0, ts, T, hd, rows, accumulate);
     }
     /* Columns j of dS and A are the coefficients of dK and dV rows j. */
     for (int j0 = 0; j0 < T; j0 += TILE_ROWS) {
         const int rows = T - j0 < TILE_ROWS ? T - j0 : TILE_ROWS;
-        block_product(dqkv + k0 + j0 * ts, ts, ds + j0, 1, Tp, qkv + q0, ts, T, hd, rows, true);
-        block_product(dqkv + v0 + j0 * ts, ts, a + j0, 1, as, go, os, T, hd, rows, true);
+        block_product(dqkv + k0 + j0 * ts, ts, ds + j0, 1, Tp, qkv + q0, ts, T, hd, rows, accumulate);
+        block_product(dqkv + v0 + j0 * ts, ts, a + j0, 1, as, go, os, T, hd, rows, accumulate);
     }
 }
 
-vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
-                                  const void *saved, int B, int T, int H, int hd, float scale, float drop_p,
-                                  uint64_t drop_key, void *given_scratch) {
+vit_status vit_attention_backward(vit_backend *be, float *dqkv, bool accumulate, const float *dout, const float *qkv,
+                                  const float *out, const void *saved, int B, int T, int H, int hd, float scale,
+                                  float drop_p, uint64_t drop_key, void *given_scratch) {
     (void)out; /* the probabilities are kept whole: no need to rebuild them from out */
     const float *probs = keeps_probs(T) ? saved : NULL;
     VIT_CHECK_ARG(dqkv && dout && qkv && B > 0 && T > 0 && H > 0 && hd > 0, "attention backward: bad arguments");
@@ -495,7 +498,8 @@ vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dou
     if (by_gemm(T, drop_p)) {
         VIT_CHECK_ARG(given_scratch, "attention backward: no scratch for the score gradients");
         for (int b = 0; b < B; b++)
-            VIT_TRY(backward_image_by_gemm(be, dqkv, dout, qkv, probs, given_scratch, b, T, H, hd, scale));
+            VIT_TRY(backward_image_by_gemm(be, dqkv, accumulate, dout, qkv, probs, given_scratch, b, T, H, hd,
+                                           scale));
         return VIT_OK;
     }
     const int blocks = B * H;
@@ -506,8 +510,8 @@ vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dou
     if (!scratch) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "attention backward: %d x %zu floats of scratch", nt, per);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int bh = 0; bh < blocks; bh++)
-        block_backward(dqkv, dout, qkv, probs ? probs + (size_t)bh * T * T : NULL, bh / H, bh % H, T, H, hd, scale,
-                       drop_p, drop_key, scratch + (size_t)omp_get_thread_num() * per);
+        block_backward(dqkv, accumulate, dout, qkv, probs ? probs + (size_t)bh * T * T : NULL, bh / H, bh % H, T, H,
+                       hd, scale, drop_p, drop_key, scratch + (size_t)omp_get_thread_num() * per);
     if (owned) free(scratch);
     return VIT_OK;
 }

@@ -140,9 +140,9 @@ vit_status vit_softmax_backward(vit_backend *be, float *dinp, const float *out, 
 void vit_attention_sizes(vit_backend *be, int B, int T, int H, int hd, size_t *saved_bytes, size_t *scratch_bytes);
 vit_status vit_attention_forward(vit_backend *be, float *out, void *saved, const float *qkv, int B, int T, int H,
                                  int hd, float scale, float drop_p, uint64_t drop_key, void *given_scratch);
-vit_status vit_attention_backward(vit_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
-                                  const void *saved, int B, int T, int H, int hd, float scale, float drop_p,
-                                  uint64_t drop_key, void *given_scratch);
+vit_status vit_attention_backward(vit_backend *be, float *dqkv, bool accumulate, const float *dout, const float *qkv,
+                                  const float *out, const void *saved, int B, int T, int H, int hd, float scale,
+                                  float drop_p, uint64_t drop_key, void *given_scratch);
 
 /* attention of learned queries (the attention-pool head) */
 vit_status vit_pool_attention_forward(vit_backend *be, float *out, float *probs, const float *q, const float *kv,

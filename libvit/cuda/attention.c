@@ -87,9 +87,9 @@ vit_status vit_cuda_attention_forward(vit_backend *be, float *out, void *saved, 
     return vit_cuda_check(vit_cuk_heads(out, o, B, T, H, hd, 0, s->stream), "attention_forward: heads");
 }
 
-vit_status vit_cuda_attention_backward(vit_backend *be, float *dqkv, const float *dout, const float *qkv,
-                                       const float *out, const void *saved, int B, int T, int H, int hd, float scale,
-                                       float drop_p, uint64_t drop_key, void *scratch) {
+vit_status vit_cuda_attention_backward(vit_backend *be, float *dqkv, bool accumulate, const float *dout,
+                                       const float *qkv, const float *out, const void *saved, int B, int T, int H,
+                                       int hd, float scale, float drop_p, uint64_t drop_key, void *scratch) {
     (void)scratch;
     (void)out;
     VIT_TRY(check_shape("attention_backward", B, T, H, hd));
@@ -98,6 +98,8 @@ vit_status vit_cuda_attention_backward(vit_backend *be, float *dqkv, const float
                         "CUDA attention_backward: no saved state (the forward ran without recording)");
     if ((int64_t)B * T * H * hd == 0) return VIT_OK;
     vit_cuda_state *s = vit_cuda_of(be);
+    /* Both paths below add into dqkv: a fresh buffer is zeroed first. */
+    if (!accumulate) VIT_TRY(be->ops->zero(be, dqkv, (size_t)B * T * 3 * H * hd * sizeof(float)));
     /* cuDNN's fused backward, for the forwards it ran */
     bool fused = false;
     VIT_TRY(vit_cuda_sdpa_backward(be, dqkv, dout, qkv, out, saved, B, T, H, hd, scale, drop_p, &fused));

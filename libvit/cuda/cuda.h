@@ -141,9 +141,9 @@ void vit_cuda_attention_sizes(vit_backend *be, int B, int T, int H, int hd, size
                               size_t *scratch_bytes);
 vit_status vit_cuda_attention_forward(vit_backend *be, float *out, void *saved, const float *qkv, int B, int T, int H,
                                       int hd, float scale, float drop_p, uint64_t drop_key, void *scratch);
-vit_status vit_cuda_attention_backward(vit_backend *be, float *dqkv, const float *dout, const float *qkv,
-                                       const float *out, const void *saved, int B, int T, int H, int hd, float scale,
-                                       float drop_p, uint64_t drop_key, void *scratch);
+vit_status vit_cuda_attention_backward(vit_backend *be, float *dqkv, bool accumulate, const float *dout,
+                                       const float *qkv, const float *out, const void *saved, int B, int T, int H,
+                                       int hd, float scale, float drop_p, uint64_t drop_key, void *scratch);
 
 vit_status vit_cuda_pool_attention_forward(vit_backend *be, float *out, float *probs, const float *q, const float *kv,
                                            int B, int L, int N, int H, int hd, float scale, float *scratch);

@@ -13,7 +13,8 @@
  * (vit_backend, vit_backend_ops, vit_gemm, vit_adamw_consts) changes shape
  * or meaning; the loader also compares the table sizes and the library
  * version, so a module from another build is refused with the reason.
- * (3: the NCCL table below.)
+ * (3: the NCCL table below; 4: gelu_bias_backward's output,
+ * attention_backward's accumulate.)
  */
 #ifndef VIT_CUDA_MODULE_H
 #define VIT_CUDA_MODULE_H
@@ -24,7 +25,7 @@
 
 #include "core/backend.h"
 
-#define VIT_CUDA_MODULE_ABI 3u
+#define VIT_CUDA_MODULE_ABI 4u
 #define VIT_CUDA_MODULE_FILE "libvit-cuda.so"
 
 /* NCCL for data-parallel training (cuda/nccl.c; dist/nccl.c is the caller):

@@ -11,7 +11,8 @@
 static vit_status attention_backward(vit_tape *tape, const vit_node *node) {
     vit_backend *be = tape->be;
     vit_value *qkv = node->in[0];
-    float *dqkv = vit_tape_grad(tape, qkv);
+    bool accumulate;
+    float *dqkv = vit_tape_grad_to_write(tape, qkv, &accumulate);
     if (!dqkv) return vit_last_status();
     int B = node->dims[0], T = node->dims[1], H = node->dims[2], hd = node->dims[3];
     size_t saved_bytes, scratch_bytes;
@@ -20,7 +21,7 @@ static vit_status attention_backward(vit_tape *tape, const vit_node *node) {
     vit_arena_mark mark = vit_arena_save(&tape->data);
     void *scratch = vit_arena_alloc(&tape->data, scratch_bytes);
     if (!scratch) return vit_last_status();
-    vit_status st = be->ops->attention_backward(be, dqkv, node->out->grad, qkv->data, node->out->data,
+    vit_status st = be->ops->attention_backward(be, dqkv, accumulate, node->out->grad, qkv->data, node->out->data,
                                                 node->saved[0], B, T, H, hd, 1.0f / sqrtf((float)hd),
                                                 node->scalar[0], node->key, scratch);
     vit_arena_rewind(&tape->data, mark);

@@ -289,9 +289,9 @@ static vit_status k_attention_forward(float *out, float *probs, const float *qkv
     return VIT_OK;
 }
 
-static vit_status k_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs, int B,
-                                       int T, int H, int hd, float scale, float drop_p, uint64_t key,
-                                       float *unused_scratch) {
+static vit_status k_attention_backward(float *dqkv, bool accumulate, const float *dout, const float *qkv,
+                                       const float *probs, int B, int T, int H, int hd, float scale, float drop_p,
+                                       uint64_t key, float *unused_scratch) {
     (void)unused_scratch;
     size_t saved_bytes, scratch_bytes;
     be->ops->attention_sizes(be, B, T, H, hd, &saved_bytes, &scratch_bytes);
@@ -302,8 +302,8 @@ static vit_status k_attention_backward(float *dqkv, const float *dout, const flo
     const size_t no = F((int64_t)B * T * H * hd);
     float *dq = up(dqkv, 3 * no);
     void *scratch = dev_alloc(scratch_bytes);
-    vit_status s = be->ops->attention_backward(be, dq, up(dout, no), up(qkv, 3 * no), out, saved, B, T, H, hd, scale,
-                                               drop_p, key, scratch);
+    vit_status s = be->ops->attention_backward(be, dq, accumulate, up(dout, no), up(qkv, 3 * no), out, saved, B, T, H,
+                                               hd, scale, drop_p, key, scratch);
     if (s == VIT_OK) down(dqkv, dq, 3 * no);
     return s;
 }
@@ -792,9 +792,22 @@ START_TEST(test_attention) {
         if (!other_road)
             ck_assert_msg(memcmp(out, out_inf, (size_t)nout * sizeof(float)) == 0, "attention: probs NULL changed out");
 
+        /* A fresh dqkv (accumulate false) is written and never read: the NaN
+         * in it must go, and the gradient be the one added to zeros, bit for
+         * bit (by the register tiles, and from 128 tokens by the products). */
+        float *added = fvec(nqkv), *written = fvec(nqkv);
+        for (int64_t i = 0; i < nqkv; i++) written[i] = NAN;
+        ck_assert_int_eq(k_attention_backward(added, true, W, qkv, probs, B, T, H, hd, scale, drop_p, c.key, NULL),
+                         VIT_OK);
+        ck_assert_int_eq(k_attention_backward(written, false, W, qkv, probs, B, T, H, hd, scale, drop_p, c.key, NULL),
+                         VIT_OK);
+        ck_assert_msg(memcmp(added, written, (size_t)nqkv * sizeof(float)) == 0,
+                      "attention (shape %zu): a fresh dqkv's gradient is not the one added to zeros", s);
+
         if (!attn_shapes[s][5]) continue;
         float *dqkv = grad_base(nqkv), *dqkv0 = fcopy(dqkv, nqkv);
-        ck_assert_int_eq(k_attention_backward(dqkv, W, qkv, probs, B, T, H, hd, scale, drop_p, c.key, NULL), VIT_OK);
+        ck_assert_int_eq(k_attention_backward(dqkv, true, W, qkv, probs, B, T, H, hd, scale, drop_p, c.key, NULL),
+                         VIT_OK);
         expect_grad("attention dqkv", attn_loss, &c, c.qkv, nqkv, dqkv, dqkv0);
     }
     /* backward without the saved state, where the backend keeps one, is refused, not a crash */
@@ -805,7 +818,7 @@ START_TEST(test_attention) {
         size_t saved_bytes, scratch_bytes;
         be->ops->attention_sizes(be, 1, T, 1, 4, &saved_bytes, &scratch_bytes);
         if (saved_bytes)
-            ck_assert_int_eq(k_attention_backward(x, g, x, NULL, 1, T, 1, 4, 1.0f, 0.0f, 0, NULL),
+            ck_assert_int_eq(k_attention_backward(x, true, g, x, NULL, 1, T, 1, 4, 1.0f, 0.0f, 0, NULL),
                              VIT_ERR_INVALID_ARGUMENT);
     }
 }
@@ -831,7 +844,8 @@ START_TEST(test_attention_dropout_mask) {
         omp_set_num_threads(k + 1);
         out[k] = fvec(nout), probs[k] = fvec(np), dqkv[k] = fvec(nqkv);
         ck_assert_int_eq(k_attention_forward(out[k], probs[k], qkv, B, T, H, hd, scale, p, key, NULL), VIT_OK);
-        ck_assert_int_eq(k_attention_backward(dqkv[k], dout, qkv, probs[k], B, T, H, hd, scale, p, key, NULL), VIT_OK);
+        ck_assert_int_eq(k_attention_backward(dqkv[k], true, dout, qkv, probs[k], B, T, H, hd, scale, p, key, NULL),
+                         VIT_OK);
     }
     omp_set_num_threads(threads0);
     for (int k = 1; k < 3; k++) {
@@ -1360,7 +1374,8 @@ START_TEST(test_accumulate_twice) {
             k_layernorm_backward(grads[k][0], grads[k][1], grads[k][2], g, x, w, mean, rstd, rows, C);
             k_gelu_backward(grads[k][3], x, g, n);
             k_softmax_backward(grads[k][4], smax, g, rows, C);
-            ck_assert_int_eq(k_attention_backward(grads[k][5], o, qkv, probs, B, T, H, hd, 0.4f, 0.2f, 9, NULL), VIT_OK);
+            ck_assert_int_eq(k_attention_backward(grads[k][5], true, o, qkv, probs, B, T, H, hd, 0.4f, 0.2f, 9, NULL),
+                             VIT_OK);
             k_cross_entropy_backward(grads[k][6], ce, labels, rows, C, 0.1f, 1.5f);
             k_resample_bicubic_backward(grads[k][7], gh, gw, gr, 5, 6, C);
             k_bias_backward(grads[k][8], g, rows, C);
