@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Where one GPU training step's time goes, from Nsight Compute's CSV:
 
-    ncu --clock-control none --metrics gpu__time_duration.sum --csv \\
+    ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \\
         vit-bench --workload b16-train --device cuda --steps 1 --warmup 1 > ncu.csv
     tools/kernel-times.py ncu.csv[.gz]
 
-A step ends with the AdamW launches (one per parameter group); the last
-step, from the end of the previous run of AdamW launches, is summed by
-class and by kernel. Prints markdown."""
+(--print-units base: the durations are then read as nanoseconds.) A step
+ends with a run of AdamW launches; the last step, from the end of the
+previous such run, is summed by class and by kernel. Prints markdown."""
 import collections
 import csv
 import gzip
