@@ -122,9 +122,9 @@ VIT_VECTORIZED static void gelu_rows(float *restrict out, float *restrict dinp, 
  * GELU's pass over the rows, then bias_backward's over the gradient it
  * leaves in cache: a walk over part of each row, a row apart, loses the
  * prefetchers: the threads' column strips this pass took before were 1.8
- * to 2.4 times as slow on two threads at fmnist-train's 6400 x 512, 1.7 to
- * 2.0 times at tiny-c32-train's 4160 x 768, and 1.2 to 1.3 times at 788 x
- * 3072 on one thread (AVX-512 EPYC). Both ways each column is summed
+ * to 2.4 times as slow on two threads at the Fashion-MNIST recipe's 6400 x
+ * 512, 1.7 to 2.0 times at tiny-c32-train's 4160 x 768, and 1.2 to 1.3
+ * times at 788 x 3072 on one thread (AVX-512 EPYC). Both ways each column is summed
  * over the rows in order, in double, as bias_backward sums it: the same
  * bits on any thread count. */
 vit_status vit_gelu_bias_backward(vit_backend *be, float *out, float *dinp, float *dbias, const float *inp,
