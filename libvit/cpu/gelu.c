@@ -83,31 +83,13 @@ vit_status vit_gelu_backward(vit_backend *be, float *dinp, const float *inp, con
 /* The widest rows whose double sums (8 KiB) stay in L1 through one walk. */
 enum { GELU_BIAS_COLS = 1024 };
 
-/* dinp [rows, C] as gelu_span_backward, and dbias [C] += its column sums,
- * each column's over the rows in order in double, as bias_backward adds
- * them; with out, out = GELU(inp) from the same loads. C <= GELU_BIAS_COLS. */
-VIT_VECTORIZED static void gelu_bias_rows(float *restrict out, float *restrict dinp, float *restrict dbias,
-                                          const float *restrict inp, const float *restrict dout, int64_t rows,
-                                          int C) {
-    double acc[GELU_BIAS_COLS];
-    for (int l = 0; l < C; l++) acc[l] = 0.0;
-    for (int64_t r = 0; r < rows; r++) {
-        const int64_t at = r * C;
-        float *d = dinp + at;
-        if (out)
-            gelu_span_both(out + at, d, inp + at, dout ? dout + at : NULL, C);
-        else
-            gelu_span_backward(d, inp + at, dout ? dout + at : NULL, C);
-        for (int l = 0; l < C; l++) acc[l] += d[l];
-    }
-    for (int l = 0; l < C; l++) dbias[l] += (float)acc[l];
-}
-
-/* gelu_bias_rows without the sums, rows shared out in pieces of about
- * GELU_SPAN elements: the same instructions on each element of a row, so the
- * same bits, where C leaves a register part-filled too. */
-VIT_VECTORIZED static void gelu_rows(float *restrict out, float *restrict dinp, const float *restrict inp,
-                                     const float *restrict dout, int64_t r0, int64_t r1, int C) {
+/* Rows [r0, r1) of dinp [rows, C] as gelu_span_backward, one row at a time;
+ * with out, out = GELU(inp) from the same loads. Never inlined: both ways of
+ * vit_gelu_bias_backward run this code on every row, so dinp gets the same
+ * bits either way, also where C leaves a register part-filled. */
+__attribute__((noinline)) VIT_VECTORIZED static void gelu_rows(float *restrict out, float *restrict dinp,
+                                                               const float *restrict inp, const float *restrict dout,
+                                                               int64_t r0, int64_t r1, int C) {
     for (int64_t r = r0; r < r1; r++) {
         const int64_t at = r * C;
         if (out)
@@ -117,14 +99,30 @@ VIT_VECTORIZED static void gelu_rows(float *restrict out, float *restrict dinp, 
     }
 }
 
+/* gelu_rows over every row, and dbias [C] += dinp's column sums as each row
+ * is written, each column's over the rows in order in double, as
+ * bias_backward adds them. C <= GELU_BIAS_COLS. */
+VIT_VECTORIZED static void gelu_bias_rows(float *restrict out, float *restrict dinp, float *restrict dbias,
+                                          const float *restrict inp, const float *restrict dout, int64_t rows,
+                                          int C) {
+    double acc[GELU_BIAS_COLS];
+    for (int l = 0; l < C; l++) acc[l] = 0.0;
+    for (int64_t r = 0; r < rows; r++) {
+        gelu_rows(out, dinp, inp, dout, r, r + 1, C);
+        const float *d = dinp + r * C;
+        for (int l = 0; l < C; l++) acc[l] += d[l];
+    }
+    for (int l = 0; l < C; l++) dbias[l] += (float)acc[l];
+}
+
 /* One walk over whole rows, the sums taken as dinp is written, where one
  * thread has the rows and they are at most GELU_BIAS_COLS wide. Otherwise
  * GELU's pass over the rows, then bias_backward's over the gradient it
  * leaves in cache: a walk over part of each row, a row apart, loses the
- * prefetchers: the threads' column strips this pass took before were 1.8
- * to 2.4 times as slow on two threads at the Fashion-MNIST recipe's 6400 x
- * 512, 1.7 to 2.0 times at tiny-c32-train's 4160 x 768, and 1.2 to 1.3
- * times at 788 x 3072 on one thread (AVX-512 EPYC). Both ways each column is summed
+ * prefetchers. The threads' column strips this pass took before were 1.8 to
+ * 2.4 times as slow on two threads at the Fashion-MNIST recipe's 6400 x 512,
+ * 1.7 to 2.0 times at tiny-c32-train's 4160 x 768, and 1.2 to 1.3 times at
+ * 788 x 3072 on one thread (AVX-512 EPYC). Both ways each column is summed
  * over the rows in order, in double, as bias_backward sums it: the same
  * bits on any thread count. */
 vit_status vit_gelu_bias_backward(vit_backend *be, float *out, float *dinp, float *dbias, const float *inp,
