@@ -111,8 +111,8 @@ typedef struct vit_backend_ops {
     vit_status (*gelu_backward)(vit_backend *be, float *dinp, const float *inp, const float *dout, int64_t n);
     /* gelu_backward over dinp [rows, C], then dbias [C] += the column sums of
      * dinp (as bias_backward, bit for bit): the bias gradient of the linear
-     * layer before the GELU, taken while dinp is being written rather than
-     * read back from memory afterwards. out [rows, C] (NULL: none) = GELU(inp)
+     * layer before the GELU, taken while dinp is being written or still in
+     * cache rather than read back from memory later. out [rows, C] (NULL: none) = GELU(inp)
      * in the same pass, the GELU's output again for its reader's weight
      * gradient (equal to gelu_forward's to a rounding in the last place of a
      * row's final elements, where C leaves a part-filled register). */
