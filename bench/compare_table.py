@@ -9,7 +9,9 @@ measured at the workload's own shapes, and libvit's and ONNX Runtime's
 whole-step GFLOP/s as a share of the processor's multiply-add peak that
 bench_gemm measures beside it. Speed ratios and shares are the median of
 each run's own ratio (compare.sh runs a run's sides back to back), memory
-ratios the ratio of medians. The GFLOP/s column counts the model's FLOPs,
+ratios the ratio of medians; libvit÷best, libvit÷ORT and the share, the
+cells the targets are stated in, also list each run's own value. The
+GFLOP/s column counts the model's FLOPs,
 the same per image for every implementation; the shares count those libvit
 computes ("executed_gflops": its inference skips the last block's
 projection and MLP for all tokens but the pooled class token). Lines are
@@ -76,18 +78,35 @@ def main():
     def percent(r):
         return fmt(None if r is None else 100 * r, ".0f") + "%"
 
+    def run_ratios(workload, a_impl, a_value, b_impl, b_value):
+        """Each run's a_value(a's record) / b_value(b's record), in run order,
+        or None where the runs do not pair up (a side failed)."""
+        a = [a_value(r) for r in runs[workload].get(a_impl, [])]
+        b = [b_value(r) for r in runs[workload].get(b_impl, [])]
+        if a and len(a) == len(b) and None not in a and None not in b and 0 not in b:
+            return [x / y for x, y in zip(a, b)]
+        return None
+
     def paired(workload, a_impl, a_value, b_impl, b_value):
         """Median over runs of a_value(a's record) / b_value(b's record) of the
         same run. compare.sh measures a run's sides back to back, so a slow
         spell of the machine between runs moves both sides of a run's ratio
         alike but not a ratio of medians taken run by run apart. Falls back to
         the ratio of medians where the runs do not pair up (a side failed)."""
-        a = [a_value(r) for r in runs[workload].get(a_impl, [])]
-        b = [b_value(r) for r in runs[workload].get(b_impl, [])]
-        if a and len(a) == len(b) and None not in a and None not in b and 0 not in b:
-            return statistics.median(x / y for x, y in zip(a, b))
-        a, b = [x for x in a if x is not None], [y for y in b if y is not None]
+        per_run = run_ratios(workload, a_impl, a_value, b_impl, b_value)
+        if per_run:
+            return statistics.median(per_run)
+        a = [x for x in map(a_value, runs[workload].get(a_impl, [])) if x is not None]
+        b = [y for y in map(b_value, runs[workload].get(b_impl, [])) if y is not None]
         return ratio(statistics.median(a) if a else None, statistics.median(b) if b else None)
+
+    def with_runs(cell, per_run, spec, scale=1):
+        """cell, then each run's own value where there are several: the cells
+        the targets are stated in, so that a reader sees how far the runs
+        spread around the median."""
+        if not per_run or len(per_run) < 2:
+            return cell
+        return f"{cell} ({', '.join(format(scale * v, spec) for v in per_run)})"
 
     def best_pytorch(workload):
         """(label, impl key, img/s, MiB) of PyTorch's fastest configuration, or Nones."""
@@ -110,13 +129,16 @@ def main():
         label = f"{key[0]} ({key[1]} threads)" if several_thread_counts else key[0]
         cells = [fmt(ips[0], ".2f"), fmt(ips[1], ".2f"),
                  "–" if best_ips is None else f"{best_ips:.2f} ({how})", fmt(ips[2], ".2f")]
-        cells += [fmt(paired(key, "libvit", field("img_per_s"), other, field("img_per_s")), ".2f") + "×"
-                  for other in ("pytorch", best, "onnxruntime")]
+        for column, other in enumerate(("pytorch", best, "onnxruntime")):
+            speed = (key, "libvit", field("img_per_s"), other, field("img_per_s"))
+            cell = fmt(paired(*speed), ".2f") + "×"
+            cells.append(with_runs(cell, run_ratios(*speed), ".2f") if column else cell)
         cells += [fmt(mib[0], ".0f"), fmt(mib[1], ".0f"), fmt(best_mib, ".0f"), fmt(mib[2], ".0f"),
                   fmt(ratio(mib[0], mib[1]), ".2f"), fmt(ratio(mib[0], best_mib), ".2f")]
         gf = med("gflops", key, "libvit")
+        share = (key, "libvit", executed_gflops, "matmul", field("matmul_gflops"))
         cells += [fmt(gf, ".1f"), fmt(med("matmul_gflops", key, "matmul"), ".1f"),
-                  percent(paired(key, "libvit", executed_gflops, "matmul", field("matmul_gflops")))]
+                  with_runs(percent(paired(*share)), run_ratios(*share), ".0f", 100)]
         # ONNX Runtime computes the model's FLOPs per image, which libvit's GFLOP/s column counts
         per_image = None if gf is None or not ips[0] else gf / ips[0]
 
@@ -130,7 +152,8 @@ def main():
     isas = sorted({r["cpu_isa"] for impls in runs.values() for r in impls.get("matmul", []) if "cpu_isa" in r})
     reps = max(len(rs) for impls in runs.values() for rs in impls.values())
     threads = ", ".join(str(t) for t in sorted({t for _, t in runs}))
-    print(f"\nMedian over up to {reps} run(s) per side (speed ratios and shares: of each run's own ratio); "
+    print(f"\nMedian over up to {reps} run(s) per side (speed ratios and shares: of each run's own ratio, "
+          "each run's in parentheses after libvit÷best, libvit÷ORT and share); "
           f"threads {threads}; "
           f"PyTorch BLAS {', '.join(sorted(blas)) or 'unknown'}; libvit's CPU kernels "
           f"{', '.join(isas) or 'at an unrecorded ISA'}. \"best\" is PyTorch's fastest configuration "
