@@ -7,19 +7,18 @@ workload, the median over repeats of images per second and peak RSS, and
 libvit's whole-step GFLOP/s as a share of the oneDNN matrix-product rate
 measured at the workload's own shapes, and libvit's and ONNX Runtime's
 whole-step GFLOP/s as a share of the processor's multiply-add peak that
-bench_gemm measures beside it. Speed ratios and shares are the median of
-each run's own ratio (compare.sh runs a run's sides back to back), memory
-ratios the ratio of medians; libvit÷best, libvit÷ORT and the share, the
-cells the targets are stated in, also list each run's own value. The
-GFLOP/s column counts the model's FLOPs,
-the same per image for every implementation; the shares count those libvit
-computes ("executed_gflops": its inference skips the last block's
-projection and MLP for all tokens but the pooled class token). Lines are
-grouped by "cores" (the comparison's thread count; "threads" where absent).
-PyTorch appears twice: as most programs run it (one process on all the
-cores' threads) and at its best, the fastest of the configurations measured
-(also one thread, and P processes of T threads, written "PxT"), whose memory
-is one process's peak. Standard library only.
+bench_gemm measures beside it. Speed ratios and shares are the median of each
+run's own ratio (compare.sh runs a run's sides back to back), memory ratios
+the ratio of medians; libvit÷best, libvit÷ORT and the share, the cells the
+targets are stated in, also list each run's own value. The GFLOP/s column
+counts the model's FLOPs, the same per image for every implementation; the
+shares count those libvit computes ("executed_gflops": its inference skips the
+last block's projection and MLP for all tokens but the pooled class token).
+Lines are grouped by "cores" (the comparison's thread count; "threads" where
+absent). PyTorch appears twice: as most programs run it (one process on all
+the cores' threads) and at its best, the fastest of the configurations
+measured (also one thread, and P processes of T threads, written "PxT"), whose
+memory is one process's peak. Standard library only.
 
     python3 bench/compare_table.py bench/results.jsonl
 """

@@ -112,10 +112,11 @@ typedef struct vit_backend_ops {
     /* gelu_backward over dinp [rows, C], then dbias [C] += the column sums of
      * dinp (as bias_backward, bit for bit): the bias gradient of the linear
      * layer before the GELU, taken while dinp is being written or still in
-     * cache rather than read back from memory later. out [rows, C] (NULL: none) = GELU(inp)
-     * in the same pass, the GELU's output again for its reader's weight
-     * gradient (equal to gelu_forward's to a rounding in the last place of a
-     * row's final elements, where C leaves a part-filled register). */
+     * cache rather than read back from memory later. out [rows, C] (NULL:
+     * none) = GELU(inp) in the same pass, the GELU's output again for its
+     * reader's weight gradient (equal to gelu_forward's to a rounding in the
+     * last place of a row's final elements, where C leaves a part-filled
+     * register). */
     vit_status (*gelu_bias_backward)(vit_backend *be, float *out, float *dinp, float *dbias, const float *inp,
                                      const float *dout, int64_t rows, int C);
     /* QuickGELU x * sigmoid(1.702 x) (vit_quick_gelu, OpenAI CLIP), the same contract. */
