@@ -90,6 +90,7 @@ static const vit_backend_ops *isa_table(vit_cpu_isa isa) {
 /* -------------------------------------------------------------- state */
 typedef struct cpu_state {
     vit_cpu_matmul *mm; /* made on the first product: a context that only reads data never starts oneDNN */
+    vit_cpu_isa isa;    /* of the backend's table */
 } cpu_state;
 
 void vit_cpu_destroy(vit_backend *be) {
@@ -111,6 +112,7 @@ vit_status vit_backend_create_cpu_isa(vit_cpu_isa isa, vit_backend **out) {
         return vit_fail(VIT_ERR_OUT_OF_MEMORY, "CPU backend: no memory for its state");
     }
     be->ops = isa_table(isa);
+    s->isa = isa;
     be->device = VIT_DEVICE_CPU;
     be->host_memory = true;
     be->refs = 1;
@@ -195,7 +197,7 @@ vit_status vit_cpu_sync(vit_backend *be) {
 /* ----------------------------------------------------------- products */
 static vit_status matmul_of(vit_backend *be, vit_cpu_matmul **mm) {
     cpu_state *s = be->state;
-    if (!s->mm) VIT_TRY(vit_cpu_matmul_create(&s->mm, be));
+    if (!s->mm) VIT_TRY(vit_cpu_matmul_create(&s->mm, be, s->isa));
     *mm = s->mm;
     return VIT_OK;
 }

@@ -54,12 +54,16 @@
  * AVX-512 CPUs: BA16a64b), B is reordered once into a buffer of this state,
  * keyed by B's address and both layouts, and reordered again only when the
  * stamp changes; the plain path would otherwise copy B into blocks inside
- * every call, on every thread. Where oneDNN keeps a plain layout (AVX2,
- * baseline) the stamp changes nothing. The copies live until forget (the
- * weights' owner frees them) or the state's destruction; if one cannot be
- * allocated the product runs on B as it is.
+ * every call, on every thread. At the AVX2 level, where oneDNN keeps a plain
+ * layout, a stamped B goes to libvit's own product instead (cpu/packed_gemm.h:
+ * B packed once into panels of 16 columns, same list, same stamps), except
+ * for products oneDNN runs whole over many rows (own_product_takes); at the
+ * baseline level the stamp changes nothing. The copies live until forget
+ * (the weights' owner frees them) or the state's destruction; if one cannot
+ * be allocated the product runs on B as it is.
  */
 #include "cpu/matmul.h"
+#include "cpu/packed_gemm.h"
 
 #include <omp.h>
 #include <stdint.h>
@@ -112,10 +116,12 @@ typedef struct gemm_entry {
     int helper_mem_count;
 } gemm_entry;
 
-/* One weight reordered into one layout. */
+/* One weight reordered into one layout: oneDNN's packed, or with own set
+ * cpu/packed_gemm.h's panels (packed unused). */
 typedef struct packed_weight {
     const float *B;
     uint64_t stamp;             /* of the contents buf holds; 0: none yet */
+    bool own;
     dnnl_memory_desc_t user, packed;
     void *buf;
     size_t bytes;
@@ -123,6 +129,7 @@ typedef struct packed_weight {
 
 struct vit_cpu_matmul {
     vit_backend *be;            /* whose gelu_forward is the GELU epilogue */
+    bool own_packing;           /* stamped weights go to cpu/packed_gemm.h's product */
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     gemm_entry *table;          /* capacity a power of two */
@@ -202,7 +209,7 @@ static vit_status dnnl_fail(dnnl_status_t st, const char *what, const gemm_key *
                     (int)k->batch, what, dnnl_status2str(st));
 }
 
-vit_status vit_cpu_matmul_create(vit_cpu_matmul **out, vit_backend *be) {
+vit_status vit_cpu_matmul_create(vit_cpu_matmul **out, vit_backend *be, vit_cpu_isa isa) {
     *out = NULL;
     gemm_state *s = calloc(1, sizeof *s);
     if (s) s->table = calloc(CACHE_INITIAL_CAP, sizeof *s->table);
@@ -211,6 +218,7 @@ vit_status vit_cpu_matmul_create(vit_cpu_matmul **out, vit_backend *be) {
         return vit_fail(VIT_ERR_OUT_OF_MEMORY, "oneDNN matmul: no memory for the primitive cache");
     }
     s->be = be;
+    s->own_packing = isa == VIT_CPU_ISA_AVX2;
     s->cap = CACHE_INITIAL_CAP;
     dnnl_status_t st = dnnl_engine_create(&s->engine, dnnl_cpu, 0);
     const char *what = "engine";
@@ -480,32 +488,40 @@ static vit_status entry_get(gemm_state *s, const gemm_key *k, gemm_entry **out) 
 
 /* ------------------------------------------------------- packed weights */
 
+/* The list's copy of B laid out as user describes it, in oneDNN's layout
+ * packed or (own, packed NULL) in packed_gemm's; made, with bytes of buffer
+ * and no contents yet, where there is none. */
+static vit_status pack_slot(gemm_state *s, const float *B, bool own, const dnnl_memory_desc_t *user,
+                            const dnnl_memory_desc_t *packed, size_t bytes, packed_weight **out) {
+    for (size_t i = 0; i < s->pack_count; i++) {
+        packed_weight *c = &s->packs[i];
+        if (c->B == B && c->own == own && dnnl_memory_desc_equal(&c->user, user) &&
+            (own || dnnl_memory_desc_equal(&c->packed, packed))) {
+            *out = c;
+            return VIT_OK;
+        }
+    }
+    if (s->pack_count == s->pack_cap) {
+        size_t cap = s->pack_cap ? 2 * s->pack_cap : 64;
+        packed_weight *grown = realloc(s->packs, cap * sizeof *grown);
+        if (!grown) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "CPU matmul: no memory for the packed-weight list");
+        s->packs = grown;
+        s->pack_cap = cap;
+    }
+    void *buf = vit_alloc(bytes);
+    if (!buf) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "CPU matmul: no memory for a %zu-byte packed weight", bytes);
+    packed_weight *pw = &s->packs[s->pack_count++];
+    *pw = (packed_weight){.B = B, .own = own, .user = *user, .buf = buf, .bytes = bytes};
+    if (packed) pw->packed = *packed;
+    s->packed_bytes += bytes;
+    *out = pw;
+    return VIT_OK;
+}
+
 /* The packed copy of g->B for plan, reordered now unless it holds g->b_stamp's contents already. */
 static vit_status packed_b(gemm_state *s, const pack_plan *plan, const vit_gemm *g, const float **out) {
-    packed_weight *pw = NULL;
-    for (size_t i = 0; i < s->pack_count && !pw; i++) {
-        packed_weight *c = &s->packs[i];
-        if (c->B == g->B && dnnl_memory_desc_equal(&c->user, &plan->user) &&
-            dnnl_memory_desc_equal(&c->packed, &plan->packed))
-            pw = c;
-    }
-    if (!pw) {
-        if (s->pack_count == s->pack_cap) {
-            size_t cap = s->pack_cap ? 2 * s->pack_cap : 64;
-            packed_weight *grown = realloc(s->packs, cap * sizeof *grown);
-            if (!grown) return vit_fail(VIT_ERR_OUT_OF_MEMORY, "oneDNN matmul: no memory for the packed-weight list");
-            s->packs = grown;
-            s->pack_cap = cap;
-        }
-        void *buf = vit_alloc(plan->bytes);
-        if (!buf)
-            return vit_fail(VIT_ERR_OUT_OF_MEMORY, "oneDNN matmul: no memory for a %zu-byte packed weight",
-                            plan->bytes);
-        pw = &s->packs[s->pack_count++];
-        *pw = (packed_weight){.B = g->B, .user = plan->user, .packed = plan->packed, .buf = buf,
-                              .bytes = plan->bytes};
-        s->packed_bytes += plan->bytes;
-    }
+    packed_weight *pw;
+    VIT_TRY(pack_slot(s, g->B, false, &plan->user, &plan->packed, plan->bytes, &pw));
     if (pw->stamp != g->b_stamp) {
         pw->stamp = 0; /* until the reorder has succeeded */
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, plan->from}, {DNNL_ARG_TO, plan->to}};
@@ -829,12 +845,72 @@ static vit_status gemm_parts(gemm_state *s, const vit_gemm *g, int threads) {
     return VIT_OK;
 }
 
+/* ------------------------------------------- libvit's own packed product */
+
+/* Fewer rows than this leave most of the kernel's 6-row blocks empty. */
+enum { OWN_MIN_ROWS = 12 };
+
+/* The products that go to packed_gemm's: a stamped B at the AVX2 level,
+ * except where gemm_parts gives oneDNN the whole product over many rows,
+ * which amortise its copy of B: ViT-B/16's at batch 16 (3152 rows) ran at
+ * 208-210 GFLOP/s there against 204 on packed weights (AVX2 on the
+ * AVX-512 EPYC), while at batch 1 (197 rows) packed weights took them from
+ * about 170 to 195-205, and tiny-c32-train's in row slices gained 13 %. */
+static bool own_product_takes(const gemm_state *s, const vit_gemm *g) {
+    const bool whole_and_tall = g->M >= 2 * SLICE_ROWS && (int64_t)g->N * g->K > SLICE_MAX_B;
+    return s->own_packing && g->b_stamp && !g->trans_a && g->M >= OWN_MIN_ROWS && !whole_and_tall;
+}
+
+/* g->B in packed_gemm's panels, packed now unless the copy holds g->b_stamp's contents already. */
+static vit_status own_packed_b(gemm_state *s, const vit_gemm *g, const float **out) {
+    const dnnl_dims_t dims = {g->K, g->N};
+    const dnnl_dims_t strides = {g->trans_b ? 1 : g->ldb, g->trans_b ? g->ldb : 1};
+    dnnl_memory_desc_t user;
+    dnnl_status_t st = dnnl_memory_desc_init_by_strides(&user, 2, dims, dnnl_f32, strides);
+    if (st != dnnl_success) {
+        gemm_key k;
+        key_init(&k, g, 1);
+        return dnnl_fail(st, "B descriptor", &k);
+    }
+    packed_weight *pw;
+    VIT_TRY(pack_slot(s, g->B, true, &user, NULL, vit_packed_gemm_bytes(g->N, g->K), &pw));
+    if (pw->stamp != g->b_stamp) {
+        vit_packed_gemm_pack(pw->buf, g->B, g->ldb, g->trans_b, g->N, g->K);
+        pw->stamp = g->b_stamp;
+    }
+    *out = pw->buf;
+    return VIT_OK;
+}
+
+static vit_status gelu_block(void *state, float *C, int rows, int cols, int ldc) {
+    return apply_gelu(state, C, rows, cols, ldc);
+}
+
+/* *taken is false where B's packed copy could not be allocated: the caller's
+ * road (oneDNN on B as it is) must do the product. */
+static vit_status own_product(gemm_state *s, const vit_gemm *g, int threads, bool *taken) {
+    const float *packed;
+    vit_status st = own_packed_b(s, g, &packed);
+    *taken = st != VIT_ERR_OUT_OF_MEMORY;
+    if (st != VIT_OK) return *taken ? st : VIT_OK;
+    const vit_packed_epilogue gelu = {.run = gelu_block, .ctx = s};
+    st = vit_packed_gemm_run(g->C, g->ldc, g->A, g->lda, packed, g->bias, g->M, g->N, g->K, g->accumulate,
+                             g->epilogue == VIT_EPILOGUE_GELU ? &gelu : NULL, threads);
+    return st == VIT_OK ? VIT_OK : vit_fail(st, "CPU matmul %dx%dx%d: the GELU epilogue failed", g->M, g->N, g->K);
+}
+
 vit_status vit_cpu_gemm(vit_cpu_matmul *s, const vit_gemm *g) {
     VIT_TRY(vit_gemm_check("vit_cpu_gemm", g, 1, 0, 0, 0));
     if (g->M == 0 || g->N == 0) return VIT_OK;
     if (g->K == 0) return fill_empty_k(s, g, g->C);
     int threads = omp_get_max_threads();
-    if (threads == 1 || 2.0 * g->M * g->N * g->K >= SMALL_FLOPS) return gemm_parts(s, g, threads);
+    const bool small = threads > 1 && 2.0 * g->M * g->N * g->K < SMALL_FLOPS;
+    if (own_product_takes(s, g)) {
+        bool taken;
+        VIT_TRY(own_product(s, g, small ? 1 : threads, &taken));
+        if (taken) return VIT_OK;
+    }
+    if (!small) return gemm_parts(s, g, threads);
     omp_set_num_threads(1); /* this thread's ICV only; oneDNN reads it at execution */
     vit_status st = gemm_2d(s, g, 1);
     omp_set_num_threads(threads);

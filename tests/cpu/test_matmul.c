@@ -508,6 +508,11 @@ START_TEST(test_packed_weights) {
         /* two copies, each at least W and at most W padded to 64 x 64 blocks */
         ck_assert_msg(packed >= plain && packed <= 2 * sizeof(float) * 128 * 192,
                       "packed %zu bytes for two copies of a %d x %d weight", packed, N, K);
+    } else if (vit_cpu_isa_dispatched() == VIT_CPU_ISA_AVX2) {
+        /* libvit's own panels: whole 16-column panels of each copy's columns (N, then K) */
+        const size_t panels = sizeof(float) * ((N + 15) / 16 * 16 * (size_t)K + (K + 15) / 16 * 16 * (size_t)N);
+        ck_assert_msg(packed == panels, "packed %zu bytes for two copies of a %d x %d weight, not %zu", packed, N,
+                      K, panels);
     } else {
         ck_assert_msg(packed == 0, "packed %zu bytes where oneDNN keeps plain layouts", packed);
     }
@@ -551,6 +556,53 @@ START_TEST(test_packed_weights) {
     free(y2);
     release_backend();
     free(W), free(Wold), free(x), free(bias), free(y), free(y0), free(dx), free(dx0);
+}
+END_TEST
+
+/* Stamped products over the shapes where the AVX2 level's own kernel
+ * (cpu/packed_gemm.c) has edges: rows not a multiple of its 6-row blocks,
+ * columns not a multiple of its 16-column panels, K over one 256-row chunk
+ * and not a multiple of it, a row slice of a tall product, both layouts of
+ * B, leading dimensions wider than the rows, and each shape with two of
+ * bias with GELU, accumulate, bias alone, GELU alone. At
+ * that level the bits do not depend on the thread count either. */
+START_TEST(test_packed_product_edges) {
+    static const struct { int M, N, K; } shapes[] = {
+        {12, 1, 1}, {13, 17, 7}, {197, 96, 160}, {197, 100, 600}, {61, 33, 512}, {30, 768, 257}, {1700, 40, 300},
+    };
+    const int saved = omp_get_max_threads();
+    const bool own = vit_cpu_isa_dispatched() == VIT_CPU_ISA_AVX2;
+    int c = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int pad = 0; pad <= 3; pad += 3, c++) {
+                const int M = shapes[i].M, N = shapes[i].N, K = shapes[i].K, mode = (c + (int)i) % 4;
+                vit_gemm g = {.M = M, .N = N, .K = K, .lda = K + pad, .trans_b = tb, .ldb = (tb ? K : N) + pad,
+                              .ldc = N + pad, .accumulate = mode == 1, .b_stamp = vit_stamp_next(),
+                              .epilogue = mode == 0 || mode == 3 ? VIT_EPILOGUE_GELU : VIT_EPILOGUE_NONE};
+                const size_t nc = span(M, N, g.ldc), bytes = nc * sizeof(float);
+                float *A = rand_buf(span(M, K, g.lda)), *B = rand_buf(tb ? span(N, K, g.ldb) : span(K, N, g.ldb));
+                float *C0 = rand_buf(nc), *C = malloc(bytes), *one = malloc(bytes);
+                float *bias = mode == 0 || mode == 2 ? rand_buf((size_t)N) : NULL;
+                g.A = A, g.B = B, g.C = C, g.bias = bias;
+                static const int counts[] = {1, 2, 3};
+                for (size_t t = 0; t < sizeof counts / sizeof counts[0]; t++) {
+                    omp_set_num_threads(counts[t]);
+                    memcpy(C, C0, bytes);
+                    ck_assert_msg(gemm(&g) == VIT_OK, "%s", vit_last_error());
+                    ck_assert_int_eq(check_result(&g, C0, true, "packed product"), 0);
+                    if (t == 0) memcpy(one, C, bytes);
+                    else if (own)
+                        ck_assert_msg(memcmp(C, one, bytes) == 0, "%d x %d x %d on %d threads: not one thread's bits",
+                                      M, N, K, counts[t]);
+                }
+                omp_set_num_threads(saved);
+                const size_t nb = tb ? span(N, K, g.ldb) : span(K, N, g.ldb);
+                backend()->ops->forget_weights(backend(), B, nb * sizeof(float));
+                free(A), free(B), free(C0), free(C), free(one), free(bias);
+            }
+    ck_assert_uint_eq(vit_cpu_packed_bytes(backend()), 0);
+    release_backend();
 }
 END_TEST
 
@@ -646,6 +698,7 @@ static Suite *matmul_suite(void) {
     tcase_add_test(tc, test_empty);
     tcase_add_test(tc, test_invalid_args);
     tcase_add_test(tc, test_packed_weights);
+    tcase_add_test(tc, test_packed_product_edges);
     tcase_add_test(tc, test_cache_reuse_and_release);
     tcase_add_test(tc, test_cache_many_shapes);
     tcase_add_test(tc, test_thread_counts);
