@@ -568,7 +568,7 @@ END_TEST
  * that level the bits do not depend on the thread count either. */
 START_TEST(test_packed_product_edges) {
     static const struct { int M, N, K; } shapes[] = {
-        {12, 1, 1}, {13, 17, 7}, {197, 96, 160}, {197, 100, 600}, {61, 33, 512}, {30, 768, 257}, {1700, 40, 300},
+        {64, 1, 1}, {65, 17, 7}, {197, 96, 160}, {197, 100, 600}, {67, 33, 512}, {70, 768, 257}, {1700, 40, 300},
     };
     const int saved = omp_get_max_threads();
     const bool own = vit_cpu_isa_dispatched() == VIT_CPU_ISA_AVX2;
