@@ -848,17 +848,19 @@ static vit_status gemm_parts(gemm_state *s, const vit_gemm *g, int threads) {
 /* ------------------------------------------- libvit's own packed product */
 
 /* Below this many rows a product is bound by reading B (each weight used in
- * fewer multiply-adds than this), and a packed copy costs memory for no
- * gain: ViT-B/16's last block at batch 16, which runs its MLP on the 16
- * class tokens only, took b16-infer-b16's peak from 529 to 549 MiB. */
+ * fewer multiply-adds than this) more than by the multiply-adds the panels
+ * speed up, and the copy costs memory: ViT-B/16's last block at batch 16,
+ * which runs its MLP on the 16 class tokens only, took b16-infer-b16's
+ * peak from 529 to 549 MiB. */
 enum { OWN_MIN_ROWS = 64 };
 
 /* The products that go to packed_gemm's: a stamped B at the AVX2 level,
  * except where gemm_parts gives oneDNN the whole product over many rows,
  * which amortise its copy of B: ViT-B/16's at batch 16 (3152 rows) ran at
- * 208-210 GFLOP/s there against 204 on packed weights (AVX2 on the
- * AVX-512 EPYC), while at batch 1 (197 rows) packed weights took them from
- * about 170 to 195-205, and tiny-c32-train's in row slices gained 13 %. */
+ * 208-210 GFLOP/s there against 203-205 on packed weights (in the model,
+ * AVX2 on the AVX-512 EPYC), while at batch 1 (197 rows) packed weights
+ * took them from 170-173 to 173-205 (median of seven runs 201), and
+ * tiny-c32-train's step, in row slices, gained 13 %. */
 static bool own_product_takes(const gemm_state *s, const vit_gemm *g) {
     const bool whole_and_tall = g->M >= 2 * SLICE_ROWS && (int64_t)g->N * g->K > SLICE_MAX_B;
     return s->own_packing && g->b_stamp && !g->trans_a && g->M >= OWN_MIN_ROWS && !whole_and_tall;
