@@ -563,9 +563,9 @@ END_TEST
  * (cpu/packed_gemm.c) has edges: rows not a multiple of its 6-row blocks,
  * columns not a multiple of its 16-column panels, K over one 256-row chunk
  * and not a multiple of it, a row slice of a tall product, both layouts of
- * B, leading dimensions wider than the rows, and each shape with two of
- * bias with GELU, accumulate, bias alone, GELU alone. At
- * that level the bits do not depend on the thread count either. */
+ * B, leading dimensions wider than the rows, and each shape with each of
+ * bias with GELU, accumulate, bias alone and GELU alone. At that level the
+ * bits do not depend on the thread count either. */
 START_TEST(test_packed_product_edges) {
     static const struct { int M, N, K; } shapes[] = {
         {64, 1, 1}, {65, 17, 7}, {197, 96, 160}, {197, 100, 600}, {67, 33, 512}, {70, 768, 257}, {1700, 40, 300},
